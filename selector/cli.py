@@ -1,0 +1,346 @@
+"""Command line: ``selector select``, ``selector train``, ``selector embed``, ``selector demo-pool``.
+
+A thin layer over :class:`selector.api.Selector`: it parses options, turns every known failure into a
+one-line ``Error: ...`` with exit status 1, and prints the summary. Paths and I/O live here.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+import numpy as np
+
+from strategies import STRATEGIES, SelectionError
+
+from .backbones import ARCHS
+from .device import DEVICES
+
+log = logging.getLogger("selector")
+
+CACHE_DIRNAME = ".selector-cache"
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from .data import PoolError
+    from .export import ExportError
+    from .labels import LabelFileError
+    from .train import CheckpointError
+
+    return (PoolError, CheckpointError, SelectionError, LabelFileError, ExportError, ValueError, OSError)
+
+
+def _loss_names() -> list[str]:
+    from .losses import LOSSES
+
+    return sorted(LOSSES)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
+
+
+class Budget(click.ParamType):
+    """A positive whole number, with a clear message for anything else."""
+
+    name = "N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            n = value
+        else:
+            try:
+                n = int(str(value).strip())
+            except ValueError:
+                self.fail(f"budget must be a whole number, got {value!r}", param, ctx)
+        if n <= 0:
+            self.fail(f"budget must be positive, got {n}", param, ctx)
+        return n
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise click.ClickException(f"output {out} exists; pass --force to overwrite it")
+    if not out.parent.exists():
+        raise click.ClickException(f"output folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK):
+        raise click.ClickException(f"output folder {out.parent} is not writable")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="selector")
+def main() -> None:
+    """Pick which images to label: a contrastive encoder trained on the pool, FAISS clustering and a
+    class-balanced, typical and diverse choice.
+
+    \b
+    Start with:  selector demo-pool demo_pool && selector select --budget 50 --pool demo_pool
+    """
+
+
+common_pool_options = [
+    click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                 help="Where to train and embed: auto uses a CUDA GPU when present."),
+    click.option("--seed", type=int, default=0, show_default=True,
+                 help="Seeds training, k-means and the strategy: the same seed gives the same selection."),
+    click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+                 help="Unreadable image files: skip them with a warning (counted in the summary) or stop."),
+    click.option("-v", "--verbose", count=True, help="More log output (-vv for debug)."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bars, only errors and the result."),
+]
+
+
+def pool_options(f):
+    for opt in reversed(common_pool_options):
+        f = opt(f)
+    return f
+
+
+def encoder_options(f):
+    f = click.option("--arch", type=click.Choice(ARCHS), default="resnet-small", show_default=True,
+                     help="Encoder architecture (resnet-small for CPU, resnet18 for a GPU).")(f)
+    f = click.option("--loss", type=click.Choice(_loss_names()), default="simclr", show_default=True,
+                     help="Contrastive objective for training the encoder on the pool.")(f)
+    f = click.option("--epochs", type=click.IntRange(min=1), default=None,
+                     help="Training epochs [default: about 400,000 images seen, 2 to 60 epochs].")(f)
+    f = click.option("--image-size", type=click.IntRange(min=8, max=512), default=None,
+                     help="Encoder input side in px [default: chosen from the pool: 16, 28, 32 or 64].")(f)
+    return f
+
+
+@main.command("select")
+@click.option("--budget", "-b", type=Budget(), required=True, help="How many images to choose for labeling.")
+@click.option("--pool", "-p", type=click.Path(path_type=Path), default=None,
+              help="Folder of images (searched recursively) or an .npz with an array x.")
+@click.option("--embeddings", type=click.Path(path_type=Path), default=None,
+              help="Select from your own embeddings (.npy, n x d) instead of a pool; ids from --ids.")
+@click.option("--ids", type=click.Path(path_type=Path), default=None,
+              help="With --embeddings: a text file of n item ids (paths), one per line [default: row numbers].")
+@click.option("--strategy", "-s", type=click.Choice(sorted(STRATEGIES)), default="balanced", show_default=True,
+              help="Selection strategy.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("selection.csv"), show_default=True,
+              help="Output file; the format follows the suffix: .csv, .jsonl, .json (Label Studio), "
+                   ".xml (CVAT), .txt (paths).")
+@click.option("--labeled", type=click.Path(path_type=Path), default=None,
+              help="Already-labeled files to exclude (.csv path[,label], .txt, .jsonl, Label Studio .json, CVAT .xml).")
+@click.option("--encoder", type=click.Path(path_type=Path), default=None,
+              help="Use this encoder checkpoint (from 'selector train') instead of training one.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help=f"Where the trained encoder and embeddings are cached [default: {CACHE_DIRNAME}/ beside --out].")
+@click.option("--allow-smaller", is_flag=True, help="If the budget exceeds the unlabeled pool, take all of it.")
+@click.option("--force", "-f", is_flag=True, help="Overwrite the output file if it exists.")
+@encoder_options
+@pool_options
+def select_cmd(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir, allow_smaller, force,
+               arch, loss, epochs, image_size, device, seed, on_bad_image, verbose, quiet):
+    """Choose BUDGET images of a pool to send to annotators and write them to --out."""
+    _setup_logging(verbose, quiet)
+    if (pool is None) == (embeddings is None):
+        raise click.UsageError("give exactly one of --pool DIR or --embeddings FILE.npy")
+    _check_out(out, force)
+    t0 = time.perf_counter()
+    try:
+        result, summary = _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir,
+                                      allow_smaller, arch, loss, epochs, image_size, device, seed, on_bad_image, quiet)
+        files = result.export(out)
+    except click.ClickException:
+        raise
+    except _known_errors() as e:
+        raise click.ClickException(_one_line(e)) from e
+    summary.append(("chosen", f"{len(result)} images -> {', '.join(str(f) for f in files)}"))
+    counts = result.group_counts()
+    if counts and set(counts) != {-1}:
+        summary.append(("per group", " ".join(f"{g}:{c}" for g, c in counts.items())))
+    summary.append(("time", f"{time.perf_counter() - t0:.1f} s"))
+    _print_summary(summary)
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or e}"
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir, allow_smaller, arch,
+                loss, epochs, image_size, device, seed, on_bad_image, quiet):
+    from .api import Selector, labeled_mask_for, select_embeddings
+
+    summary: list[tuple[str, str]] = []
+    if embeddings is not None:
+        emb = _read_embeddings(embeddings)
+        item_ids = _read_ids(ids, len(emb)) if ids is not None else [str(i) for i in range(len(emb))]
+        mask, missing = labeled_mask_for(str(labeled) if labeled else None, item_ids, None)
+        budget = _fit_budget(budget, int((~mask).sum()), f"embeddings {embeddings}", allow_smaller)
+        summary.append(("embeddings", f"{len(emb)} x {emb.shape[1]} from {embeddings}"))
+        result = select_embeddings(emb, budget, mask, strategy, seed, item_ids, None)
+    else:
+        cache = cache_dir if cache_dir is not None else out.resolve().parent / CACHE_DIRNAME
+        sel = Selector(encoder=encoder, strategy=strategy, seed=seed, device=device, epochs=epochs, loss=loss,
+                       arch=arch, image_size=image_size, cache_dir=cache, on_bad=on_bad_image, progress=not quiet)
+        sel.fit(pool)
+        p = sel.pool_
+        skipped = f", {len(p.skipped)} unreadable files skipped" if p.skipped else ""
+        summary.append(("pool", f"{len(p)} images in {pool}{skipped} "
+                                f"({'grayscale' if p.channels == 1 else 'RGB'}, {p.size} px)"))
+        if encoder is not None:
+            summary.append(("encoder", f"{encoder}"))
+        else:
+            tc = sel.train_config(len(p))
+            summary.append(("encoder", f"{arch} trained on the pool with {tc.loss}, {tc.epochs} epochs "
+                                       f"({sel.timings_['train']:.1f} s; cached in {cache})"))
+        summary.append(("embedding", f"{sel.embeddings_.shape[1]}-d, {sel.n_embedded_} images embedded, "
+                                     f"{len(p) - sel.n_embedded_} from cache ({sel.timings_['embed']:.1f} s)"))
+        mask, missing = sel.labeled_mask(str(labeled) if labeled else None)
+        if labeled is not None:
+            summary.append(("labeled", f"{int(mask.sum())} images already labeled excluded"
+                                       + (f"; {missing} entries of {labeled} are not in the pool" if missing else "")))
+        budget = _fit_budget(budget, int((~mask).sum()), f"{pool}", allow_smaller)
+        result = select_embeddings(sel.embeddings_, budget, mask, strategy, seed, p.ids, p.root)
+    if missing:
+        log.warning("%d entries of %s name no item of the pool; ignored", missing, labeled)
+    k = result.n_groups
+    summary.append(("strategy", f"{strategy} ({result.seconds:.2f} s)"
+                                + (f", estimated classes: {k}" if k is not None else "")))
+    return result, summary
+
+
+def _fit_budget(budget: int, n_free: int, where: str, allow_smaller: bool) -> int:
+    if n_free == 0:
+        raise click.ClickException(f"every image in {where} is already labeled; nothing to choose")
+    if budget > n_free:
+        if allow_smaller:
+            log.warning("budget %d > %d unlabeled images in %s: taking all %d", budget, n_free, where, n_free)
+            return n_free
+        raise click.ClickException(f"budget {budget} > {n_free} unlabeled images in {where} "
+                                   "(pass --allow-smaller to take them all)")
+    return budget
+
+
+def _read_embeddings(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise click.ClickException(f"embeddings file {path} does not exist")
+    try:
+        emb = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001
+        raise click.ClickException(f"cannot read embeddings {path}: {_one_line(e)}") from e
+    if isinstance(emb, np.lib.npyio.NpzFile):
+        raise click.ClickException(f"{path} is an .npz archive; save the (n, d) array with np.save as .npy")
+    if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.number):
+        raise click.ClickException(f"embeddings {path} must be a numeric (n, d) array, got shape {emb.shape}")
+    return emb
+
+
+def _read_ids(path: Path, n: int) -> list[str]:
+    try:
+        lines = [ln.rstrip("\r\n") for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except OSError as e:
+        raise click.ClickException(f"cannot read ids {path}: {e.strerror}") from e
+    if len(lines) != n:
+        raise click.ClickException(f"ids file {path} has {len(lines)} lines for {n} embeddings")
+    return lines
+
+
+def _print_summary(rows: list[tuple[str, str]]) -> None:
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        click.echo(f"{k + ':':<{w + 1}} {v}")
+
+
+@main.command("train")
+@click.option("--pool", "-p", type=click.Path(path_type=Path), required=True, help="Folder of images or .npz.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("encoder.pt"), show_default=True,
+              help="Encoder checkpoint to write. While training, progress is kept in OUT.ckpt; run the "
+                   "same command again after an interrupt to resume.")
+@click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True)
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Known labels (.csv path,label or Label Studio .json) for KCL / supcon-spread.")
+@click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
+@encoder_options
+@pool_options
+def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_size, device, seed, on_bad_image,
+              verbose, quiet):
+    """Train an encoder on a pool with a contrastive loss and save it for --encoder."""
+    _setup_logging(verbose, quiet)
+    _check_out(out, force)
+    from .api import Selector
+    from .train import train_encoder
+
+    t0 = time.perf_counter()
+    try:
+        sel = Selector(arch=arch, loss=loss, epochs=epochs, seed=seed, device=device, batch_size=batch_size,
+                       image_size=image_size, on_bad=on_bad_image, progress=not quiet)
+        from .data import load_pool
+
+        p = load_pool(pool, image_size=image_size, on_bad=on_bad_image, progress=not quiet)
+        y = None
+        if labels is not None:
+            from .labels import labeled_mask_from, read_labels
+
+            _, y, names, missing = labeled_mask_from(read_labels(labels, root=pool if Path(pool).is_dir() else None),
+                                                     p.ids, pool if Path(pool).is_dir() else None)
+        tc = sel.train_config(len(p))
+        ckpt = Path(str(out) + ".ckpt")
+        train_encoder(p.images, sel.encoder_config(p), tc, device=device if device != "auto" else "auto",
+                      checkpoint_path=ckpt, labels=y, progress=not quiet)
+        os.replace(ckpt, out)
+    except click.ClickException:
+        raise
+    except _known_errors() as e:
+        raise click.ClickException(_one_line(e)) from e
+    _print_summary([("pool", f"{len(p)} images in {pool}"), ("encoder", f"{arch}, {loss}, {tc.epochs} epochs -> {out}"),
+                    ("time", f"{time.perf_counter() - t0:.1f} s")])
+
+
+@main.command("embed")
+@click.option("--pool", "-p", type=click.Path(path_type=Path), required=True, help="Folder of images or .npz.")
+@click.option("--encoder", type=click.Path(path_type=Path), required=True, help="Encoder checkpoint.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("embeddings.npy"), show_default=True,
+              help="Embeddings (.npy, n x d float32); the item ids go to OUT with suffix .ids.txt.")
+@click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
+@pool_options
+def embed_cmd(pool, encoder, out, force, device, seed, on_bad_image, verbose, quiet):
+    """Embed a pool with a trained encoder (L2-normalised float32)."""
+    _setup_logging(verbose, quiet)
+    _check_out(out, force)
+    from .api import Selector
+    from .atomic import atomic_write
+
+    try:
+        sel = Selector(encoder=encoder, device=device, seed=seed, on_bad=on_bad_image, progress=not quiet).fit(pool)
+        ids_path = out.with_suffix(".ids.txt")
+        with atomic_write(out, "wb") as f:
+            np.save(f, sel.embeddings_)
+        with atomic_write(ids_path, "w") as f:
+            f.write("".join(i + "\n" for i in sel.pool_.ids))
+    except click.ClickException:
+        raise
+    except _known_errors() as e:
+        raise click.ClickException(_one_line(e)) from e
+    _print_summary([("embeddings", f"{sel.embeddings_.shape[0]} x {sel.embeddings_.shape[1]} -> {out}"),
+                    ("ids", str(ids_path))])
+
+
+@main.command("demo-pool")
+@click.argument("folder", type=click.Path(path_type=Path))
+def demo_pool_cmd(folder):
+    """Write a small real pool to FOLDER: scikit-learn's 1,797 handwritten digits as PNG files
+    (FOLDER/digit_<d>/<n>.png; the selector never reads the folder names)."""
+    from .data import write_demo_pool
+
+    if folder.exists() and any(folder.iterdir()):
+        n = sum(1 for _ in folder.rglob("*.png"))
+        click.echo(f"demo pool: {folder} already exists ({n} images)")
+        return
+    n = write_demo_pool(folder)
+    counts = Counter(p.parent.name for p in folder.rglob("*.png"))
+    click.echo(f"demo pool: {n} images of {len(counts)} digits written to {folder}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,334 @@
+"""Contrastive training of an encoder on the pool itself, with checkpoints and exact resume.
+
+The loop: each epoch draws a seeded permutation of the pool, each batch is moved to the device as
+uint8, augmented twice there (per-sample random views, :mod:`selector.augment`), encoded, and the
+chosen loss (:mod:`selector.losses`) is minimised with AdamW or SGD under a cosine schedule with warm-up.
+On CUDA it uses bf16 autocast and channels-last, and ``torch.compile`` on request.
+
+Checkpoints are written atomically at the end of every epoch and every ``checkpoint_every_s`` seconds
+inside an epoch, holding the weights, optimizer, schedule, step and the RNG state. Training again with
+the same checkpoint path resumes where it stopped; since batches and augmentations are drawn from
+seeded generators whose state is saved, a resumed run ends with the same weights as an uninterrupted
+one (bit for bit on the CPU with the same thread count).
+
+Losses that need labels (KCL, SupCon with spread) get the user's labels where known (-1 elsewhere);
+unknown labels are replaced by k-means pseudo-labels of the current embedding, refreshed every
+``pseudo_label_every`` epochs (the first epochs, before a refresh, train as SimCLR for those items).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .atomic import atomic_write
+from .augment import make_augment, to_float
+from .backbones import Encoder, EncoderConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "selector-encoder"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """An encoder file that cannot be used; the message names the file."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of contrastive training (stored in the checkpoint)."""
+
+    loss: str = "simclr"
+    epochs: int = 20
+    batch_size: int = 256
+    optimizer: str = "adamw"  # "adamw" or "sgd"
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_frac: float = 0.05
+    loss_params: dict[str, Any] = field(default_factory=lambda: {"temperature": 0.2})
+    pseudo_label_every: int = 5
+    n_pseudo_labels: int = 0  # 0: estimated from the embedding
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def auto_epochs(n: int) -> int:
+    """Default epoch count: about 400,000 images seen in all, between 2 and 60 epochs.
+
+    On the default CPU encoder (resnet-small, 32 px) that is 5-10 minutes on two cores whatever the
+    pool size, and about 40 epochs on a 10,000-image pool.
+    """
+    return int(min(60, max(2, round(400_000 / max(n, 1)))))
+
+
+def _cosine_lambda(total: int, warmup: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        p = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, p)))
+
+    return f
+
+
+def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay,
+                               nesterov=True)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use adamw or sgd")
+
+
+def save_checkpoint(path: str | os.PathLike, encoder: Encoder, train_cfg: TrainConfig, *, epoch: int,
+                    step: int, optimizer=None, scheduler=None, rng_state=None, pseudo=None,
+                    elapsed: float = 0.0) -> None:
+    """Write an encoder checkpoint atomically (tensors and plain Python values only)."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": encoder.config.to_dict(),
+        "train": train_cfg.to_dict(),
+        "epochs_done": int(epoch),
+        "step_in_epoch": int(step),
+        "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+        "elapsed_s": float(elapsed),
+    }
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+        state["scheduler"] = scheduler.state_dict()
+        state["rng"] = rng_state
+        state["pseudo"] = None if pseudo is None else torch.as_tensor(pseudo)
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
+
+
+def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load and check a checkpoint with ``weights_only=True`` (a pickle with code in it is refused)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"encoder file {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - corrupt, truncated, or unsafe pickles all end here
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"cannot load encoder {path}: {first[:200]}") from e
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a selector encoder checkpoint")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {state.get('version')} is not supported")
+    return state
+
+
+def load_encoder(path: str | os.PathLike, map_location="cpu") -> tuple[Encoder, dict]:
+    """Rebuild the encoder stored in ``path``; returns (encoder in eval mode, checkpoint dict)."""
+    state = read_checkpoint(path, map_location)
+    try:
+        cfg = EncoderConfig(**state["config"])
+        enc = Encoder(cfg)
+        enc.load_state_dict(state["state_dict"])
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"{path}: weights do not fit the stored architecture: {str(e).splitlines()[0][:200]}") from e
+    return enc.eval(), state
+
+
+def _rng_state(device: torch.device) -> dict:
+    st = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        st["cuda"] = torch.cuda.get_rng_state(device)
+    return st
+
+
+def _set_rng_state(st: dict, device: torch.device) -> None:
+    torch.set_rng_state(st["cpu"])
+    if device.type == "cuda" and "cuda" in st:
+        torch.cuda.set_rng_state(st["cuda"], device)
+
+
+def train_encoder(
+    images: np.ndarray,
+    encoder_config: EncoderConfig,
+    train_config: TrainConfig,
+    device: torch.device | str = "cpu",
+    *,
+    checkpoint_path: str | os.PathLike | None = None,
+    labels: np.ndarray | None = None,
+    progress: bool = False,
+    checkpoint_every_s: float = 120.0,
+    compile: bool = False,
+    stop_after_steps: int | None = None,
+) -> Encoder:
+    """Train an encoder on ``images`` (n, C, S, S) uint8 with a contrastive loss.
+
+    Args:
+        labels: (n,) int64 known labels, -1 for unknown; used by losses that need labels.
+        checkpoint_path: where to write checkpoints; an existing one is resumed (an error if it was
+            written with another architecture or training configuration).
+        stop_after_steps: stop (after checkpointing) once this many optimizer steps ran in this call;
+            for tests of resume.
+    Returns the encoder in eval mode, on ``device``.
+    """
+    from .losses import get_loss
+
+    from .device import resolve_device
+
+    device = resolve_device(device)
+    n = int(images.shape[0])
+    cfg = train_config
+    if n < 2:
+        raise ValueError(f"need at least 2 images to train, got {n}")
+    bs = int(min(cfg.batch_size, n))
+    steps_per_epoch = max(1, n // bs)  # drop the last partial batch: equal-sized contrastive batches
+    total_steps = cfg.epochs * steps_per_epoch
+
+    torch.manual_seed(cfg.seed)
+    model = Encoder(encoder_config).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = get_loss(cfg.loss, **cfg.loss_params)
+    needs_labels = bool(getattr(loss_fn, "needs_labels", False))
+    opt = _make_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_lambda(total_steps, max(1, int(cfg.warmup_frac * total_steps))))
+
+    start_epoch, start_step, elapsed, pseudo = 0, 0, 0.0, None
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        state = read_checkpoint(checkpoint_path, map_location=device)
+        if state["config"] != encoder_config.to_dict() or state["train"] != cfg.to_dict():
+            raise CheckpointError(f"checkpoint {checkpoint_path} was written for another encoder or training "
+                                  "configuration; remove it or choose another path")
+        model.load_state_dict(state["state_dict"])
+        start_epoch, start_step = state["epochs_done"], state["step_in_epoch"]
+        elapsed = state.get("elapsed_s", 0.0)
+        if "optimizer" in state:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"], device)  # used when resuming inside an epoch
+            if state.get("pseudo") is not None:
+                pseudo = state["pseudo"].cpu().numpy()
+        log.info("resuming training from %s at epoch %d step %d", checkpoint_path, start_epoch, start_step)
+        if start_epoch >= cfg.epochs:
+            return model.eval()
+
+    aug = make_augment(encoder_config.in_channels, encoder_config.image_size).to(device)
+    images_t = torch.from_numpy(np.ascontiguousarray(images))
+    known = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    train_step = _make_step(model, loss_fn, aug, device, compile)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch + start_step, desc=f"training ({cfg.loss})",
+                   unit="step", leave=False, dynamic_ncols=True)
+    steps_run = 0
+    last_ckpt = time.monotonic()
+    t0 = time.monotonic() - elapsed
+
+    def ckpt(epoch: int, step: int) -> None:
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, model, cfg, epoch=epoch, step=step, optimizer=opt, scheduler=sched,
+                            rng_state=_rng_state(device), pseudo=pseudo,
+                            elapsed=time.monotonic() - t0)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        if not (epoch == start_epoch and start_step > 0):
+            # An epoch that starts from step 0 re-seeds: its draws depend on (seed, epoch) only, so a
+            # run resumed at an epoch boundary repeats exactly what an uninterrupted run does.
+            if needs_labels and cfg.pseudo_label_every > 0 and epoch > 0 and epoch % cfg.pseudo_label_every == 0:
+                pseudo = _pseudo_labels(model, images_t, device, cfg, known)
+            torch.manual_seed(cfg.seed * 100_003 + epoch)
+            if device.type == "cuda":
+                torch.cuda.manual_seed(cfg.seed * 100_003 + epoch)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7_919 + epoch))
+        for step in range(start_step if epoch == start_epoch else 0, steps_per_epoch):
+            idx = perm[step * bs:(step + 1) * bs]
+            batch = images_t[idx].to(device, non_blocking=True)
+            lab = None
+            if needs_labels:
+                lab_np = _batch_labels(idx.numpy(), known, pseudo)
+                lab = torch.from_numpy(lab_np).to(device)
+            loss = train_step(batch, lab)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            steps_run += 1
+            if bar is not None:
+                bar.update(1)
+                rate = steps_run * bs / max(1e-9, time.monotonic() - t0 - elapsed)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
+            if stop_after_steps is not None and steps_run >= stop_after_steps:
+                ckpt(epoch, step + 1)
+                if bar is not None:
+                    bar.close()
+                return model.eval()
+            if checkpoint_path is not None and time.monotonic() - last_ckpt > checkpoint_every_s:
+                ckpt(epoch, step + 1)
+                last_ckpt = time.monotonic()
+        start_step = 0
+        ckpt(epoch + 1, 0)
+        last_ckpt = time.monotonic()
+    if bar is not None:
+        bar.close()
+    log.info("trained %s for %d epochs (%d steps of %d) in %.1f s", cfg.loss, cfg.epochs, total_steps, bs,
+             time.monotonic() - t0)
+    return model.eval()
+
+
+def _make_step(model: Encoder, loss_fn, aug, device: torch.device, compile: bool):
+    fwd = torch.compile(model) if compile else model
+    cuda = device.type == "cuda"
+
+    def step(batch_u8: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        x = to_float(batch_u8)
+        with torch.no_grad():
+            v1, v2 = aug(x), aug(x)
+        if cuda:
+            v1 = v1.contiguous(memory_format=torch.channels_last)
+            v2 = v2.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
+            z = fwd(torch.cat([v1, v2]))
+            z1, z2 = z.chunk(2)
+            return loss_fn(z1, z2, labels)
+
+    return step
+
+
+def _batch_labels(idx: np.ndarray, known: torch.Tensor | None, pseudo: np.ndarray | None) -> np.ndarray:
+    out = np.full(idx.shape[0], -1, dtype=np.int64)
+    if pseudo is not None:
+        out = pseudo[idx].astype(np.int64)
+    if known is not None:
+        k = known.numpy()[idx]
+        # Known labels take precedence; pseudo ids are offset so they never collide with them.
+        out = np.where(k >= 0, k, np.where(out >= 0, out + 1_000_000, -1))
+    return out
+
+
+@torch.no_grad()
+def _pseudo_labels(model: Encoder, images_t: torch.Tensor, device: torch.device, cfg: TrainConfig,
+                   known: torch.Tensor | None) -> np.ndarray:
+    """k-means cluster ids of the current embedding (Kang et al.'s KCL without labels)."""
+    from .cluster import kmeans
+    from .embed import embed_array
+
+    emb = embed_array(model, images_t.numpy(), device)
+    k = cfg.n_pseudo_labels
+    if k <= 0:
+        from strategies.class_count import estimate_n_classes
+
+        k = estimate_n_classes(emb, seed=cfg.seed)
+    _, assign, _ = kmeans(emb, int(k), seed=cfg.seed)
+    model.train()
+    return np.asarray(assign, dtype=np.int64)
