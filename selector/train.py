@@ -269,7 +269,7 @@ def train_encoder(
                 rate = steps_run * bs / max(1e-9, time.monotonic() - t0 - elapsed)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
             if stop_after_steps is not None and steps_run >= stop_after_steps:
-                ckpt(epoch, step + 1)
+                ckpt(*divmod(epoch * steps_per_epoch + step + 1, steps_per_epoch))
                 if bar is not None:
                     bar.close()
                 return model.eval()

@@ -1,0 +1,40 @@
+"""Shared fixtures: small real pools written from scikit-learn's digits (no network)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def write_digits(folder: Path, n: int = 60) -> Path:
+    """The first ``n`` sklearn digits as 8x8 PNGs in ``folder/digit_<d>/<i>.png``."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    imgs = np.clip(np.rint(d.images[:n] * (255 / 16)), 0, 255).astype(np.uint8)
+    for i, (img, y) in enumerate(zip(imgs, d.target[:n])):
+        sub = folder / f"digit_{y}"
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(sub / f"{i:04d}.png")
+    return folder
+
+
+@pytest.fixture
+def digits_pool(tmp_path) -> Path:
+    """A folder of 60 real handwritten digits (8x8 grayscale PNG)."""
+    return write_digits(tmp_path / "pool", 60)
+
+
+@pytest.fixture(scope="session")
+def digits_images() -> np.ndarray:
+    """(48, 1, 16, 16) uint8 digits, as the pool reader would give them."""
+    from sklearn.datasets import load_digits
+
+    from selector.data import resize_images
+
+    x = np.clip(np.rint(load_digits().images[:48] * (255 / 16)), 0, 255).astype(np.uint8)[:, None]
+    return resize_images(x, 16)

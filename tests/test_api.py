@@ -1,0 +1,78 @@
+"""The Python API on a small real pool: fit, select, exclusion of labeled items, determinism."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from selector import Selector, select_embeddings
+from selector.api import labeled_mask_for
+
+
+@pytest.fixture
+def fitted(digits_pool, tmp_path):
+    return Selector(strategy="random", epochs=1, seed=0, device="cpu", cache_dir=tmp_path / "cache").fit(digits_pool)
+
+
+def test_fit_select_export(fitted, tmp_path):
+    assert fitted.embeddings_.shape == (60, 256)
+    assert fitted.n_embedded_ == 60
+    res = fitted.select(12)
+    assert len(res) == 12 and len(set(res.indices.tolist())) == 12
+    assert all(p.startswith("digit_") and p.endswith(".png") for p in res.paths)
+    files = res.to_csv(tmp_path / "sel.csv")
+    rows = list(csv.DictReader(open(files[0], encoding="utf-8")))
+    assert [r["path"] for r in rows] == res.paths and rows[0]["rank"] == "1"
+
+
+def test_labeled_items_never_chosen(fitted):
+    ids = fitted.pool_.ids
+    labeled = ids[:50]
+    for lab in (labeled, np.arange(50), np.arange(60) < 50, {p: "x" for p in labeled}):
+        res = fitted.select(10, labeled=lab)
+        assert sorted(res.indices.tolist()) == list(range(50, 60))
+
+
+def test_labeled_file(fitted, tmp_path):
+    f = tmp_path / "done.csv"
+    f.write_text("path,label\n" + "".join(f"{p},{i % 3}\n" for i, p in enumerate(fitted.pool_.ids[:20]))
+                 + "not/in/pool.png,1\n", encoding="utf-8")
+    mask, missing = fitted.labeled_mask(str(f))
+    assert mask.sum() == 20 and missing == 1
+    res = fitted.select(5, labeled=str(f))
+    assert not set(res.indices.tolist()) & set(range(20))
+
+
+def test_same_seed_same_selection_and_cache_reuse(digits_pool, tmp_path):
+    kw = dict(strategy="random", epochs=1, seed=4, device="cpu", cache_dir=tmp_path / "c")
+    a = Selector(**kw).fit(digits_pool)
+    b = Selector(**kw).fit(digits_pool)
+    assert b.n_embedded_ == 0  # second fit reuses the cached encoder and embeddings
+    np.testing.assert_array_equal(a.embeddings_, b.embeddings_)
+    np.testing.assert_array_equal(a.select(10).indices, b.select(10).indices)
+
+
+def test_select_before_fit():
+    with pytest.raises(RuntimeError, match="fit"):
+        Selector(strategy="random").select(3)
+
+
+def test_unknown_strategy():
+    with pytest.raises(ValueError, match="unknown strategy 'nope'"):
+        Selector(strategy="nope")
+
+
+def test_select_embeddings_brings_own_vectors():
+    x = np.random.default_rng(0).normal(size=(30, 8)).astype(np.float32)
+    before = x.copy()
+    res = select_embeddings(x, 5, None, "random", 0)
+    assert len(res) == 5 and res.paths == [str(i) for i in res.indices]
+    np.testing.assert_array_equal(x, before)
+
+
+def test_labeled_mask_for_errors():
+    with pytest.raises(ValueError, match="out of range"):
+        labeled_mask_for(np.array([0, 9]), ["a", "b"], None)
+    with pytest.raises(ValueError, match="shape"):
+        labeled_mask_for(np.array([True]), ["a", "b"], None)
