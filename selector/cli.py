@@ -268,13 +268,11 @@ def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_si
     """Train an encoder on a pool with a contrastive loss and save it for --encoder."""
     _setup_logging(verbose, quiet)
     _check_out(out, force)
-    from .api import Selector
-    from .train import train_encoder
+    from .backbones import EncoderConfig
+    from .train import TrainConfig, auto_epochs, train_encoder
 
     t0 = time.perf_counter()
     try:
-        sel = Selector(arch=arch, loss=loss, epochs=epochs, seed=seed, device=device, batch_size=batch_size,
-                       image_size=image_size, on_bad=on_bad_image, progress=not quiet)
         from .data import load_pool
 
         p = load_pool(pool, image_size=image_size, on_bad=on_bad_image, progress=not quiet)
@@ -284,10 +282,10 @@ def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_si
 
             _, y, names, missing = labeled_mask_from(read_labels(labels, root=pool if Path(pool).is_dir() else None),
                                                      p.ids, pool if Path(pool).is_dir() else None)
-        tc = sel.train_config(len(p))
+        tc = TrainConfig(loss=loss, epochs=epochs or auto_epochs(len(p)), batch_size=batch_size, seed=seed)
+        enc_cfg = EncoderConfig(arch=arch, in_channels=p.channels, image_size=p.size)
         ckpt = Path(str(out) + ".ckpt")
-        train_encoder(p.images, sel.encoder_config(p), tc, device=device if device != "auto" else "auto",
-                      checkpoint_path=ckpt, labels=y, progress=not quiet)
+        train_encoder(p.images, enc_cfg, tc, device=device, checkpoint_path=ckpt, labels=y, progress=not quiet)
         os.replace(ckpt, out)
     except click.ClickException:
         raise

@@ -1,0 +1,112 @@
+"""The command line through click's test runner, on a small real pool."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+from click.testing import CliRunner
+
+from selector.cli import main
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _rows(path):
+    return list(csv.DictReader(open(path, encoding="utf-8")))
+
+
+def test_help_lists_options():
+    r = _run("select", "--help")
+    assert r.exit_code == 0
+    for opt in ("--budget", "--pool", "--strategy", "--out", "--labeled", "--seed", "--device", "--epochs",
+                "--encoder", "--embeddings"):
+        assert opt in r.output
+
+
+def test_select_writes_csv_and_summary_then_reuses_cache(digits_pool, tmp_path):
+    out = tmp_path / "sel.csv"
+    args = ["select", "--budget", 12, "--pool", digits_pool, "--strategy", "random", "--epochs", 1, "--out", out,
+            "--quiet"]
+    r = _run(*args)
+    assert r.exit_code == 0, r.output
+    for key in ("pool:", "encoder:", "embedding:", "strategy:", "chosen:", "time:"):
+        assert key in r.output
+    assert "60 images in" in r.output and "60 images embedded, 0 from cache" in r.output
+    rows = _rows(out)
+    assert len(rows) == 12 and len({r["path"] for r in rows}) == 12
+    assert (tmp_path / ".selector-cache" / "encoders").is_dir()
+
+    r2 = _run(*args, "--force")
+    assert r2.exit_code == 0, r2.output
+    assert "0 images embedded, 60 from cache" in r2.output
+    assert _rows(out) == rows  # same seed, same selection
+
+
+def test_output_exists_needs_force(digits_pool, tmp_path):
+    out = tmp_path / "sel.csv"
+    out.write_text("keep me")
+    r = _run("select", "-b", 3, "-p", digits_pool, "-s", "random", "--epochs", 1, "-o", out, "-q")
+    assert r.exit_code == 1 and "exists; pass --force" in r.output
+    assert out.read_text() == "keep me"
+
+
+def test_budget_errors(digits_pool, tmp_path):
+    for bad, msg in (("0", "budget must be positive"), ("-3", "budget must be positive"),
+                     ("ten", "budget must be a whole number")):
+        r = _run("select", "--budget", bad, "--pool", digits_pool)
+        assert r.exit_code == 2 and msg in r.output
+    r = _run("select", "-b", 61, "-p", digits_pool, "-s", "random", "--epochs", 1, "-o", tmp_path / "o.csv", "-q")
+    assert r.exit_code == 1 and "budget 61 > 60 unlabeled images in" in r.output
+
+
+def test_labeled_file_excluded(digits_pool, tmp_path):
+    first = _rows_after_select(digits_pool, tmp_path / "a.csv", 20)
+    labeled = tmp_path / "labeled.txt"
+    labeled.write_text("".join(r["path"] + "\n" for r in first), encoding="utf-8")
+    second = _rows_after_select(digits_pool, tmp_path / "b.csv", 40, "--labeled", labeled)
+    assert not {r["path"] for r in first} & {r["path"] for r in second}
+
+
+def _rows_after_select(pool, out, budget, *extra):
+    r = _run("select", "-b", budget, "-p", pool, "-s", "random", "--epochs", 1, "-o", out, "-q", *extra)
+    assert r.exit_code == 0, r.output
+    return _rows(out)
+
+
+def test_select_from_own_embeddings(tmp_path):
+    emb = np.random.default_rng(0).normal(size=(40, 16)).astype(np.float32)
+    np.save(tmp_path / "emb.npy", emb)
+    (tmp_path / "ids.txt").write_text("".join(f"img_{i}.jpg\n" for i in range(40)))
+    out = tmp_path / "sel.jsonl"
+    r = _run("select", "-b", 7, "--embeddings", tmp_path / "emb.npy", "--ids", tmp_path / "ids.txt", "-s", "random",
+             "-o", out)
+    assert r.exit_code == 0, r.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 7 and '"path": "img_' in lines[0]
+
+
+def test_pool_and_embeddings_are_exclusive(tmp_path):
+    r = _run("select", "-b", 3)
+    assert r.exit_code == 2 and "exactly one of --pool" in r.output
+
+
+def test_train_then_select_with_encoder(digits_pool, tmp_path):
+    enc = tmp_path / "enc.pt"
+    r = _run("train", "--pool", digits_pool, "--epochs", 1, "--out", enc, "-q")
+    assert r.exit_code == 0, r.output
+    assert enc.is_file() and not (tmp_path / "enc.pt.ckpt").exists()
+    r = _run("select", "-b", 5, "-p", digits_pool, "--encoder", enc, "-s", "random", "-o", tmp_path / "s.csv", "-q")
+    assert r.exit_code == 0, r.output
+    assert f"encoder:   {enc}" in r.output
+    r = _run("embed", "--pool", digits_pool, "--encoder", enc, "--out", tmp_path / "e.npy", "-q")
+    assert r.exit_code == 0, r.output
+    e = np.load(tmp_path / "e.npy")
+    assert e.shape == (60, 256)
+    assert len((tmp_path / "e.ids.txt").read_text().splitlines()) == 60
+
+
+def test_demo_pool(tmp_path):
+    r = _run("demo-pool", tmp_path / "demo")
+    assert r.exit_code == 0 and "1797 images of 10 digits" in r.output
