@@ -115,13 +115,16 @@ class Selector:
         cache_dir: folder for the trained encoder and the embedding cache (None: no disk cache).
         on_bad: "skip" or "fail" for unreadable images.
         progress: show progress bars (stderr).
+        embed_chunk: images per embedding-cache file (the unit of resume; default
+            :data:`selector.embed.CHUNK`).
     """
 
     def __init__(self, encoder: str | os.PathLike | None = None, strategy: str | Strategy = "balanced",
                  strategy_params: Mapping[str, Any] | None = None, seed: int = 0, device: str = "auto",
                  epochs: int | None = None, loss: str = "simclr", arch: str = "resnet-small",
                  batch_size: int = 256, image_size: int | None = None,
-                 cache_dir: str | os.PathLike | None = None, on_bad: str = "skip", progress: bool = False):
+                 cache_dir: str | os.PathLike | None = None, on_bad: str = "skip", progress: bool = False,
+                 embed_chunk: int | None = None):
         if isinstance(strategy, str) and strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(sorted(STRATEGIES))}")
         if arch not in ARCHS:
@@ -141,6 +144,7 @@ class Selector:
         self.cache_dir = cache_dir
         self.on_bad = on_bad
         self.progress = progress
+        self.embed_chunk = embed_chunk
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -175,7 +179,8 @@ class Selector:
 
         t2 = time.perf_counter()
         self.embeddings_, self.n_embedded_ = embed_pool(pool.images, pool.digests, self.encoder_, device,
-                                                        cache_dir=self.cache_dir, progress=self.progress)
+                                                        cache_dir=self.cache_dir, progress=self.progress,
+                                                        chunk=self.embed_chunk)
         self.timings_["embed"] = time.perf_counter() - t2
         return self
 
@@ -216,7 +221,7 @@ class Selector:
         if not isinstance(pool, Pool):
             pool = load_pool(pool, image_size=self.pool_.size, channels=self.pool_.channels, on_bad=self.on_bad)
         emb, _ = embed_pool(pool.images, pool.digests, self.encoder_, resolve_device(self.device),
-                            cache_dir=self.cache_dir, progress=self.progress)
+                            cache_dir=self.cache_dir, progress=self.progress, chunk=self.embed_chunk)
         return emb
 
     # -- selecting -----------------------------------------------------------------------------
@@ -238,9 +243,11 @@ class Selector:
         mask, missing = self.labeled_mask(labeled)
         if missing:
             log.warning("%d labeled entries name no image in the pool; ignored", missing)
+        dup = self.pool_.duplicate_mask(mask)  # byte-identical copies are never both chosen
+        mask = mask | dup
         strat = self.strategy if isinstance(self.strategy, Strategy) else get_strategy(self.strategy, **self.strategy_params)
         return select_embeddings(self.embeddings_, budget, mask, strat, self.seed, self.pool_.ids,
-                                 self.pool_.root, info={"labeled_missing": missing})
+                                 self.pool_.root, info={"labeled_missing": missing, "duplicates": int(dup.sum())})
 
 
 def labeled_mask_for(labeled: Any, ids: Sequence[str], root: Path | None) -> tuple[np.ndarray, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -63,13 +64,28 @@ class Budget(click.ParamType):
         return n
 
 
-def _check_out(out: Path, force: bool) -> None:
+def _check_out(out: Path, force: bool, export_format: bool = False) -> None:
+    """Refuse an output before any work: it exists (without --force), is a folder, has an unknown
+    suffix, or its folder is missing or not writable (tried by creating a temporary file there)."""
+    if out.is_dir():
+        raise click.ClickException(f"output {out} is a folder; give a file name")
     if out.exists() and not force:
         raise click.ClickException(f"output {out} exists; pass --force to overwrite it")
-    if not out.parent.exists():
+    if export_format:
+        from .export import ExportError, format_for
+
+        try:
+            format_for(out)
+        except ExportError as e:
+            raise click.ClickException(str(e)) from e
+    if not out.parent.is_dir():
         raise click.ClickException(f"output folder {out.parent} does not exist")
-    if not os.access(out.parent, os.W_OK):
-        raise click.ClickException(f"output folder {out.parent} is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise click.ClickException(f"output folder {out.parent} is not writable: {e.strerror or e}") from e
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -90,6 +106,13 @@ common_pool_options = [
                  help="Seeds training, k-means and the strategy: the same seed gives the same selection."),
     click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
                  help="Unreadable image files: skip them with a warning (counted in the summary) or stop."),
+    click.option("--workers", type=click.IntRange(min=0), default=None,
+                 help="Processes decoding images [default: from the CPU count]; 0 decodes in this process "
+                      "(no --decode-timeout).", ),
+    click.option("--decode-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+                 help="Seconds one image may take to decode before it counts as unreadable."),
+    click.option("--max-pixels", type=click.IntRange(min=1), default=89_478_485, show_default=True,
+                 help="Larger images are refused as unreadable (decompression-bomb guard)."),
     click.option("-v", "--verbose", count=True, help="More log output (-vv for debug)."),
     click.option("-q", "--quiet", is_flag=True, help="No progress bars, only errors and the result."),
 ]
@@ -134,20 +157,30 @@ def encoder_options(f):
               help=f"Where the trained encoder and embeddings are cached [default: {CACHE_DIRNAME}/ beside --out].")
 @click.option("--allow-smaller", is_flag=True, help="If the budget exceeds the unlabeled pool, take all of it.")
 @click.option("--force", "-f", is_flag=True, help="Overwrite the output file if it exists.")
+@click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True,
+              help="Training batch size.")
+@click.option("--embed-chunk", type=click.IntRange(min=1), default=None, hidden=True,
+              help="Images per embedding-cache file (the unit of resume after an interrupt).")
 @encoder_options
 @pool_options
 def select_cmd(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir, allow_smaller, force,
-               arch, loss, epochs, image_size, device, seed, on_bad_image, verbose, quiet):
+               batch_size, embed_chunk, arch, loss, epochs, image_size, device, seed, on_bad_image, workers,
+               decode_timeout, max_pixels, verbose, quiet):
     """Choose BUDGET images of a pool to send to annotators and write them to --out."""
     _setup_logging(verbose, quiet)
     if (pool is None) == (embeddings is None):
         raise click.UsageError("give exactly one of --pool DIR or --embeddings FILE.npy")
-    _check_out(out, force)
+    _check_out(out, force, export_format=True)
     t0 = time.perf_counter()
     try:
         result, summary = _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir,
-                                      allow_smaller, arch, loss, epochs, image_size, device, seed, on_bad_image, quiet)
-        files = result.export(out)
+                                      allow_smaller, arch, loss, epochs, image_size, device, seed, on_bad_image,
+                                      quiet, batch_size=batch_size, embed_chunk=embed_chunk, workers=workers,
+                                      decode_timeout=decode_timeout, max_pixels=max_pixels)
+        try:
+            files = result.export(out)
+        except OSError as e:  # disk full, permission: the atomic write left nothing behind
+            raise click.ClickException(f"cannot write {out}: {e.strerror or e} (nothing was written)") from e
     except click.ClickException:
         raise
     except _known_errors() as e:
@@ -167,8 +200,44 @@ def _one_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
+def _encoder_input(encoder: Path | None, image_size: int | None) -> tuple[int | None, int | None]:
+    """(image size, channels) the pool must be read at: the encoder's, checked against --image-size."""
+    if encoder is None:
+        return image_size, None
+    from .train import read_checkpoint
+
+    cfg = read_checkpoint(encoder)["config"]
+    try:
+        size, channels = int(cfg["image_size"]), int(cfg["in_channels"])
+    except (KeyError, TypeError, ValueError) as e:
+        from .train import CheckpointError
+
+        raise CheckpointError(f"{encoder}: the stored configuration has no valid input size") from e
+    if image_size is not None and image_size != size:
+        raise click.ClickException(f"encoder {encoder} expects {size} px images, but --image-size {image_size} "
+                                   "was given; leave --image-size out")
+    return size, channels
+
+
+def _read_pool(pool: Path, *, image_size, channels, on_bad, workers, decode_timeout, max_pixels, scratch, quiet):
+    from .data import load_pool
+
+    return load_pool(pool, image_size=image_size, channels=channels, on_bad=on_bad, progress=not quiet,
+                     workers=workers, timeout_s=decode_timeout, max_pixels=max_pixels, scratch_dir=scratch)
+
+
+def _pool_line(p, pool) -> str:
+    extra = f", {len(p.skipped)} unreadable files skipped" if p.skipped else ""
+    if p.n_duplicates:
+        extra += f", {p.n_duplicates} duplicate files (byte-identical to another) not selectable"
+    return f"{len(p)} images in {pool}{extra} ({'grayscale' if p.channels == 1 else 'RGB'}, {p.size} px)"
+
+
 def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir, allow_smaller, arch,
-                loss, epochs, image_size, device, seed, on_bad_image, quiet):
+                loss, epochs, image_size, device, seed, on_bad_image, quiet, *, batch_size=256, embed_chunk=None,
+                workers=None, decode_timeout=60.0, max_pixels=89_478_485):
+    """Everything cheap is checked before anything slow: the encoder file, the pool, the labeled file and
+    the budget are all read and checked before training starts."""
     from .api import Selector, labeled_mask_for, select_embeddings
 
     summary: list[tuple[str, str]] = []
@@ -176,38 +245,49 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, 
         emb = _read_embeddings(embeddings)
         item_ids = _read_ids(ids, len(emb)) if ids is not None else [str(i) for i in range(len(emb))]
         mask, missing = labeled_mask_for(str(labeled) if labeled else None, item_ids, None)
+        _warn_empty_labels(labeled, mask, missing)
         budget = _fit_budget(budget, int((~mask).sum()), f"embeddings {embeddings}", allow_smaller)
         summary.append(("embeddings", f"{len(emb)} x {emb.shape[1]} from {embeddings}"))
         result = select_embeddings(emb, budget, mask, strategy, seed, item_ids, None)
     else:
         cache = cache_dir if cache_dir is not None else out.resolve().parent / CACHE_DIRNAME
+        size, channels = _encoder_input(encoder, image_size)
+        cache.mkdir(parents=True, exist_ok=True)
+        p = _read_pool(pool, image_size=size, channels=channels, on_bad=on_bad_image, workers=workers,
+                       decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=cache, quiet=quiet)
+        summary.append(("pool", _pool_line(p, pool)))
+        mask, missing = labeled_mask_for(str(labeled) if labeled else None, p.ids, p.root)
+        _warn_empty_labels(labeled, mask, missing)
+        dup = p.duplicate_mask(mask)
+        if labeled is not None:
+            summary.append(("labeled", f"{int(mask.sum())} images already labeled excluded"
+                                       + (f"; {missing} entries of {labeled} are not in the pool" if missing else "")))
+        budget = _fit_budget(budget, int((~(mask | dup)).sum()), f"{pool}", allow_smaller)
         sel = Selector(encoder=encoder, strategy=strategy, seed=seed, device=device, epochs=epochs, loss=loss,
-                       arch=arch, image_size=image_size, cache_dir=cache, on_bad=on_bad_image, progress=not quiet)
-        sel.fit(pool)
-        p = sel.pool_
-        skipped = f", {len(p.skipped)} unreadable files skipped" if p.skipped else ""
-        summary.append(("pool", f"{len(p)} images in {pool}{skipped} "
-                                f"({'grayscale' if p.channels == 1 else 'RGB'}, {p.size} px)"))
+                       arch=arch, batch_size=batch_size, image_size=size, cache_dir=cache, on_bad=on_bad_image,
+                       progress=not quiet, embed_chunk=embed_chunk)
+        sel.fit(p)
         if encoder is not None:
             summary.append(("encoder", f"{encoder}"))
         else:
             tc = sel.train_config(len(p))
             summary.append(("encoder", f"{arch} trained on the pool with {tc.loss}, {tc.epochs} epochs "
                                        f"({sel.timings_['train']:.1f} s; cached in {cache})"))
+        n_unique = len(p) - p.n_duplicates
         summary.append(("embedding", f"{sel.embeddings_.shape[1]}-d, {sel.n_embedded_} images embedded, "
-                                     f"{len(p) - sel.n_embedded_} from cache ({sel.timings_['embed']:.1f} s)"))
-        mask, missing = sel.labeled_mask(str(labeled) if labeled else None)
-        if labeled is not None:
-            summary.append(("labeled", f"{int(mask.sum())} images already labeled excluded"
-                                       + (f"; {missing} entries of {labeled} are not in the pool" if missing else "")))
-        budget = _fit_budget(budget, int((~mask).sum()), f"{pool}", allow_smaller)
-        result = select_embeddings(sel.embeddings_, budget, mask, strategy, seed, p.ids, p.root)
+                                     f"{n_unique - sel.n_embedded_} from cache ({sel.timings_['embed']:.1f} s)"))
+        result = select_embeddings(sel.embeddings_, budget, mask | dup, strategy, seed, p.ids, p.root)
     if missing:
         log.warning("%d entries of %s name no item of the pool; ignored", missing, labeled)
     k = result.n_groups
     summary.append(("strategy", f"{strategy} ({result.seconds:.2f} s)"
                                 + (f", estimated classes: {k}" if k is not None else "")))
     return result, summary
+
+
+def _warn_empty_labels(labeled, mask: np.ndarray, missing: int) -> None:
+    if labeled is not None and not mask.any() and not missing:
+        log.warning("labeled file %s lists no images; nothing is excluded", labeled)
 
 
 def _fit_budget(budget: int, n_free: int, where: str, allow_smaller: bool) -> int:
@@ -264,7 +344,7 @@ def _print_summary(rows: list[tuple[str, str]]) -> None:
 @encoder_options
 @pool_options
 def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_size, device, seed, on_bad_image,
-              verbose, quiet):
+              workers, decode_timeout, max_pixels, verbose, quiet):
     """Train an encoder on a pool with a contrastive loss and save it for --encoder."""
     _setup_logging(verbose, quiet)
     _check_out(out, force)
@@ -273,9 +353,8 @@ def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_si
 
     t0 = time.perf_counter()
     try:
-        from .data import load_pool
-
-        p = load_pool(pool, image_size=image_size, on_bad=on_bad_image, progress=not quiet)
+        p = _read_pool(pool, image_size=image_size, channels=None, on_bad=on_bad_image, workers=workers,
+                       decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=None, quiet=quiet)
         y = None
         if labels is not None:
             from .labels import labeled_mask_from, read_labels
@@ -302,7 +381,8 @@ def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_si
               help="Embeddings (.npy, n x d float32); the item ids go to OUT with suffix .ids.txt.")
 @click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
 @pool_options
-def embed_cmd(pool, encoder, out, force, device, seed, on_bad_image, verbose, quiet):
+def embed_cmd(pool, encoder, out, force, device, seed, on_bad_image, workers, decode_timeout, max_pixels, verbose,
+              quiet):
     """Embed a pool with a trained encoder (L2-normalised float32)."""
     _setup_logging(verbose, quiet)
     _check_out(out, force)
@@ -310,7 +390,11 @@ def embed_cmd(pool, encoder, out, force, device, seed, on_bad_image, verbose, qu
     from .atomic import atomic_write
 
     try:
-        sel = Selector(encoder=encoder, device=device, seed=seed, on_bad=on_bad_image, progress=not quiet).fit(pool)
+        size, channels = _encoder_input(encoder, None)
+        p = _read_pool(pool, image_size=size, channels=channels, on_bad=on_bad_image, workers=workers,
+                       decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=None, quiet=quiet)
+        sel = Selector(encoder=encoder, strategy="random", device=device, seed=seed, on_bad=on_bad_image,
+                       progress=not quiet).fit(p)
         ids_path = out.with_suffix(".ids.txt")
         with atomic_write(out, "wb") as f:
             np.save(f, sel.embeddings_)
@@ -339,6 +423,14 @@ def demo_pool_cmd(folder):
     counts = Counter(p.parent.name for p in folder.rglob("*.png"))
     click.echo(f"demo pool: {n} images of {len(counts)} digits written to {folder}")
 
+
+def _add_eval_command() -> None:
+    from eval.cli import eval_cmd
+
+    main.add_command(eval_cmd, "eval")
+
+
+_add_eval_command()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
