@@ -108,7 +108,7 @@ common_pool_options = [
                  help="Unreadable image files: skip them with a warning (counted in the summary) or stop."),
     click.option("--workers", type=click.IntRange(min=0), default=None,
                  help="Processes decoding images [default: from the CPU count]; 0 decodes in this process "
-                      "(no --decode-timeout).", ),
+                      "(no --decode-timeout)."),
     click.option("--decode-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
                  help="Seconds one image may take to decode before it counts as unreadable."),
     click.option("--max-pixels", type=click.IntRange(min=1), default=89_478_485, show_default=True,

@@ -43,7 +43,7 @@ from collections import deque
 from multiprocessing.connection import wait as _wait_conns
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps

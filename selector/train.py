@@ -122,6 +122,8 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt, truncated, or unsafe pickles all end here
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if "Weights only load failed" in first:
+            first = "it holds Python objects other than weights; refused (only weights are ever loaded)"
         raise CheckpointError(f"cannot load encoder {path}: {first[:200]}") from e
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a selector encoder checkpoint")
