@@ -133,7 +133,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help=f"selection strategy (registered: {', '.join(sorted(STRATEGIES))}; default balanced)")
     ap.add_argument("--epochs", default="5",
                     help="encoder training epochs, or 'auto' for the library's choice from the pool size "
-                         "(about 400,000 images seen: minutes on a CPU; default 5 for a quick demo)")
+                         "(about 300,000 images seen: minutes on a CPU; default 5 for a quick demo)")
     ap.add_argument("--seed", type=int, default=0, help="seeds training and selection (default 0)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--out", help="output folder (default: a new temp folder)")

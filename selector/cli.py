@@ -130,7 +130,7 @@ def encoder_options(f):
     f = click.option("--loss", type=click.Choice(_loss_names()), default="simclr", show_default=True,
                      help="Contrastive objective for training the encoder on the pool.")(f)
     f = click.option("--epochs", type=click.IntRange(min=1), default=None,
-                     help="Training epochs [default: about 400,000 images seen, 2 to 60 epochs].")(f)
+                     help="Training epochs [default: about 300,000 images seen, 2 to 30 epochs].")(f)
     f = click.option("--image-size", type=click.IntRange(min=8, max=512), default=None,
                      help="Encoder input side in px [default: chosen from the pool: 16, 28, 32 or 64].")(f)
     return f

@@ -63,12 +63,12 @@ class TrainConfig:
 
 
 def auto_epochs(n: int) -> int:
-    """Default epoch count: about 400,000 images seen in all, between 2 and 60 epochs.
+    """Default epoch count: about 300,000 images seen in all, between 2 and 30 epochs.
 
-    On the default CPU encoder (resnet-small, 32 px) that is 5-10 minutes on two cores whatever the
-    pool size, and about 40 epochs on a 10,000-image pool.
+    30 epochs on a 10,000-image pool; a few minutes for the default CPU encoder (resnet-small,
+    32 px) on two cores (see the README for the measured time).
     """
-    return int(min(60, max(2, round(400_000 / max(n, 1)))))
+    return int(min(30, max(2, round(300_000 / max(n, 1)))))
 
 
 def _cosine_lambda(total: int, warmup: int):

@@ -25,8 +25,9 @@ def _weights(enc):
 
 
 def test_auto_epochs():
-    assert auto_epochs(10_000) == 40
-    assert auto_epochs(100) == 60
+    assert auto_epochs(10_000) == 30
+    assert auto_epochs(20_000) == 15
+    assert auto_epochs(100) == 30
     assert auto_epochs(10_000_000) == 2
 
 
