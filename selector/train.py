@@ -204,7 +204,7 @@ def train_encoder(
 
     start_epoch, start_step, elapsed, pseudo = 0, 0, 0.0, None
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        state = read_checkpoint(checkpoint_path, map_location=device)
+        state = read_checkpoint(checkpoint_path, map_location="cpu")  # RNG states must stay on the CPU
         if state["config"] != encoder_config.to_dict() or state["train"] != cfg.to_dict():
             raise CheckpointError(f"checkpoint {checkpoint_path} was written for another encoder or training "
                                   "configuration; remove it or choose another path")

@@ -35,3 +35,14 @@ def test_faiss_gpu_kmeans_when_available():
     x = np.random.default_rng(0).normal(size=(5000, 32)).astype(np.float32)
     c, assign, _ = kmeans(x, 20, seed=0, use_gpu=True)
     assert c.shape == (20, 32) and assign.shape == (5000,)
+
+
+def test_resume_on_cuda(tmp_path, digits_images):
+    """A checkpoint written on the GPU resumes there (RNG states are loaded on the CPU)."""
+    from selector.backbones import EncoderConfig
+    from selector.train import TrainConfig, read_checkpoint, train_encoder
+
+    cfg, enc_cfg, ckpt = TrainConfig(epochs=2, batch_size=16), EncoderConfig("resnet-small", 1, 16), tmp_path / "e.pt"
+    train_encoder(digits_images, enc_cfg, cfg, "cuda", checkpoint_path=ckpt, stop_after_steps=2)
+    train_encoder(digits_images, enc_cfg, cfg, "cuda", checkpoint_path=ckpt)
+    assert read_checkpoint(ckpt)["epochs_done"] == 2
