@@ -10,17 +10,7 @@ from selector.losses import DebiasedNeg, get_loss
 from selector.losses.debiased_neg import debiased_neg
 from selector.losses.nt_xent import nt_xent
 
-
-def unit_rows(z1, z2):
-    out = []
-    for r in torch.cat([z1, z2]).tolist():
-        nrm = math.sqrt(sum(x * x for x in r))
-        out.append([x / nrm for x in r])
-    return out
-
-
-def dot(a, b):
-    return sum(x * y for x, y in zip(a, b))
+from .loss_reference import dot, unit_rows
 
 
 def ref_debiased_neg(z1, z2, t, tau_plus):

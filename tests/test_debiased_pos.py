@@ -9,9 +9,7 @@ import torch
 from selector.losses import DebiasedPos, get_loss
 from selector.losses.debiased_pos import debiased_pos
 
-
-def dot(a, b):
-    return sum(x * y for x, y in zip(a, b))
+from .loss_reference import dot
 
 
 def ref_debiased_pos(views, t, tau_plus, mode, hits=None):

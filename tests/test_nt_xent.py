@@ -10,23 +10,12 @@ from selector.losses import LOSSES, DebiasedNeg, DebiasedPos, KCL, NTXent, SupCo
 from selector.losses.nt_xent import (multi_positive_nce, normalized_views, nt_xent, own_view_index,
                                      own_view_mask, same_label_mask)
 
+from .loss_reference import dot, unit_rows
+
 
 # ---------------------------------------------------------------------------------------------------
 # slow references: plain Python over the written formula
 # ---------------------------------------------------------------------------------------------------
-def unit_rows(z1, z2):
-    rows = [list(map(float, r)) for r in torch.cat([z1, z2]).tolist()]
-    out = []
-    for r in rows:
-        nrm = math.sqrt(sum(x * x for x in r))
-        out.append([x / nrm for x in r])
-    return out
-
-
-def dot(a, b):
-    return sum(x * y for x, y in zip(a, b))
-
-
 def ref_nt_xent(z1, z2, t):
     z = unit_rows(z1, z2)
     n, b = len(z), len(z) // 2
