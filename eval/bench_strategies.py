@@ -1,0 +1,258 @@
+"""Speed and memory of the selection strategies, side by side with plain scikit-learn versions.
+
+Each (strategy, n, d, data, budget) runs in its own subprocess so peak memory can be read from
+``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (tracemalloc does not see faiss' allocations):
+the reported figure is the peak resident set during selection minus the resident set after
+the embeddings were generated. The scikit-learn baseline of the same strategy runs in another
+subprocess under ``--baseline-timeout`` seconds; ratio = baseline time / our time.
+
+Data: "random" = isotropic Gaussian vectors, "clustered" = 50 Gaussian blobs on the unit
+sphere with sizes decaying geometrically (largest/smallest = 20); both L2-normalised float32.
+
+    python eval/bench_strategies.py                       # n=10k, d=128, B=100 and 1000
+    python eval/bench_strategies.py --full                # n in {10k,100k,1M}, d in {128,512}
+    python eval/bench_strategies.py --n 1000000 --d 128 --budget 1000 --data random \\
+        --strategies balanced typiclust probcover kcenter --baseline-timeout 300
+
+Prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+STRATEGY_NAMES = ["random", "stratified-random", "kcenter", "typiclust", "probcover", "balanced"]
+
+
+def make_data(n: int, d: int, kind: str, seed: int = 0) -> np.ndarray:
+    """(n, d) L2-normalised float32 embeddings, generated in chunks."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((n, d), dtype=np.float32)
+    if kind == "clustered":
+        k = 50
+        c = rng.standard_normal((k, d)).astype(np.float32)
+        c /= np.linalg.norm(c, axis=1, keepdims=True)
+        w = 20.0 ** (-np.arange(k) / (k - 1))
+        lab = rng.choice(k, size=n, p=w / w.sum())
+    for s in range(0, n, 100_000):
+        e = min(n, s + 100_000)
+        z = rng.standard_normal((e - s, d), dtype=np.float32)
+        if kind == "clustered":
+            z = c[lab[s:e]] + (0.5 / np.sqrt(d)) * z
+        x[s:e] = z
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------
+# plain scikit-learn versions of the same strategies (the baselines)
+
+def sk_kmeans(x, k, seed):
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+    if x.shape[0] > 50_000:
+        return MiniBatchKMeans(k, random_state=seed, n_init=1, batch_size=4096).fit_predict(x)
+    return KMeans(k, random_state=seed, n_init=1).fit_predict(x)
+
+
+def sk_stratified(x, budget, seed):
+    rng = np.random.default_rng(seed)
+    a = sk_kmeans(x, min(budget, 1000), seed)
+    counts = np.bincount(a)
+    share = np.floor(budget * counts / counts.sum()).astype(int)
+    rest = budget - share.sum()
+    share[np.argsort(-(budget * counts / counts.sum() - share))[:rest]] += 1
+    return np.concatenate([rng.choice(np.flatnonzero(a == c), s, replace=False) for c, s in enumerate(share) if s])
+
+
+def sk_kcenter(x, budget, seed):
+    from sklearn.metrics import pairwise_distances
+    j = int(np.argmin(pairwise_distances(x, x.mean(0, keepdims=True)).ravel()))
+    md = pairwise_distances(x, x[[j]]).ravel()
+    out = [j]
+    for _ in range(budget - 1):
+        j = int(np.argmax(md))
+        out.append(j)
+        md = np.minimum(md, pairwise_distances(x, x[[j]]).ravel())
+    return np.array(out)
+
+
+def sk_typicality(x, k):
+    from sklearn.neighbors import NearestNeighbors
+    d, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    return 1.0 / (d[:, 1:].mean(1) + 1e-8)
+
+
+def sk_typiclust(x, budget, seed):
+    a = sk_kmeans(x, budget, seed)
+    sizes = np.bincount(a, minlength=budget)
+    out = []
+    for c in np.argsort(-sizes, kind="stable"):  # largest clusters first; clusters of <= 5 last
+        if len(out) == budget:
+            break
+        rows = np.flatnonzero(a == c)
+        if rows.shape[0] == 1:
+            out.append(rows[0])
+        elif rows.shape[0] > 1:
+            out.append(rows[np.argmax(sk_typicality(x[rows], max(1, min(20, rows.shape[0] // 2))))])
+    return np.array(out, dtype=np.int64)
+
+
+def sk_probcover(x, budget, seed, k_graph=32, n_clusters=50):
+    from sklearn.neighbors import NearestNeighbors
+    d, i = NearestNeighbors(n_neighbors=k_graph + 1).fit(x).kneighbors(x)
+    d, i = d[:, 1:], i[:, 1:]
+    a = sk_kmeans(x, n_clusters, seed)
+    other = a[i] != a[:, None]
+    r = np.where(other.any(1), d[np.arange(len(x)), np.argmax(other, 1)], np.inf)
+    delta = np.sort(r)[int(0.05 * len(x))]
+    n = x.shape[0]
+    inside = d < delta
+    src = np.concatenate([np.arange(n), np.repeat(np.arange(n), k_graph)[inside.ravel()]])
+    dst = np.concatenate([np.arange(n), i.ravel()[inside.ravel()]])
+    out = []
+    for _ in range(budget):  # the published algorithm: recount degrees after every pick
+        deg = np.bincount(src, minlength=n)
+        j = int(np.argmax(deg))
+        out.append(j)
+        new = dst[src == j]
+        keep = ~np.isin(dst, new)
+        src, dst = src[keep], dst[keep]
+    return np.array(out)
+
+
+def sk_balanced(x, budget, seed, n_sample=5000):
+    """Same recipe with scikit-learn parts: spectral embedding of a subsample (eigengap),
+    KMeans on it, nearest group mean for all, then TypiClust (KMeans + NearestNeighbors) per group."""
+    from sklearn.cluster import KMeans
+    from sklearn.manifold import spectral_embedding
+    from sklearn.neighbors import kneighbors_graph
+    rng = np.random.default_rng(seed)
+    s = rng.choice(x.shape[0], min(n_sample, x.shape[0]), replace=False)
+    g = kneighbors_graph(x[s], 10, mode="connectivity")
+    g = 0.5 * (g + g.T)
+    from scipy.sparse.csgraph import laplacian
+    from scipy.sparse.linalg import eigsh
+    ev = np.sort(eigsh(laplacian(g, normed=True), k=31, sigma=-1e-3, return_eigenvectors=False))
+    k = int(np.argmax(np.diff(ev)[1:31])) + 2
+    emb = spectral_embedding(g, n_components=k, random_state=seed)
+    lab = KMeans(k, random_state=seed, n_init=3).fit_predict(emb)
+    means = np.stack([x[s][lab == c].mean(0) for c in range(k)])
+    from sklearn.metrics import pairwise_distances_argmin
+    a = pairwise_distances_argmin(x, means)
+    share = np.full(k, budget // k)
+    share[: budget - share.sum()] += 1
+    out = []
+    for c in range(k):
+        rows = np.flatnonzero(a == c)
+        if share[c] and rows.shape[0]:
+            out.extend(rows[sk_typiclust(x[rows], int(min(share[c], rows.shape[0])), seed)])
+    return np.array(out)
+
+
+BASELINES = {"stratified-random": sk_stratified, "kcenter": sk_kcenter, "typiclust": sk_typiclust,
+             "probcover": sk_probcover, "balanced": sk_balanced}
+
+
+# ----------------------------------------------------------------------------------------------
+
+def worker(spec: dict) -> dict:
+    """Run one selection in this process; returns time and peak-RSS delta (MB)."""
+    x = make_data(spec["n"], spec["d"], spec["data"])
+    # imports (faiss, torch via the package, scikit-learn) happen before the clock starts
+    import scipy.sparse.linalg  # noqa: F401
+    import sklearn.cluster, sklearn.manifold, sklearn.metrics, sklearn.neighbors  # noqa: E401,F401
+    from strategies import get_strategy
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    if spec["impl"] == "ours":
+        sel = get_strategy(spec["strategy"]).select(x, spec["budget"], rng=0)
+        n_out, extra = len(sel), {k: v for k, v in sel.info.items() if isinstance(v, (int, float, str))}
+    else:
+        idx = BASELINES[spec["strategy"]](x, spec["budget"], 0)
+        n_out, extra = int(len(idx)), {}
+    dt = time.perf_counter() - t0
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"time_s": dt, "peak_mb": max(rss1 - rss0, 0) / 1024.0, "n_out": n_out, "info": extra}
+
+
+def run_one(spec: dict, timeout: float) -> dict | None:
+    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"timeout": timeout}
+    if p.returncode != 0:
+        return {"error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"rc={p.returncode}"}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, nargs="+", default=[10_000])
+    ap.add_argument("--d", type=int, nargs="+", default=[128])
+    ap.add_argument("--budget", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--data", nargs="+", default=["random", "clustered"], choices=["random", "clustered"])
+    ap.add_argument("--strategies", nargs="+", default=STRATEGY_NAMES)
+    ap.add_argument("--full", action="store_true", help="n in {10k, 100k, 1M}, d in {128, 512}")
+    ap.add_argument("--timeout", type=float, default=600, help="limit per run of ours (s)")
+    ap.add_argument("--baseline-timeout", type=float, default=120, help="limit per sklearn run (s)")
+    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--_worker", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a._worker:
+        print(json.dumps(worker(json.loads(a._worker))))
+        return
+    if a.full:
+        a.n, a.d = [10_000, 100_000, 1_000_000], [128, 512]
+    print("| strategy | n | d | data | B | ours (s) | ours peak MB | sklearn (s) | sklearn peak MB | speed-up | info |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for n in a.n:
+        for d in a.d:
+            for data in a.data:
+                for b in a.budget:
+                    for s in a.strategies:
+                        spec = {"strategy": s, "n": n, "d": d, "data": data, "budget": b, "impl": "ours"}
+                        r = run_one(spec, a.timeout)
+                        base = None
+                        if not a.no_baseline and s in BASELINES:
+                            base = run_one({**spec, "impl": "sklearn"}, a.baseline_timeout)
+                        print(_row(s, n, d, data, b, r, base), flush=True)
+
+
+def _fmt(r: dict | None, key: str) -> str:
+    if r is None:
+        return "n/a"
+    if "timeout" in r:
+        return f"> {r['timeout']:.0f}" if key == "time_s" else "-"
+    if "error" in r:
+        return "error"
+    return f"{r[key]:.2f}" if key == "time_s" else f"{r[key]:.0f}"
+
+
+def _row(s, n, d, data, b, r, base) -> str:
+    speed = "n/a"
+    if r and "time_s" in r and base:
+        if "time_s" in base:
+            speed = f"{base['time_s'] / r['time_s']:.1f}x"
+        elif "timeout" in base:
+            speed = f"> {base['timeout'] / r['time_s']:.1f}x"
+    info = ""
+    if r and "info" in r:
+        keep = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r["info"].items()
+                if k in ("k", "delta", "coverage", "n_clusters", "graph")}
+        info = ", ".join(f"{k}={v}" for k, v in keep.items())
+    elif r and "error" in r:
+        info = r["error"][:80]
+    return (f"| {s} | {n:,} | {d} | {data} | {b} | {_fmt(r, 'time_s')} | {_fmt(r, 'peak_mb')} | "
+            f"{_fmt(base, 'time_s')} | {_fmt(base, 'peak_mb')} | {speed} | {info} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Selection quality of every strategy on balanced and long-tailed pools.
+
+For each pool (balanced, long-tailed with imbalance 10 and 100, exponential profile from
+:mod:`eval.pools`), budget and seed: select from the pool's embeddings, then report
+
+* classes covered by the chosen items (out of the pool's K),
+* normalised entropy of the chosen labels (1 = perfectly balanced over all K classes),
+* linear-probe accuracy: scikit-learn LogisticRegression trained on the chosen items' embeddings
+  and labels, scored on a balanced held-out split (never part of any pool).
+
+Mean (and std over seeds) are printed as a markdown table.
+
+    # built-in stand-in until the project's encoder exists: MNIST-10k, PCA-50, L2-normalised
+    python eval/quality_strategies.py --builtin mnist
+    # any embeddings + labels
+    python eval/quality_strategies.py --embeddings emb.npy --labels y.npy
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from eval.metrics import classes_covered, normalised_entropy  # noqa: E402
+from eval.pools import balanced_pool, long_tail_pool, train_test_split_balanced  # noqa: E402
+from strategies import get_strategy  # noqa: E402
+
+DEFAULT_STRATEGIES = ["random", "stratified-random", "kcenter", "typiclust", "probcover", "balanced"]
+
+
+def mnist_pca(data_dir: Path, dim: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-10k raw pixels -> PCA-``dim`` -> L2-normalised float32 (a stand-in embedding)."""
+    from sklearn.decomposition import PCA
+    z = np.load(data_dir / "mnist10k.npz")
+    x = z["x"].reshape(len(z["x"]), -1).astype(np.float32) / 255.0
+    e = PCA(dim, random_state=0).fit_transform(x).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    return e, z["y"].astype(np.int64)
+
+
+def linear_probe(x_tr, y_tr, x_te, y_te) -> float:
+    """Accuracy of LogisticRegression fit on (x_tr, y_tr); a single class predicts itself."""
+    from sklearn.linear_model import LogisticRegression
+    if np.unique(y_tr).shape[0] < 2:
+        return float((y_te == y_tr[0]).mean())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = LogisticRegression(max_iter=2000, C=10.0).fit(x_tr, y_tr)
+    return float((clf.predict(x_te) == y_te).mean())
+
+
+def make_pool(kind: str, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if kind == "balanced":
+        return balanced_pool(y, rng=rng)
+    ratio = float(kind.split(":")[1])
+    return long_tail_pool(y, ratio, rng=rng, shuffle_classes=True)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--embeddings", type=Path)
+    ap.add_argument("--labels", type=Path)
+    ap.add_argument("--builtin", choices=["mnist"], help="MNIST-10k PCA-50 stand-in embedding")
+    ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--pools", nargs="+", default=["balanced", "long-tail:10", "long-tail:100"])
+    ap.add_argument("--budgets", type=int, nargs="+", default=[10, 20, 50, 100])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--strategies", nargs="+", default=DEFAULT_STRATEGIES)
+    ap.add_argument("--test-per-class", type=int, default=100)
+    a = ap.parse_args(argv)
+    if a.builtin == "mnist":
+        emb, y = mnist_pca(a.data_dir)
+        source = "MNIST-10k, PCA-50 of raw pixels, L2-normalised"
+    elif a.embeddings is not None and a.labels is not None:
+        emb = np.load(a.embeddings).astype(np.float32)
+        y = np.load(a.labels).astype(np.int64)
+        source = f"{a.embeddings} / {a.labels}"
+    else:
+        ap.error("give --builtin mnist or --embeddings and --labels")
+    train_idx, test_idx = train_test_split_balanced(y, a.test_per_class, rng=np.random.default_rng(12345))
+    x_te, y_te = emb[test_idx], y[test_idx]
+    print(f"embeddings: {source}; n={len(y)}, d={emb.shape[1]}, held-out test {len(test_idx)} (balanced)\n")
+    print("| pool | pool size | B | strategy | classes covered | norm. entropy | probe acc | est. K | time (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for pool_kind in a.pools:
+        for b in a.budgets:
+            for s in a.strategies:
+                cov, ent, acc, ks, secs, sizes, K = [], [], [], [], [], [], None
+                for seed in range(a.seeds):
+                    rng = np.random.default_rng(seed)
+                    pool = train_idx[make_pool(pool_kind, y[train_idx], rng)]
+                    K = np.unique(y[pool]).shape[0]
+                    sizes.append(len(pool))
+                    t0 = time.perf_counter()
+                    sel = get_strategy(s).select(emb[pool], b, rng=seed)
+                    secs.append(time.perf_counter() - t0)
+                    chosen = pool[sel.indices]
+                    cov.append(classes_covered(y[chosen]))
+                    ent.append(normalised_entropy(y[chosen], K))
+                    acc.append(linear_probe(emb[chosen], y[chosen], x_te, y_te))
+                    if sel.n_groups is not None and s == "balanced":
+                        ks.append(sel.n_groups)
+                kstr = f"{np.mean(ks):.1f}" if ks else "-"
+                print(f"| {pool_kind} | {int(np.mean(sizes))} | {b} | {s} | {np.mean(cov):.1f}/{K} "
+                      f"(min {min(cov)}) | {np.mean(ent):.3f} ± {np.std(ent):.3f} | "
+                      f"{np.mean(acc):.3f} ± {np.std(acc):.3f} | {kstr} | {np.mean(secs):.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

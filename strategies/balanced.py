@@ -1,0 +1,140 @@
+"""Class-balanced selection: the project's default strategy.
+
+1. Estimate the number of classes K (eigengap, :mod:`strategies.class_count`) unless given.
+2. Group the pool into K groups by spectral clustering of a subsample extended to all points
+   through the group means (:func:`strategies.class_count.spectral_groups`); unlike k-means on
+   the pool this does not split a large class to even out cluster sizes.
+3. Split the budget evenly across the groups (:func:`even_allocation`): every group gets
+   ``budget // K`` (capped by its unlabeled points, the excess re-split among the others) and
+   the remainder goes one each to the groups with the fewest labeled + allocated items (ties:
+   larger group first). A large group therefore cannot take more than its share: on a
+   long-tailed pool the picks come out as balanced as the groups are pure.
+4. Inside each group run TypiClust (Hacohen et al., ICML 2022) with ``labeled_g + b_g``
+   sub-clusters: the most typical point (densest kNN neighbourhood) of each sub-cluster, the
+   sub-clusters with fewest labeled points first. Typical points are prototypical of their class
+   and the sub-clusters keep them far from each other.
+
+``groups`` are the estimated group ids, ``n_groups`` is K, ``info`` holds the per-group
+allocation and sizes and ``k_source`` ("estimated" or "given").
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from selector.cluster import group_rows, kmeans
+
+from .base import Selection, Strategy
+from .class_count import estimate_num_classes, spectral_groups
+from .registry import register
+from .typiclust import typiclust_pick
+
+log = logging.getLogger(__name__)
+
+
+def even_allocation(capacity: np.ndarray, labeled: np.ndarray, budget: int) -> np.ndarray:
+    """Split ``budget`` evenly over groups, remainder to the least covered.
+
+    Args:
+        capacity: (g,) unlabeled items per group (upper bound on each share).
+        labeled: (g,) labeled items per group (coverage that already exists).
+        budget: total, <= capacity.sum().
+
+    Returns:
+        (g,) int64 allocation summing to ``budget``: each round gives every group with room
+        ``remaining // n_open`` (capped by its room); the last ``remaining < n_open`` items go
+        one each to the open groups with the smallest labeled + allocated count, ties to the
+        larger capacity, then the lower id.
+    """
+    capacity = np.asarray(capacity, dtype=np.int64)
+    labeled = np.asarray(labeled, dtype=np.int64)
+    if budget > int(capacity.sum()):
+        raise ValueError(f"budget {budget} exceeds the {int(capacity.sum())} unlabeled items")
+    alloc = np.zeros_like(capacity)
+    remaining = int(budget)
+    while remaining > 0:
+        open_ = np.flatnonzero(alloc < capacity)
+        share = remaining // open_.shape[0]
+        if share > 0:
+            add = np.minimum(share, capacity[open_] - alloc[open_])
+            alloc[open_] += add
+            remaining -= int(add.sum())
+            continue
+        order = open_[np.lexsort((open_, -capacity[open_], labeled[open_] + alloc[open_]))]
+        alloc[order[:remaining]] += 1
+        remaining = 0
+    return alloc
+
+
+@register("balanced")
+class Balanced(Strategy):
+    """Even budget over estimated classes, typical and diverse picks inside each; see module doc.
+
+    Args:
+        n_classes: K when known; None estimates it.
+        max_k: largest K the estimate considers. n_sample / k_graph: estimate's subsample size
+            and graph degree. k_nn, min_cluster_size, max_cluster_points: TypiClust inside groups.
+    """
+
+    def __init__(self, n_classes: int | None = None, max_k: int = 30, n_sample: int = 5_000,
+                 k_graph: int = 10, k_nn: int = 20, min_cluster_size: int = 5,
+                 max_cluster_points: int = 5_000, kmeans_iter: int = 20, max_points_per_centroid: int = 32,
+                 kmeanspp_max: int = 256, use_gpu: bool | None = None):
+        self.kmeanspp_max = kmeanspp_max
+        self.n_classes = n_classes
+        self.max_k = max_k
+        self.n_sample = n_sample
+        self.k_graph = k_graph
+        self.k_nn = k_nn
+        self.min_cluster_size = min_cluster_size
+        self.max_cluster_points = max_cluster_points
+        self.kmeans_iter = kmeans_iter
+        self.max_points_per_centroid = max_points_per_centroid
+        self.use_gpu = use_gpu
+
+    def _select(self, x, budget, labeled_mask, rng):
+        n = x.shape[0]
+        seed = int(rng.integers(2**31 - 1))
+        est = None
+        if self.n_classes is None:
+            est = estimate_num_classes(x, max_k=self.max_k, n_sample=self.n_sample, k_graph=self.k_graph,
+                                       seed=seed)
+            k, k_source = est.k, "estimated"
+        else:
+            k, k_source = int(self.n_classes), "given"
+            if k < 1:
+                raise ValueError(f"n_classes must be >= 1, got {k}")
+        _, assign = spectral_groups(x, k, estimate=est, seed=seed, n_sample=self.n_sample,
+                                    k_graph=self.k_graph, use_gpu=self.use_gpu)
+        g = int(assign.max()) + 1
+        free = ~labeled_mask
+        capacity = np.bincount(assign[free], minlength=g)
+        labeled = np.bincount(assign[labeled_mask], minlength=g)
+        alloc = even_allocation(capacity, labeled, budget)
+
+        ordered, bounds = group_rows(assign, g)
+        out_i, out_s, out_g, rank = [], [], [], []
+        for grp in np.flatnonzero(alloc):
+            rows = ordered[bounds[grp]:bounds[grp + 1]]
+            b = int(alloc[grp])
+            sub_lab = labeled_mask[rows]
+            n_sub = int(min(rows.shape[0], int(sub_lab.sum()) + b))
+            _, sub_assign, _ = kmeans(x[rows], n_sub, seed=int(rng.integers(2**31 - 1)), niter=self.kmeans_iter,
+                                      max_points_per_centroid=self.max_points_per_centroid,
+                                      init="k-means++" if n_sub <= self.kmeanspp_max else None,
+                                      use_gpu=self.use_gpu)
+            local, scores, _ = typiclust_pick(x[rows], sub_assign, sub_lab, b, self.k_nn,
+                                              self.min_cluster_size, self.max_cluster_points, rng)
+            out_i.append(rows[local])
+            out_s.append(scores)
+            out_g.append(np.full(b, grp, dtype=np.int64))
+            rank.append(np.arange(b))
+        idx = np.concatenate(out_i)
+        scores = np.concatenate(out_s)
+        groups = np.concatenate(out_g)
+        # rank order: round-robin over groups (each group's first pick, then each second pick...)
+        order = np.lexsort((groups, np.concatenate(rank)))
+        return Selection(indices=idx[order], scores=scores[order], groups=groups[order], n_groups=g,
+                         info={"k_source": k_source, "k": int(k), "allocation": alloc.tolist(),
+                               "group_sizes": np.bincount(assign, minlength=g).tolist()})

@@ -1,0 +1,114 @@
+"""Greedy k-center coreset selection (Sener & Savarese, "Active Learning for Convolutional Neural
+Networks: A Core-Set Approach", ICLR 2018).
+
+Repeatedly pick the unlabeled point farthest from every chosen or labeled point. The greedy rule
+is a 2-approximation of the minimax-radius k-center problem. It covers the embedding space
+evenly, which means it also picks outliers and has no notion of density or class balance.
+
+Cost: one pass over the pool per pick (a chunked matrix-vector product and a running minimum),
+so O(budget * n * d) time and O(n) extra memory; no n x n matrix. Measured on a 2-core CPU:
+~12 ms per pick at n = 1M, d = 128, i.e. ~13 s for 1,000 picks (``eval/bench_strategies.py``).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from selector.cluster import knn
+
+from .base import Selection, Strategy
+from .registry import register
+
+log = logging.getLogger(__name__)
+
+#: rows per block of the min-distance update (fits the block's vectors in L2 cache-ish sizes;
+#: 16k-64k rows measured equally fast, larger blocks slower).
+CHUNK = 65_536
+
+
+def kcenter_greedy(x: np.ndarray, centers: np.ndarray, n: int,
+                   chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy farthest-point selection of ``n`` new rows of ``x``.
+
+    Args:
+        x: (N, d) float32, C-contiguous (read only).
+        centers: (c,) int indices of rows already chosen (e.g. labeled); may be empty. With no
+            centers the first pick is the most central row (the one nearest the mean of ``x``).
+        n: how many new rows to pick, 0 <= n <= N - len(unique(centers)).
+        chunk: rows per block of the distance update.
+
+    Returns:
+        picked (n,) int64 in pick order, never one of ``centers``; radius (n,) float64, the
+        Euclidean distance from each pick to its nearest earlier center at the time it was
+        picked (non-increasing). For a first pick made without centers it is the coverage
+        radius that pick alone leaves (its distance to the farthest row).
+    """
+    N = x.shape[0]
+    centers = np.unique(np.asarray(centers, dtype=np.int64).reshape(-1))
+    if n < 0 or n > N - centers.shape[0]:
+        raise ValueError(f"cannot pick {n} new centers from {N} rows with {centers.shape[0]} given")
+    xn = np.einsum("ij,ij->i", x, x)
+    buf = np.empty(min(chunk, N), dtype=np.float32)
+    picked = np.empty(n, dtype=np.int64)
+    radius = np.empty(n, dtype=np.float64)
+    if n == 0:
+        return picked, radius
+
+    def update(md: np.ndarray, j: int) -> None:
+        c = x[j]
+        cn = np.float32(xn[j])
+        for s in range(0, N, chunk):
+            e = min(N, s + chunk)
+            b = buf[: e - s]
+            np.dot(x[s:e], c, out=b)
+            b *= -2.0
+            b += xn[s:e]
+            b += cn
+            np.minimum(md[s:e], b, out=md[s:e])
+
+    start = 0
+    if centers.shape[0] > 0:
+        sq, _ = knn(x[centers], 1, queries=x)
+        md = np.maximum(sq[:, 0], 0.0).astype(np.float32)
+        md[centers] = -1.0  # never pick a center again
+    else:
+        mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+        j = int(np.argmin(xn - 2.0 * (x @ mean)))  # nearest the mean
+        md = np.full(N, np.inf, dtype=np.float32)
+        update(md, j)
+        md[j] = -1.0
+        picked[0] = j
+        radius[0] = float(np.sqrt(max(md.max(), 0.0)))
+        start = 1
+    for t in range(start, n):
+        j = int(np.argmax(md))
+        picked[t] = j
+        radius[t] = float(np.sqrt(max(md[j], 0.0)))
+        update(md, j)
+        md[j] = -1.0
+    return picked, radius
+
+
+@register("kcenter")
+class KCenter(Strategy):
+    """Greedy k-center coreset (Sener & Savarese, ICLR 2018) seeded with the labeled set.
+
+    ``scores`` are the pick radii (distance to the nearest earlier center), ``groups`` are -1,
+    ``info["radius"]`` is the coverage radius left after the last pick (max over the pool of
+    the distance to the nearest center; computed only when ``report_radius``).
+    """
+
+    def __init__(self, chunk: int = CHUNK, report_radius: bool = False):
+        self.chunk = chunk
+        self.report_radius = report_radius
+
+    def _select(self, x, budget, labeled_mask, rng):
+        centers = np.flatnonzero(labeled_mask)
+        picked, radius = kcenter_greedy(x, centers, budget, chunk=self.chunk)
+        info = {"n_labeled_centers": int(centers.shape[0])}
+        if self.report_radius:
+            sq, _ = knn(x[np.concatenate([centers, picked])], 1, queries=x)
+            info["radius"] = float(np.sqrt(max(float(sq.max()), 0.0)))
+        return Selection(indices=picked, scores=radius, groups=np.full(budget, -1, dtype=np.int64),
+                         info=info)

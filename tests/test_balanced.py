@@ -1,0 +1,71 @@
+"""The default class-balanced strategy."""
+import numpy as np
+import pytest
+
+from strategies.balanced import Balanced, even_allocation
+from strategies.typiclust import typicality
+
+
+def sphere_blobs(sizes, d=32, spread=0.04, seed=0):
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((len(sizes), d))
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    x = np.concatenate([c[i] + spread * rng.standard_normal((s, d)) for i, s in enumerate(sizes)])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), np.repeat(np.arange(len(sizes)), sizes)
+
+
+def test_even_allocation():
+    assert even_allocation(np.array([100, 100, 100]), np.zeros(3), 9).tolist() == [3, 3, 3]
+    # remainder: fewest labeled first, then larger group
+    assert even_allocation(np.array([100, 50, 80]), np.array([2, 0, 0]), 5).tolist() == [1, 2, 2]
+    assert even_allocation(np.array([100, 50, 80]), np.zeros(3), 2).tolist() == [1, 0, 1]
+    # a group with little room gives its excess to the others
+    assert even_allocation(np.array([1, 100, 100]), np.zeros(3), 9).tolist() == [1, 4, 4]
+    assert even_allocation(np.array([2, 3]), np.zeros(2), 5).tolist() == [2, 3]
+    with pytest.raises(ValueError):
+        even_allocation(np.array([1, 1]), np.zeros(2), 3)
+
+
+def test_long_tailed_blobs_picked_evenly():
+    # imbalance 100 over 5 blobs
+    sizes = [2000, 632, 200, 63, 20]
+    x, y = sphere_blobs(sizes)
+    s = Balanced().select(x, 25, rng=0)
+    assert s.n_groups == 5
+    assert np.bincount(y[s.indices], minlength=5).tolist() == [5, 5, 5, 5, 5]
+    # groups reported are consistent: one group per blob
+    for g in np.unique(s.groups):
+        assert np.unique(y[s.indices[s.groups == g]]).shape[0] == 1
+    # rank order is round-robin: the first 5 picks hit 5 different blobs
+    assert np.unique(y[s.indices[:5]]).shape[0] == 5
+
+
+def test_remainder_goes_to_least_covered_blobs():
+    sizes = [500, 300, 200, 100]
+    x, y = sphere_blobs(sizes, seed=1)
+    mask = np.zeros(len(x), bool)
+    mask[:10] = True  # blob 0 holds 10 labels
+    mask[500:505] = True  # blob 1 holds 5
+    s = Balanced(n_classes=4).select(x, 6, labeled_mask=mask, rng=0)
+    assert s.info["k_source"] == "given"
+    # 6 // 4 = 1 each, remainder 2 to the unlabeled blobs 2 and 3
+    assert np.bincount(y[s.indices], minlength=4).tolist() == [1, 1, 2, 2]
+
+
+def test_picks_are_typical_and_spread():
+    # one blob, 4 picks: none is an outlier, and they are not near-duplicates
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((800, 8)).astype(np.float32)
+    x[:5] *= 6  # outliers
+    s = Balanced(n_classes=1).select(x, 4, rng=0)
+    assert not set(s.indices.tolist()) & set(range(5))
+    p = x[s.indices]
+    d = np.sqrt(((p[:, None] - p[None]) ** 2).sum(-1))[np.triu_indices(4, 1)]
+    full = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    # the 4 most typical points overall crowd the centre; sub-clusters spread the picks
+    top = np.argsort(-typicality(x, 20))[:4]
+    d_top = full[np.ix_(top, top)][np.triu_indices(4, 1)]
+    assert d.min() > 1.5 * d_top.min()
+    # and more typical than average: mean distance to the pool below the pool's average
+    assert full[s.indices].mean() < full.mean()

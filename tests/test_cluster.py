@@ -1,0 +1,158 @@
+"""selector.cluster: seeded faiss k-means, chunked kNN, range pairs, grouping helpers."""
+import numpy as np
+import pytest
+
+from selector.cluster import (group_rows, kmeans, kmeanspp_init, knn, nearest_centroid, range_pairs,
+                              sample_rows, set_threads, sq_dists)
+
+
+def blobs(sizes, d=16, spread=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((len(sizes), d))
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    x = np.concatenate([c[k] + spread * rng.standard_normal((s, d)) for k, s in enumerate(sizes)])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), np.repeat(np.arange(len(sizes)), sizes)
+
+
+def brute_knn(x, q, k, exclude_self):
+    d = ((q[:, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1)
+    if exclude_self:
+        np.fill_diagonal(d, np.inf)
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, idx, 1), idx
+
+
+def test_kmeans_finds_separated_blobs_and_is_seeded():
+    x, y = blobs([200, 200, 200])
+    c, a, sq = kmeans(x, 3, seed=1, init="k-means++")
+    assert c.shape == (3, 16) and c.dtype == np.float32
+    assert a.shape == (600,) and a.dtype == np.int64 and sq.dtype == np.float32
+    # each blob is one cluster
+    for k in range(3):
+        assert np.unique(a[y == k]).shape[0] == 1
+    assert np.unique(a).shape[0] == 3
+    # sqdist is the distance to the assigned centroid, and that centroid is the nearest
+    ref = ((x[:, None, :] - c[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(sq, ref[np.arange(600), a], atol=1e-5)
+    assert (a == ref.argmin(1)).all()
+    c2, a2, _ = kmeans(x, 3, seed=1, init="k-means++")
+    np.testing.assert_array_equal(a, a2)
+    np.testing.assert_array_equal(c, c2)
+
+
+def test_kmeans_subsampled_training_assigns_all_points():
+    x, _ = blobs([3000, 1000], d=8)
+    c, a, sq = kmeans(x, 10, seed=0, max_points_per_centroid=20)  # trains on 200 of 4000
+    assert a.shape == (4000,) and a.min() >= 0 and a.max() < 10
+    ref = ((x[:, None, :] - c[None]) ** 2).sum(-1)
+    assert (a == ref.argmin(1)).mean() > 0.999  # ties aside, nearest centroid
+    _, a2, _ = kmeans(x, 10, seed=0, max_points_per_centroid=20)
+    np.testing.assert_array_equal(a, a2)
+
+
+def test_kmeans_bad_k_and_k1():
+    x, _ = blobs([10, 10])
+    with pytest.raises(ValueError, match="k must be"):
+        kmeans(x, 21)
+    c, a, sq = kmeans(x, 1)
+    np.testing.assert_allclose(c[0], x.mean(0), atol=1e-6)
+    assert (a == 0).all()
+
+
+def test_kmeanspp_init_picks_distinct_rows_and_covers_small_blob():
+    x, y = blobs([500, 5], d=8, spread=0.005)
+    hit = 0
+    for seed in range(10):
+        init = kmeanspp_init(x, 2, seed)
+        rows = [int(np.flatnonzero((x == r).all(1))[0]) for r in init]
+        assert len(set(rows)) == 2
+        hit += int(set(y[rows]) == {0, 1})
+    assert hit >= 9  # D^2 sampling almost always seeds the 5-point blob
+
+
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_knn_flat_matches_brute_force(exclude_self):
+    x, _ = blobs([150, 100], d=8, spread=0.3)
+    sq, idx = knn(x, 5, exclude_self=exclude_self)
+    rsq, ridx = brute_knn(x, x, 5, exclude_self)
+    np.testing.assert_allclose(sq, rsq, atol=1e-5)
+    # indices may differ only on exact distance ties
+    np.testing.assert_allclose(((x[idx] - x[:, None]) ** 2).sum(-1), rsq, atol=1e-5)
+    if exclude_self:
+        assert not (idx == np.arange(250)[:, None]).any()
+
+
+def test_knn_queries_chunked_and_ivf():
+    x, _ = blobs([800, 700, 500], d=8, spread=0.2)
+    q = x[::7] + 0.01
+    sq, idx = knn(x, 3, queries=q, chunk=17)
+    rsq, _ = brute_knn(x, q, 3, False)
+    np.testing.assert_allclose(sq, rsq, atol=1e-5)
+    # IVF branch (forced by a small flat_max): approximate but mostly right, seeded
+    sq2, idx2 = knn(x, 3, queries=q, flat_max=100, nprobe=8, seed=3)
+    assert (idx2[:, 0] == idx[:, 0]).mean() > 0.9
+    sq3, idx3 = knn(x, 3, queries=q, flat_max=100, nprobe=8, seed=3)
+    np.testing.assert_array_equal(idx2, idx3)
+
+
+def test_knn_exclude_self_with_duplicates():
+    x = np.zeros((4, 3), np.float32)
+    x[3] = 1
+    sq, idx = knn(x, 2)
+    for i in range(4):
+        assert i not in idx[i]
+    assert set(idx[0]) == {1, 2}
+
+
+def test_knn_validates():
+    x, _ = blobs([5, 5])
+    with pytest.raises(ValueError):
+        knn(x, 10)  # 10 + self > 10 rows
+    with pytest.raises(ValueError):
+        knn(x, 2, queries=np.zeros((3, 4), np.float32))
+
+
+def test_nearest_centroid_and_sq_dists():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((50, 6)).astype(np.float32)
+    b = rng.standard_normal((7, 6)).astype(np.float32)
+    d = sq_dists(a, b)
+    ref = ((a[:, None, :].astype(np.float64) - b[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(d, ref, atol=1e-4)
+    sq, i = nearest_centroid(a, b)
+    np.testing.assert_array_equal(i, ref.argmin(1))
+    np.testing.assert_allclose(sq, ref.min(1), atol=1e-4)
+
+
+def test_range_pairs_matches_brute_force_and_caps():
+    x, _ = blobs([60, 40], d=4, spread=0.3)
+    r = 0.3
+    src, dst = range_pairs(x, r, chunk=13)
+    d = np.sqrt(((x[:, None, :].astype(np.float64) - x[None]) ** 2).sum(-1))
+    ref = {(i, j) for i, j in zip(*np.nonzero(d < r)) if i != j}
+    got = set(zip(src.tolist(), dst.tolist()))
+    # float32 vs float64 may disagree only at the boundary
+    assert len(got ^ ref) <= 2
+    assert range_pairs(x, 10.0, max_pairs=100) is None
+
+
+def test_group_rows_and_sample_rows():
+    labels = np.array([2, 0, 2, 1, 0, 2])
+    ordered, bounds = group_rows(labels, 4)
+    assert ordered[bounds[0]:bounds[1]].tolist() == [1, 4]
+    assert ordered[bounds[2]:bounds[3]].tolist() == [0, 2, 5]
+    assert bounds[3] == bounds[4]  # empty group 3
+    ordered, bounds = group_rows(labels, 3, rows=np.array([0, 3, 5]))
+    assert ordered.tolist() == [3, 0, 5]
+    s = sample_rows(100, 10, 0)
+    assert s.shape == (10,) and np.unique(s).shape == (10,) and (np.diff(s) > 0).all()
+    np.testing.assert_array_equal(s, sample_rows(100, 10, 0))
+    assert sample_rows(5, 10, 0).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_set_threads():
+    assert set_threads(1) == 1
+    assert set_threads() >= 1
+    with pytest.raises(ValueError):
+        set_threads(0)

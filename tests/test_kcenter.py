@@ -1,0 +1,59 @@
+"""Greedy k-center (Sener & Savarese 2018)."""
+import numpy as np
+
+from strategies.kcenter import KCenter, kcenter_greedy
+
+
+def brute_greedy(x, centers, n):
+    """Obvious O(n^2) reference: recompute every distance each step (float64)."""
+    x = x.astype(np.float64)
+    chosen = list(centers)
+    out = []
+    if not chosen:
+        chosen = [int(np.argmin(((x - x.mean(0)) ** 2).sum(1)))]
+        out.append(chosen[0])
+    while len(out) < n:
+        d = np.min(((x[:, None, :] - x[chosen][None]) ** 2).sum(-1), axis=1)
+        d[chosen] = -1
+        j = int(np.argmax(d))
+        chosen.append(j)
+        out.append(j)
+    return out
+
+
+def test_matches_brute_force_with_and_without_centers():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 5)).astype(np.float32)
+    for centers in ([], [3, 100, 250]):
+        picked, radius = kcenter_greedy(x, np.array(centers, dtype=np.int64), 20, chunk=37)
+        assert picked.tolist() == brute_greedy(x, centers, 20)
+        assert (np.diff(radius) <= 1e-6).all()  # greedy radii never increase
+        assert not set(picked.tolist()) & set(centers)
+
+
+def test_picks_far_outliers_first():
+    rng = np.random.default_rng(1)
+    x = 0.05 * rng.standard_normal((500, 3))
+    outliers = np.array([[10, 0, 0], [0, -10, 0], [0, 0, 10]], dtype=np.float64)
+    x = np.concatenate([x, outliers]).astype(np.float32)
+    picked, radius = kcenter_greedy(x, np.zeros(0, np.int64), 4)
+    # first pick is the most central point, then the three outliers
+    assert picked[0] < 500
+    assert set(picked[1:].tolist()) == {500, 501, 502}
+    assert radius[1] > 9
+
+
+def test_first_pick_is_most_central_and_radius():
+    x = np.array([[0, 0], [1, 0], [-1, 0], [0, 3]], dtype=np.float32)
+    picked, radius = kcenter_greedy(x, np.zeros(0, np.int64), 2)
+    assert picked[0] == 0  # mean (0, 0.75): nearest row is (0, 0)
+    assert picked[1] == 3
+    np.testing.assert_allclose(radius, [3.0, 3.0], atol=1e-6)
+
+
+def test_strategy_uses_labeled_as_centers():
+    x = np.array([[0, 0], [0.1, 0], [5, 5], [5.1, 5], [-5, 5]], dtype=np.float32)
+    mask = np.array([True, False, True, False, False])
+    s = KCenter(report_radius=True).select(x, 1, labeled_mask=mask)
+    assert s.indices.tolist() == [4]
+    np.testing.assert_allclose(s.info["radius"], 0.1, atol=1e-5)
