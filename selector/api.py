@@ -174,6 +174,7 @@ class Selector:
         device = resolve_device(self.device)
 
         t1 = time.perf_counter()
+        self.encoder_cached_ = False  # set by _get_encoder when a finished checkpoint is reused
         self.encoder_ = self._get_encoder(pool, device, labels)
         self.timings_["train"] = time.perf_counter() - t1
 
@@ -212,6 +213,11 @@ class Selector:
             folder.mkdir(parents=True, exist_ok=True)
             ckpt = folder / f"encoder-{h.hexdigest()}.pt"
         self.checkpoint_ = ckpt
+        self.encoder_cached_ = False
+        if ckpt is not None and ckpt.exists():
+            from .train import read_checkpoint
+
+            self.encoder_cached_ = read_checkpoint(ckpt)["epochs_done"] >= tr_cfg.epochs
         return train_encoder(pool.images, enc_cfg, tr_cfg, device, checkpoint_path=ckpt, labels=labels,
                              progress=self.progress)
 

@@ -271,8 +271,8 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, 
             summary.append(("encoder", f"{encoder}"))
         else:
             tc = sel.train_config(len(p))
-            summary.append(("encoder", f"{arch} trained on the pool with {tc.loss}, {tc.epochs} epochs "
-                                       f"({sel.timings_['train']:.1f} s; cached in {cache})"))
+            how = ("loaded from the cache" if sel.encoder_cached_ else f"{sel.timings_['train']:.1f} s") + f"; cache: {cache}"
+            summary.append(("encoder", f"{arch} trained on the pool with {tc.loss}, {tc.epochs} epochs ({how})"))
         n_unique = len(p) - p.n_duplicates
         summary.append(("embedding", f"{sel.embeddings_.shape[1]}-d, {sel.n_embedded_} images embedded, "
                                      f"{n_unique - sel.n_embedded_} from cache ({sel.timings_['embed']:.1f} s)"))

@@ -41,6 +41,7 @@ def test_select_writes_csv_and_summary_then_reuses_cache(digits_pool, tmp_path):
     r2 = _run(*args, "--force")
     assert r2.exit_code == 0, r2.output
     assert "0 images embedded, 60 from cache" in r2.output
+    assert "loaded from the cache" in r2.output
     assert _rows(out) == rows  # same seed, same selection
 
 
