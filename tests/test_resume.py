@@ -133,3 +133,28 @@ def test_kill_during_training_then_resume(tmp_path):
     for d in want:
         np.testing.assert_array_equal(got[d], want[d])
     assert _rows(run / "sel.csv") == _rows(ref / "sel.csv")
+
+
+def test_selector_train_killed_mid_run_resumes_to_the_same_encoder(tmp_path):
+    """``selector train`` killed with SIGKILL after its first epoch checkpoint (inside epoch 2 of 3), run
+    again: it resumes from OUT.ckpt, ends with 3 epochs done and the weights of an uninterrupted run."""
+    pool = write_pool(tmp_path / "pool", 48)
+    args = ["train", "--pool", str(pool), "--epochs", "3", "--batch-size", "16", "--seed", "2", "--workers", "1",
+            "-q"]
+    run = tmp_path / "run"
+    run.mkdir()
+    out = run / "enc.pt"
+    _kill_when([*args, "--out", str(out)], {}, "enc.pt.ckpt", run)
+    assert not out.exists()
+    assert 1 <= torch.load(run / "enc.pt.ckpt", weights_only=True)["epochs_done"] < 3
+    r = CliRunner().invoke(main, [*args, "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert out.is_file() and not (run / "enc.pt.ckpt").exists()
+
+    ref = tmp_path / "ref.pt"
+    r = CliRunner().invoke(main, [*args, "--out", str(ref)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    a, b = torch.load(out, weights_only=True), torch.load(ref, weights_only=True)
+    assert a["epochs_done"] == b["epochs_done"] == 3
+    for k in b["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
