@@ -77,8 +77,9 @@ def embed_dataset(x_train, x_test, name: str, cache: Path, encoder, epochs, loss
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True, help="Seeds 0..N-1.")
 @click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Rounds of BUDGET each; each round sees the previous rounds' labels.")
-@click.option("--retrainer", type=click.Choice(["linear", "knn"]), default="linear", show_default=True,
-              help="Classifier retrained on the chosen labels (frozen embedding).")
+@click.option("--retrainer", type=click.Choice(["linear", "knn", "finetune"]), default="linear", show_default=True,
+              help="Classifier retrained on the chosen labels: linear probe or kNN on the frozen embedding, or "
+                   "finetune (the encoder fine-tuned end to end with cross-entropy on the chosen images; slower).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Folder for results.csv, summary.md and the plots.")
 @click.option("--encoder", type=click.Path(path_type=Path), default=None, help="Use this encoder checkpoint.")
@@ -120,8 +121,18 @@ def eval_cmd(data, pool_spec, strategy_names, budgets, seeds, rounds, retrainer,
         xtr, ytr, xte, yte, name = load_split(data, train_per_class if data == "cifar10" else None, test_per_class,
                                               0, cache, data_dir)
         etr, ete, sel = embed_dataset(xtr, xte, name, cache, encoder, epochs, loss, arch, device, 0, not quiet)
+        retrain = retrainer
+        if retrainer == "finetune":
+            from selector.data import load_pool
+
+            from .finetune import finetune_retrainer
+
+            test_pool = load_pool(cache / f"{name}-test.npz", image_size=sel.pool_.size, channels=sel.pool_.channels)
+            retrain = finetune_retrainer(sel.encoder_, sel.pool_.images, etr, test_pool.images, ete,
+                                         device=sel.encoder_.head[0].weight.device)
+            retrain.__name__ = "finetune"
         rows = run_eval(etr, ytr, ete, yte, strategies=names, budgets=budget_list, seeds=list(range(seeds)),
-                        pool_spec=pool_spec, rounds=rounds, retrainer=retrainer, progress=not quiet, dataset=name)
+                        pool_spec=pool_spec, rounds=rounds, retrainer=retrain, progress=not quiet, dataset=name)
         files = write_report(rows, out, title=f"{name}, pool {pool_spec}")
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
