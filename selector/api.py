@@ -246,21 +246,32 @@ class Selector:
     def select(self, budget: int, labeled: Any = None) -> SelectionResult:
         """Choose ``budget`` items not yet labeled; see :meth:`labeled_mask` for ``labeled``."""
         self._check_fitted()
-        mask, missing = self.labeled_mask(labeled)
+        self._check_fitted()
+        mask, y, missing = labeled_and_labels(labeled, self.pool_.ids, self.pool_.root)
         if missing:
             log.warning("%d labeled entries name no image in the pool; ignored", missing)
         dup = self.pool_.duplicate_mask(mask)  # byte-identical copies are never both chosen
         mask = mask | dup
         strat = self.strategy if isinstance(self.strategy, Strategy) else get_strategy(self.strategy, **self.strategy_params)
         return select_embeddings(self.embeddings_, budget, mask, strat, self.seed, self.pool_.ids,
-                                 self.pool_.root, info={"labeled_missing": missing, "duplicates": int(dup.sum())})
+                                 self.pool_.root, info={"labeled_missing": missing, "duplicates": int(dup.sum())},
+                                 labels=y)
 
 
 def labeled_mask_for(labeled: Any, ids: Sequence[str], root: Path | None) -> tuple[np.ndarray, int]:
     """See :meth:`Selector.labeled_mask`; works on any list of item ids."""
+    mask, _, missing = labeled_and_labels(labeled, ids, root)
+    return mask, missing
+
+
+def labeled_and_labels(labeled: Any, ids: Sequence[str], root: Path | None
+                       ) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """(mask (n,) bool, labels (n,) int64 class ids with -1 for unknown or None when no label is known,
+    entries naming no pool item) from any form :meth:`Selector.labeled_mask` takes. Class ids index the
+    sorted class names of a labels file or mapping."""
     n = len(ids)
     if labeled is None:
-        return np.zeros(n, dtype=bool), 0
+        return np.zeros(n, dtype=bool), None, 0
     if isinstance(labeled, (str, os.PathLike)):
         from .labels import read_labels
 
@@ -268,8 +279,14 @@ def labeled_mask_for(labeled: Any, ids: Sequence[str], root: Path | None) -> tup
     if isinstance(labeled, Mapping):
         from .labels import labeled_mask_from
 
-        mask, _, _, missing = labeled_mask_from(labeled, ids, root if root is not None and Path(root).is_dir() else None)
-        return mask, missing
+        mask, y, _, missing = labeled_mask_from(labeled, ids, root if root is not None and Path(root).is_dir() else None)
+        return mask, (y if (y >= 0).any() else None), missing
+    mask, missing = _mask_from_array(labeled, ids, root)
+    return mask, None, missing
+
+
+def _mask_from_array(labeled: Any, ids: Sequence[str], root: Path | None) -> tuple[np.ndarray, int]:
+    n = len(ids)
     arr = np.asarray(labeled)
     if arr.dtype == bool:
         if arr.shape != (n,):
@@ -288,13 +305,15 @@ def labeled_mask_for(labeled: Any, ids: Sequence[str], root: Path | None) -> tup
 
 def select_embeddings(embeddings: np.ndarray, budget: int, labeled_mask: np.ndarray | None,
                       strategy: str | Strategy, seed: int | np.random.Generator, ids: Sequence[str] | None = None,
-                      root: Path | None = None, info: dict | None = None, **strategy_params) -> SelectionResult:
+                      root: Path | None = None, info: dict | None = None, labels: np.ndarray | None = None,
+                      **strategy_params) -> SelectionResult:
     """Run a strategy on any embedding array (bring your own encoder): the shared code path of the
-    API and ``selector select --embeddings``."""
+    API and ``selector select``. ``labels`` (n,) int, -1 unknown: known classes of labeled items, which
+    label-aware strategies (``balanced``) balance across."""
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy, **strategy_params)
     ids = list(ids) if ids is not None else [str(i) for i in range(len(embeddings))]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     t = time.perf_counter()
-    sel = strat.select(embeddings, budget, labeled_mask, rng)
+    sel = strat.select(embeddings, budget, labeled_mask, rng, labels=labels)
     return SelectionResult(selection=sel, ids=ids, root=root, strategy=strat.name,
                            seconds=time.perf_counter() - t, info=dict(info or {}))

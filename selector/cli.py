@@ -238,17 +238,17 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, 
                 workers=None, decode_timeout=60.0, max_pixels=89_478_485):
     """Everything cheap is checked before anything slow: the encoder file, the pool, the labeled file and
     the budget are all read and checked before training starts."""
-    from .api import Selector, labeled_mask_for, select_embeddings
+    from .api import Selector, labeled_and_labels, select_embeddings
 
     summary: list[tuple[str, str]] = []
     if embeddings is not None:
         emb = _read_embeddings(embeddings)
         item_ids = _read_ids(ids, len(emb)) if ids is not None else [str(i) for i in range(len(emb))]
-        mask, missing = labeled_mask_for(str(labeled) if labeled else None, item_ids, None)
+        mask, y, missing = labeled_and_labels(str(labeled) if labeled else None, item_ids, None)
         _warn_empty_labels(labeled, mask, missing)
         budget = _fit_budget(budget, int((~mask).sum()), f"embeddings {embeddings}", allow_smaller)
         summary.append(("embeddings", f"{len(emb)} x {emb.shape[1]} from {embeddings}"))
-        result = select_embeddings(emb, budget, mask, strategy, seed, item_ids, None)
+        result = select_embeddings(emb, budget, mask, strategy, seed, item_ids, None, labels=y)
     else:
         cache = cache_dir if cache_dir is not None else out.resolve().parent / CACHE_DIRNAME
         size, channels = _encoder_input(encoder, image_size)
@@ -256,7 +256,7 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, 
         p = _read_pool(pool, image_size=size, channels=channels, on_bad=on_bad_image, workers=workers,
                        decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=cache, quiet=quiet)
         summary.append(("pool", _pool_line(p, pool)))
-        mask, missing = labeled_mask_for(str(labeled) if labeled else None, p.ids, p.root)
+        mask, y, missing = labeled_and_labels(str(labeled) if labeled else None, p.ids, p.root)
         _warn_empty_labels(labeled, mask, missing)
         dup = p.duplicate_mask(mask)
         if labeled is not None:
@@ -266,7 +266,10 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, 
         sel = Selector(encoder=encoder, strategy=strategy, seed=seed, device=device, epochs=epochs, loss=loss,
                        arch=arch, batch_size=batch_size, image_size=size, cache_dir=cache, on_bad=on_bad_image,
                        progress=not quiet, embed_chunk=embed_chunk)
-        sel.fit(p)
+        from .losses import LOSSES
+
+        # Known labels train the label-using losses (KCL, SupCon-spread) and let balanced balance true classes.
+        sel.fit(p, labels=y if getattr(LOSSES[loss], "needs_labels", False) else None)
         if encoder is not None:
             summary.append(("encoder", f"{encoder}"))
         else:
@@ -276,7 +279,7 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, 
         n_unique = len(p) - p.n_duplicates
         summary.append(("embedding", f"{sel.embeddings_.shape[1]}-d, {sel.n_embedded_} images embedded, "
                                      f"{n_unique - sel.n_embedded_} from cache ({sel.timings_['embed']:.1f} s)"))
-        result = select_embeddings(sel.embeddings_, budget, mask | dup, strategy, seed, p.ids, p.root)
+        result = select_embeddings(sel.embeddings_, budget, mask | dup, strategy, seed, p.ids, p.root, labels=y)
     if missing:
         log.warning("%d entries of %s name no item of the pool; ignored", missing, labeled)
     k = result.n_groups

@@ -14,6 +14,11 @@
    sub-clusters with fewest labeled points first. Typical points are prototypical of their class
    and the sub-clusters keep them far from each other.
 
+With known labels (``select(..., labels=y)``, the classes of the labeled items), step 3 balances the
+true classes instead (:func:`class_allocation`): groups are mapped to the class most of their labeled
+items have, and the budget goes first to the classes with the fewest labels and to groups with no
+labeled item yet (classes not seen so far).
+
 ``groups`` are the estimated group ids, ``n_groups`` is K, ``info`` holds the per-group
 allocation and sizes and ``k_source`` ("estimated" or "given").
 """
@@ -67,6 +72,64 @@ def even_allocation(capacity: np.ndarray, labeled: np.ndarray, budget: int) -> n
     return alloc
 
 
+def water_fill(level: np.ndarray, capacity: np.ndarray, budget: int) -> np.ndarray:
+    """Give ``budget`` items one at a time to the unit with the lowest ``level + allocated`` that
+    still has room (ties: larger capacity, then lower id).
+
+    Args:
+        level: (u,) labels each unit already has; capacity: (u,) unlabeled items it can still give.
+    Returns (u,) int64 allocation summing to ``budget`` (<= capacity.sum()).
+    """
+    level = np.asarray(level, dtype=np.int64)
+    capacity = np.asarray(capacity, dtype=np.int64)
+    if budget > int(capacity.sum()):
+        raise ValueError(f"budget {budget} exceeds the {int(capacity.sum())} unlabeled items")
+    alloc = np.zeros_like(capacity)
+    for _ in range(int(budget)):
+        open_ = np.flatnonzero(alloc < capacity)
+        best = open_[np.lexsort((open_, -capacity[open_], level[open_] + alloc[open_]))[0]]
+        alloc[best] += 1
+    return alloc
+
+
+def class_allocation(assign: np.ndarray, labeled_mask: np.ndarray, labels: np.ndarray, n_groups: int,
+                     budget: int) -> np.ndarray:
+    """Per-group allocation that balances the *true classes* of the labeled set.
+
+    Each group stands for the class most of its labeled items have (groups with no known label stand
+    for a class not seen yet, level 0, or for their labeled items of unknown class). Groups standing for
+    the same class share one level, the number of labels that class has; the budget is water-filled over
+    these units, so classes with few labels (and unseen ones) get the picks, and each unit's share is
+    split evenly over its groups.
+
+    Args:
+        assign: (n,) group ids; labeled_mask: (n,) bool; labels: (n,) int64, -1 unknown.
+    Returns (n_groups,) int64 allocation summing to ``budget``.
+    """
+    free = ~labeled_mask
+    capacity = np.bincount(assign[free], minlength=n_groups)
+    labeled = np.bincount(assign[labeled_mask], minlength=n_groups)
+    known = labels >= 0
+    class_count = np.bincount(labels[known]) if known.any() else np.zeros(0, dtype=np.int64)
+    unit_of = np.empty(n_groups, dtype=np.int64)
+    level: list[int] = []
+    unit_key: dict[tuple, int] = {}
+    for gid in range(n_groups):
+        lab = labels[known & (assign == gid)]
+        key = ("class", int(np.bincount(lab).argmax())) if lab.size else ("group", gid)
+        if key not in unit_key:
+            unit_key[key] = len(level)
+            level.append(int(class_count[key[1]]) if key[0] == "class" else int(labeled[gid]))
+        unit_of[gid] = unit_key[key]
+    u_cap = np.bincount(unit_of, weights=capacity, minlength=len(level)).astype(np.int64)
+    u_alloc = water_fill(np.array(level), u_cap, budget)
+    alloc = np.zeros(n_groups, dtype=np.int64)
+    for u in np.flatnonzero(u_alloc):
+        members = np.flatnonzero(unit_of == u)
+        alloc[members] = even_allocation(capacity[members], labeled[members], int(u_alloc[u]))
+    return alloc
+
+
 @register("balanced")
 class Balanced(Strategy):
     """Even budget over estimated classes, typical and diverse picks inside each; see module doc.
@@ -93,7 +156,9 @@ class Balanced(Strategy):
         self.max_points_per_centroid = max_points_per_centroid
         self.use_gpu = use_gpu
 
-    def _select(self, x, budget, labeled_mask, rng):
+    uses_labels = True
+
+    def _select(self, x, budget, labeled_mask, rng, labels=None):
         n = x.shape[0]
         seed = int(rng.integers(2**31 - 1))
         est = None
@@ -111,7 +176,10 @@ class Balanced(Strategy):
         free = ~labeled_mask
         capacity = np.bincount(assign[free], minlength=g)
         labeled = np.bincount(assign[labeled_mask], minlength=g)
-        alloc = even_allocation(capacity, labeled, budget)
+        if labels is None:
+            alloc = even_allocation(capacity, labeled, budget)
+        else:
+            alloc = class_allocation(assign, labeled_mask, labels, g, budget)
 
         ordered, bounds = group_rows(assign, g)
         out_i, out_s, out_g, rank = [], [], [], []

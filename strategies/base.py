@@ -87,6 +87,23 @@ def check_inputs(embeddings, budget, labeled_mask) -> tuple[np.ndarray, int, np.
     return x, budget, mask
 
 
+def check_labels(labels, labeled_mask: np.ndarray) -> np.ndarray | None:
+    """(n,) int64 known labels of the labeled items, -1 elsewhere; None when no label is known.
+
+    Labels given for unlabeled items are dropped (set to -1): a strategy never sees a label the
+    annotators have not given, whatever the caller passes.
+    """
+    if labels is None:
+        return None
+    y = np.asarray(labels).reshape(-1)
+    if y.shape[0] != labeled_mask.shape[0]:
+        raise SelectionError(f"labels has {y.shape[0]} entries for {labeled_mask.shape[0]} embeddings")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise SelectionError(f"labels must be integer class ids (-1 for unknown), got dtype {y.dtype}")
+    y = np.where(labeled_mask, y.astype(np.int64), -1)
+    return y if (y >= 0).any() else None
+
+
 def check_selection(sel: Selection, budget: int, labeled_mask: np.ndarray, name: str) -> Selection:
     """Normalise dtypes and enforce the contract on a strategy's output."""
     idx = np.asarray(sel.indices, dtype=np.int64).reshape(-1)
@@ -110,6 +127,8 @@ class Strategy(abc.ABC):
     """Base class of selection strategies. Subclasses set ``name`` and implement ``_select``."""
 
     name: ClassVar[str] = ""
+    #: True when ``_select`` takes a ``labels`` keyword (the known classes of labeled items).
+    uses_labels: ClassVar[bool] = False
 
     def select(
         self,
@@ -117,6 +136,7 @@ class Strategy(abc.ABC):
         budget: int,
         labeled_mask: np.ndarray | None = None,
         rng: np.random.Generator | int | None = None,
+        labels: np.ndarray | None = None,
     ) -> Selection:
         """Choose ``budget`` unlabeled rows of ``embeddings``.
 
@@ -126,9 +146,16 @@ class Strategy(abc.ABC):
             labeled_mask: (n,) bool, True for already-labeled items (never chosen; they count
                 towards coverage). None means nothing is labeled.
             rng: a ``np.random.Generator`` or an int seed; the same state gives the same result.
+            labels: optional (n,) int class ids of the labeled items (-1 unknown; entries of unlabeled
+                items are ignored). Strategies with ``uses_labels`` balance across these true classes;
+                the others ignore them.
         """
         x, budget, mask = check_inputs(embeddings, budget, labeled_mask)
-        sel = self._select(x, budget, mask, as_generator(rng))
+        y = check_labels(labels, mask)
+        if self.uses_labels and y is not None:
+            sel = self._select(x, budget, mask, as_generator(rng), labels=y)
+        else:
+            sel = self._select(x, budget, mask, as_generator(rng))
         return check_selection(sel, budget, mask, self.name)
 
     @abc.abstractmethod

@@ -76,3 +76,22 @@ def test_labeled_mask_for_errors():
         labeled_mask_for(np.array([0, 9]), ["a", "b"], None)
     with pytest.raises(ValueError, match="shape"):
         labeled_mask_for(np.array([True]), ["a", "b"], None)
+
+
+def test_labels_from_a_file_reach_label_aware_strategies(tmp_path):
+    from selector.api import labeled_and_labels
+
+    rng = np.random.default_rng(0)
+    centers = np.eye(8, dtype=np.float32)[:3] * 4
+    x = np.concatenate([c + 0.2 * rng.normal(size=(40, 8)) for c in centers]).astype(np.float32)
+    ids = [f"blob{i // 40}/{i:03d}.png" for i in range(120)]
+    f = tmp_path / "labels.csv"
+    f.write_text("path,label\n" + "".join(f"{ids[i]},cat\n" for i in range(8)), encoding="utf-8")
+    mask, y, missing = labeled_and_labels(str(f), ids, None)
+    assert mask.sum() == 8 and missing == 0 and (y[:8] == 0).all() and (y[8:] == -1).all()
+    res = select_embeddings(x, 10, mask, "balanced", 0, ids, labels=y, n_classes=3)
+    blobs = [int(p[4]) for p in res.paths]
+    assert blobs.count(0) == 0 and blobs.count(1) == 5 and blobs.count(2) == 5  # the labeled class is skipped
+    # A plain list of paths carries no labels: the documented even split.
+    mask2, y2, _ = labeled_and_labels(ids[:8], ids, None)
+    assert y2 is None and mask2.sum() == 8

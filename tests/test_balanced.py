@@ -69,3 +69,58 @@ def test_picks_are_typical_and_spread():
     assert d.min() > 1.5 * d_top.min()
     # and more typical than average: mean distance to the pool below the pool's average
     assert full[s.indices].mean() < full.mean()
+
+
+# --------------------------------------------------------------------------- known labels
+
+
+def _three_blobs(n_per=60, d=16, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = np.eye(d, dtype=np.float32)[:3] * 4.0
+    x = np.concatenate([c + 0.2 * rng.normal(size=(n_per, d)).astype(np.float32) for c in centers])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x, dtype=np.float32), np.repeat(np.arange(3), n_per)
+
+
+def test_water_fill_levels_up_the_least_labeled():
+    from strategies.balanced import water_fill
+
+    np.testing.assert_array_equal(water_fill(np.array([10, 0, 0]), np.array([50, 50, 50]), 12), [0, 6, 6])
+    np.testing.assert_array_equal(water_fill(np.array([3, 0, 1]), np.array([50, 2, 50]), 6), [1, 2, 3])
+
+
+def test_known_labels_send_the_budget_to_under_labeled_classes():
+    from strategies.balanced import Balanced
+
+    x, blob = _three_blobs()
+    mask = np.zeros(len(x), dtype=bool)
+    mask[np.flatnonzero(blob == 0)[:10]] = True  # ten labels, all in blob 0
+    labels = np.where(mask, blob, -1)
+    with_labels = Balanced(n_classes=3).select(x, 12, mask, 0, labels=labels)
+    without = Balanced(n_classes=3).select(x, 12, mask, 0)
+    assert np.bincount(blob[with_labels.indices], minlength=3).tolist() == [0, 6, 6]
+    assert np.bincount(blob[without.indices], minlength=3).tolist() == [4, 4, 4]  # the documented even split
+
+
+def test_groups_of_one_known_class_share_its_level():
+    from strategies.balanced import class_allocation
+
+    assign = np.repeat(np.arange(4), 30)
+    mask = np.zeros(120, dtype=bool)
+    mask[[0, 1, 30, 31, 60]] = True
+    labels = np.full(120, -1)
+    labels[[0, 1, 30, 31, 60]] = [5, 5, 5, 5, 2]  # groups 0 and 1 are both class 5 (4 labels), group 2 is class 2
+    alloc = class_allocation(assign, mask, labels, 4, 9)
+    # levels: class 5 -> 4 (groups 0+1), class 2 -> 1 (group 2), unseen group 3 -> 0
+    assert alloc.sum() == 9 and alloc[3] > alloc[2] > 0
+    assert alloc[0] + alloc[1] <= 1
+
+
+def test_labels_of_unlabeled_items_are_ignored():
+    from strategies.balanced import Balanced
+
+    x, blob = _three_blobs(seed=1)
+    mask = np.zeros(len(x), dtype=bool)
+    a = Balanced(n_classes=3).select(x, 9, mask, 0, labels=blob)  # true labels of an unlabeled pool: no effect
+    b = Balanced(n_classes=3).select(x, 9, mask, 0)
+    np.testing.assert_array_equal(a.indices, b.indices)

@@ -111,3 +111,16 @@ def test_train_then_select_with_encoder(digits_pool, tmp_path):
 def test_demo_pool(tmp_path):
     r = _run("demo-pool", tmp_path / "demo")
     assert r.exit_code == 0 and "1797 images of 10 digits" in r.output
+
+
+def test_labeled_file_with_labels_trains_kcl_and_balances(digits_pool, tmp_path):
+    first = _rows_after_select(digits_pool, tmp_path / "a.csv", 10)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n" + "".join(f"{r['path']},{r['path'].split('/')[0]}\n" for r in first),
+                      encoding="utf-8")
+    out = tmp_path / "b.csv"
+    r = _run("select", "-b", 10, "-p", digits_pool, "--loss", "kcl", "--epochs", 1, "-o", out, "-q",
+             "--labeled", labels)
+    assert r.exit_code == 0, r.output
+    assert "10 images already labeled excluded" in r.output
+    assert not {x["path"] for x in first} & {x["path"] for x in _rows(out)}

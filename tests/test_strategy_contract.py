@@ -95,3 +95,24 @@ def test_bad_budget_with_mask_raises(name):
     mask[:5] = False
     with pytest.raises(SelectionError, match="5 unlabeled"):
         get_strategy(name).select(x, 6, labeled_mask=mask, rng=0)
+
+
+def test_known_labels_keep_the_contract(name):
+    x = pool()
+    mask = np.zeros(len(x), dtype=bool)
+    mask[:30] = True
+    labels = np.where(mask, np.arange(len(x)) % 4, -1)
+    before = labels.copy()
+    a = get_strategy(name).select(x, 15, mask, np.random.default_rng(2), labels=labels)
+    b = get_strategy(name).select(x, 15, mask, np.random.default_rng(2), labels=labels)
+    assert len(np.unique(a.indices)) == 15 and not mask[a.indices].any()
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(labels, before)
+
+
+def test_bad_labels_raise(name):
+    x = pool()
+    with pytest.raises(SelectionError, match="labels has 3 entries"):
+        get_strategy(name).select(x, 5, None, 0, labels=np.array([0, 1, 2]))
+    with pytest.raises(SelectionError, match="integer class ids"):
+        get_strategy(name).select(x, 5, None, 0, labels=np.full(len(x), 0.5))
