@@ -5,14 +5,9 @@ import pytest
 from strategies.balanced import Balanced, even_allocation
 from strategies.typiclust import typicality
 
+from .blobs import sphere_blobs
 
-def sphere_blobs(sizes, d=32, spread=0.04, seed=0):
-    rng = np.random.default_rng(seed)
-    c = rng.standard_normal((len(sizes), d))
-    c /= np.linalg.norm(c, axis=1, keepdims=True)
-    x = np.concatenate([c[i] + spread * rng.standard_normal((s, d)) for i, s in enumerate(sizes)])
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float32), np.repeat(np.arange(len(sizes)), sizes)
+
 
 
 def test_even_allocation():

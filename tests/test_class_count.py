@@ -5,22 +5,17 @@ import pytest
 from strategies.class_count import (affinity_graph, eigengap_k, estimate_num_classes, laplacian_spectrum,
                                     spectral_groups)
 
+from .blobs import geometric_sizes, sphere_blobs
 
-def sphere_blobs(k, n=3000, d=32, ratio=10.0, spread=0.04, seed=0):
+
+def unequal_blobs(k, n=3000, d=32, ratio=10.0, spread=0.04, seed=0):
     """k Gaussian blobs on the unit sphere, sizes decaying geometrically by ``ratio``."""
-    rng = np.random.default_rng(seed)
-    w = ratio ** (-np.arange(k) / max(k - 1, 1))
-    sizes = np.maximum((w / w.sum() * n).astype(int), 15)
-    c = rng.standard_normal((k, d))
-    c /= np.linalg.norm(c, axis=1, keepdims=True)
-    x = np.concatenate([c[i] + spread * rng.standard_normal((s, d)) for i, s in enumerate(sizes)])
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float32), np.repeat(np.arange(k), sizes)
+    return sphere_blobs(geometric_sizes(k, n, ratio), d, spread, seed)
 
 
 @pytest.mark.parametrize("k", [2, 5, 10, 20])
 def test_estimate_on_unequal_blobs(k):
-    x, _ = sphere_blobs(k, seed=k)
+    x, _ = unequal_blobs(k, seed=k)
     est = estimate_num_classes(x, n_sample=2000, seed=0)
     assert est.k == k
     assert est.eigenvalues.shape == (31,)
@@ -49,7 +44,7 @@ def test_laplacian_spectrum_counts_components():
 
 
 def test_affinity_graph_symmetric_sparse():
-    x, _ = sphere_blobs(3, n=300)
+    x, _ = unequal_blobs(3, n=300)
     W = affinity_graph(x, k=5)
     assert W.shape == (len(x), len(x))
     assert abs(W - W.T).max() < 1e-12
@@ -58,7 +53,7 @@ def test_affinity_graph_symmetric_sparse():
 
 
 def test_spectral_groups_recover_unequal_blobs():
-    x, y = sphere_blobs(6, n=3000, ratio=30, seed=1)
+    x, y = unequal_blobs(6, n=3000, ratio=30, seed=1)
     means, assign = spectral_groups(x, 6, seed=0, n_sample=2000)
     assert means.shape[0] == 6
     # every group is one blob and every blob one group

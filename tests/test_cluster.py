@@ -1,18 +1,15 @@
 """selector.cluster: seeded faiss k-means, chunked kNN, range pairs, grouping helpers."""
+import functools
+
 import numpy as np
 import pytest
 
 from selector.cluster import (group_rows, kmeans, kmeanspp_init, knn, nearest_centroid, range_pairs,
                               sample_rows, set_threads, sq_dists)
 
+from .blobs import sphere_blobs
 
-def blobs(sizes, d=16, spread=0.05, seed=0):
-    rng = np.random.default_rng(seed)
-    c = rng.standard_normal((len(sizes), d))
-    c /= np.linalg.norm(c, axis=1, keepdims=True)
-    x = np.concatenate([c[k] + spread * rng.standard_normal((s, d)) for k, s in enumerate(sizes)])
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    return x.astype(np.float32), np.repeat(np.arange(len(sizes)), sizes)
+blobs = functools.partial(sphere_blobs, d=16, spread=0.05)
 
 
 def brute_knn(x, q, k, exclude_self):
