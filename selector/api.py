@@ -159,16 +159,13 @@ class Selector:
         t0 = time.perf_counter()
         self.timings_: dict[str, float] = {}
         if not isinstance(pool, Pool):
-            size = self.image_size
-            if self.encoder is not None and size is None:
+            size, channels = self.image_size, None
+            if self.encoder is not None and size is None:  # read the pool the way the encoder expects
                 from .train import read_checkpoint
 
                 cfg = read_checkpoint(self.encoder)["config"]
                 size, channels = cfg["image_size"], cfg["in_channels"]
-                pool = load_pool(pool, image_size=size, channels=channels, on_bad=self.on_bad,
-                                 progress=self.progress)
-            else:
-                pool = load_pool(pool, image_size=size, on_bad=self.on_bad, progress=self.progress)
+            pool = load_pool(pool, image_size=size, channels=channels, on_bad=self.on_bad, progress=self.progress)
         self.pool_ = pool
         self.timings_["read"] = time.perf_counter() - t0
         device = resolve_device(self.device)
@@ -245,7 +242,6 @@ class Selector:
 
     def select(self, budget: int, labeled: Any = None) -> SelectionResult:
         """Choose ``budget`` items not yet labeled; see :meth:`labeled_mask` for ``labeled``."""
-        self._check_fitted()
         self._check_fitted()
         mask, y, missing = labeled_and_labels(labeled, self.pool_.ids, self.pool_.root)
         if missing:

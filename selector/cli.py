@@ -360,10 +360,9 @@ def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_si
                        decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=None, quiet=quiet)
         y = None
         if labels is not None:
-            from .labels import labeled_mask_from, read_labels
+            from .api import labeled_and_labels
 
-            _, y, names, missing = labeled_mask_from(read_labels(labels, root=pool if Path(pool).is_dir() else None),
-                                                     p.ids, pool if Path(pool).is_dir() else None)
+            _, y, _ = labeled_and_labels(str(labels), p.ids, p.root)
         tc = TrainConfig(loss=loss, epochs=epochs or auto_epochs(len(p)), batch_size=batch_size, seed=seed)
         enc_cfg = EncoderConfig(arch=arch, in_channels=p.channels, image_size=p.size)
         ckpt = Path(str(out) + ".ckpt")

@@ -159,7 +159,6 @@ class Balanced(Strategy):
     uses_labels = True
 
     def _select(self, x, budget, labeled_mask, rng, labels=None):
-        n = x.shape[0]
         seed = int(rng.integers(2**31 - 1))
         est = None
         if self.n_classes is None:

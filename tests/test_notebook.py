@@ -1,7 +1,6 @@
 """eval/compare_strategies.ipynb runs top to bottom (small configuration), so it never rots."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -1,8 +1,6 @@
 """Contrastive training: runs, checkpoints atomically, resumes to the same weights, refuses bad files."""
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
