@@ -71,12 +71,17 @@ def sk_stratified(x, budget, seed):
     return np.concatenate([rng.choice(np.flatnonzero(a == c), s, replace=False) for c, s in enumerate(share) if s])
 
 
-def sk_kcenter(x, budget, seed):
-    from sklearn.metrics import pairwise_distances
-    j = int(np.argmin(pairwise_distances(x, x.mean(0, keepdims=True)).ravel()))
-    md = pairwise_distances(x, x[[j]]).ravel()
-    out = [j]
-    for _ in range(budget - 1):
+def sk_kcenter(x, budget, seed, centers=None):
+    from sklearn.metrics import pairwise_distances, pairwise_distances_argmin_min
+    if centers is None or len(centers) == 0:
+        j = int(np.argmin(pairwise_distances(x, x.mean(0, keepdims=True)).ravel()))
+        md = pairwise_distances(x, x[[j]]).ravel()
+        out, todo = [j], budget - 1
+    else:
+        md = pairwise_distances_argmin_min(x, x[centers])[1]
+        md[centers] = -1.0
+        out, todo = [], budget
+    for _ in range(todo):
         j = int(np.argmax(md))
         out.append(j)
         md = np.minimum(md, pairwise_distances(x, x[[j]]).ravel())
@@ -146,14 +151,17 @@ def sk_balanced(x, budget, seed, n_sample=5000):
     means = np.stack([x[s][lab == c].mean(0) for c in range(k)])
     from sklearn.metrics import pairwise_distances_argmin
     a = pairwise_distances_argmin(x, means)
-    share = np.full(k, budget // k)
-    share[: budget - share.sum()] += 1
+    n_explore = budget // 2  # the other half: k-center from the typical picks
+    typical = budget - n_explore
+    share = np.full(k, typical // k)
+    share[: typical - share.sum()] += 1
     out = []
     for c in range(k):
         rows = np.flatnonzero(a == c)
         if share[c] and rows.shape[0]:
             out.extend(rows[sk_typiclust(x[rows], int(min(share[c], rows.shape[0])), seed)])
-    return np.array(out)
+    out = np.array(out, dtype=np.int64)
+    return np.concatenate([out, sk_kcenter(x, n_explore, seed, centers=out)])
 
 
 BASELINES = {"stratified-random": sk_stratified, "kcenter": sk_kcenter, "typiclust": sk_typiclust,
@@ -172,7 +180,7 @@ def worker(spec: dict) -> dict:
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     if spec["impl"] == "ours":
-        sel = get_strategy(spec["strategy"]).select(x, spec["budget"], rng=0)
+        sel = get_strategy(spec["strategy"], **spec.get("params", {})).select(x, spec["budget"], rng=0)
         n_out, extra = len(sel), {k: v for k, v in sel.info.items() if isinstance(v, (int, float, str))}
     else:
         idx = BASELINES[spec["strategy"]](x, spec["budget"], 0)
@@ -204,6 +212,9 @@ def main(argv=None) -> None:
     ap.add_argument("--timeout", type=float, default=600, help="limit per run of ours (s)")
     ap.add_argument("--baseline-timeout", type=float, default=120, help="limit per sklearn run (s)")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                    help="hyperparameter of our strategy (repeatable; one --strategies name), e.g. "
+                         "--strategies kcenter --param shortlist=1000000000 (one full pass per pick)")
     ap.add_argument("--_worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a._worker:
@@ -211,6 +222,15 @@ def main(argv=None) -> None:
         return
     if a.full:
         a.n, a.d = [10_000, 100_000, 1_000_000], [128, 512]
+    params = {}
+    if a.params:
+        from strategies.registry import parse_params
+        if len(a.strategies) != 1:
+            ap.error("--param needs exactly one strategy in --strategies")
+        try:
+            params = parse_params(a.strategies[0], a.params)
+        except ValueError as e:
+            ap.error(str(e))
     print("| strategy | n | d | data | B | ours (s) | ours peak MB | sklearn (s) | sklearn peak MB | speed-up | info |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in a.n:
@@ -218,12 +238,14 @@ def main(argv=None) -> None:
             for data in a.data:
                 for b in a.budget:
                     for s in a.strategies:
-                        spec = {"strategy": s, "n": n, "d": d, "data": data, "budget": b, "impl": "ours"}
+                        spec = {"strategy": s, "n": n, "d": d, "data": data, "budget": b, "impl": "ours",
+                                "params": params}
                         r = run_one(spec, a.timeout)
                         base = None
                         if not a.no_baseline and s in BASELINES:
                             base = run_one({**spec, "impl": "sklearn"}, a.baseline_timeout)
-                        print(_row(s, n, d, data, b, r, base), flush=True)
+                        label = s + "".join(f" {k}={v}" for k, v in params.items())
+                        print(_row(label, n, d, data, b, r, base), flush=True)
 
 
 def _fmt(r: dict | None, key: str) -> str:

@@ -10,7 +10,10 @@ For each pool (balanced, long-tailed with imbalance 10 and 100, exponential prof
 
 Mean (and std over seeds) are printed as a markdown table.
 
-    # built-in stand-in until the project's encoder exists: MNIST-10k, PCA-50, L2-normalised
+    # the project's encoder (SimCLR, resnet-small, the selector's defaults) trained without labels
+    # on the dataset's training images (cached in --cache-dir), then the strategies on its embedding
+    python eval/quality_strategies.py --data mnist10k --cache-dir .selector-cache
+    # raw-pixel stand-in: MNIST-10k, PCA-50, L2-normalised
     python eval/quality_strategies.py --builtin mnist
     # any embeddings + labels
     python eval/quality_strategies.py --embeddings emb.npy --labels y.npy
@@ -57,6 +60,18 @@ def linear_probe(x_tr, y_tr, x_te, y_te) -> float:
     return float((clf.predict(x_te) == y_te).mean())
 
 
+def parse_strategy(spec: str):
+    """``"balanced"`` or ``"balanced:explore=0,k_nn=10"`` -> a strategy instance (values parsed as
+    Python literals: numbers, None, True/False)."""
+    from strategies.registry import parse_params
+
+    name, _, params = spec.partition(":")
+    try:
+        return get_strategy(name, **parse_params(name, filter(None, params.split(","))))
+    except ValueError as e:
+        raise SystemExit(f"{spec}: {e}") from None
+
+
 def make_pool(kind: str, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if kind == "balanced":
         return balanced_pool(y, rng=rng)
@@ -69,16 +84,29 @@ def main(argv=None) -> None:
     ap.add_argument("--embeddings", type=Path)
     ap.add_argument("--labels", type=Path)
     ap.add_argument("--builtin", choices=["mnist"], help="MNIST-10k PCA-50 stand-in embedding")
+    ap.add_argument("--data", choices=["mnist10k", "cifar10"],
+                    help="embed this dataset's training images with the project's encoder (as `selector eval`)")
+    ap.add_argument("--cache-dir", type=Path, default=Path(".selector-cache"),
+                    help="encoder and embedding cache for --data")
+    ap.add_argument("--device", default="auto", help="device that trains the encoder for --data")
     ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--pools", nargs="+", default=["balanced", "long-tail:10", "long-tail:100"])
     ap.add_argument("--budgets", type=int, nargs="+", default=[10, 20, 50, 100])
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--strategies", nargs="+", default=DEFAULT_STRATEGIES)
+    ap.add_argument("--strategies", nargs="+", default=DEFAULT_STRATEGIES,
+                    help="registered names, optionally with parameters: balanced:explore=0")
     ap.add_argument("--test-per-class", type=int, default=100)
     a = ap.parse_args(argv)
     if a.builtin == "mnist":
         emb, y = mnist_pca(a.data_dir)
         source = "MNIST-10k, PCA-50 of raw pixels, L2-normalised"
+    elif a.data is not None:
+        from eval.cli import embed_dataset, load_split
+        cache = a.cache_dir / a.data
+        xtr, y, xte, _, name = load_split(a.data, 1000, 200, 0, cache, a.data_dir)
+        emb, _, _ = embed_dataset(xtr, xte, name, cache, None, None, "simclr", "resnet-small",
+                                  a.device, 0, False)
+        source = f"{name} training images, the project's encoder (SimCLR, resnet-small, default epochs)"
     elif a.embeddings is not None and a.labels is not None:
         emb = np.load(a.embeddings).astype(np.float32)
         y = np.load(a.labels).astype(np.int64)
@@ -100,13 +128,13 @@ def main(argv=None) -> None:
                     K = np.unique(y[pool]).shape[0]
                     sizes.append(len(pool))
                     t0 = time.perf_counter()
-                    sel = get_strategy(s).select(emb[pool], b, rng=seed)
+                    sel = parse_strategy(s).select(emb[pool], b, rng=seed)
                     secs.append(time.perf_counter() - t0)
                     chosen = pool[sel.indices]
                     cov.append(classes_covered(y[chosen]))
                     ent.append(normalised_entropy(y[chosen], K))
                     acc.append(linear_probe(emb[chosen], y[chosen], x_te, y_te))
-                    if sel.n_groups is not None and s == "balanced":
+                    if sel.n_groups is not None and s.startswith("balanced"):
                         ks.append(sel.n_groups)
                 kstr = f"{np.mean(ks):.1f}" if ks else "-"
                 print(f"| {pool_kind} | {int(np.mean(sizes))} | {b} | {s} | {np.mean(cov):.1f}/{K} "

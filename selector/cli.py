@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from strategies import STRATEGIES, SelectionError
+from strategies import STRATEGIES, SelectionError, get_strategy
 
 from .backbones import ARCHS
 from .device import DEVICES
@@ -146,6 +146,9 @@ def encoder_options(f):
               help="With --embeddings: a text file of n item ids (paths), one per line [default: row numbers].")
 @click.option("--strategy", "-s", type=click.Choice(sorted(STRATEGIES)), default="balanced", show_default=True,
               help="Selection strategy.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A hyperparameter of the strategy, repeatable: --param explore=0 (balanced without "
+                   "exploration), --param k_nn=10.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("selection.csv"), show_default=True,
               help="Output file; the format follows the suffix: .csv, .jsonl, .json (Label Studio), "
                    ".xml (CVAT), .txt (paths).")
@@ -163,20 +166,28 @@ def encoder_options(f):
               help="Images per embedding-cache file (the unit of resume after an interrupt).")
 @encoder_options
 @pool_options
-def select_cmd(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir, allow_smaller, force,
-               batch_size, embed_chunk, arch, loss, epochs, image_size, device, seed, on_bad_image, workers,
+def select_cmd(budget, pool, embeddings, ids, strategy, params, out, labeled, encoder, cache_dir, allow_smaller,
+               force, batch_size, embed_chunk, arch, loss, epochs, image_size, device, seed, on_bad_image, workers,
                decode_timeout, max_pixels, verbose, quiet):
     """Choose BUDGET images of a pool to send to annotators and write them to --out."""
     _setup_logging(verbose, quiet)
     if (pool is None) == (embeddings is None):
         raise click.UsageError("give exactly one of --pool DIR or --embeddings FILE.npy")
+    from strategies.registry import parse_params
+
+    try:
+        strategy_params = parse_params(strategy, params)
+        get_strategy(strategy, **strategy_params)  # values checked by the constructor, before any slow work
+    except (ValueError, TypeError) as e:
+        raise click.BadParameter(str(e), param_hint="--param") from None
     _check_out(out, force, export_format=True)
     t0 = time.perf_counter()
     try:
         result, summary = _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir,
                                       allow_smaller, arch, loss, epochs, image_size, device, seed, on_bad_image,
                                       quiet, batch_size=batch_size, embed_chunk=embed_chunk, workers=workers,
-                                      decode_timeout=decode_timeout, max_pixels=max_pixels)
+                                      decode_timeout=decode_timeout, max_pixels=max_pixels,
+                                      strategy_params=strategy_params)
         try:
             files = result.export(out)
         except OSError as e:  # disk full, permission: the atomic write left nothing behind
@@ -235,7 +246,7 @@ def _pool_line(p, pool) -> str:
 
 def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir, allow_smaller, arch,
                 loss, epochs, image_size, device, seed, on_bad_image, quiet, *, batch_size=256, embed_chunk=None,
-                workers=None, decode_timeout=60.0, max_pixels=89_478_485):
+                workers=None, decode_timeout=60.0, max_pixels=89_478_485, strategy_params=None):
     """Everything cheap is checked before anything slow: the encoder file, the pool, the labeled file and
     the budget are all read and checked before training starts."""
     from .api import Selector, labeled_and_labels, select_embeddings
@@ -248,7 +259,8 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, 
         _warn_empty_labels(labeled, mask, missing)
         budget = _fit_budget(budget, int((~mask).sum()), f"embeddings {embeddings}", allow_smaller)
         summary.append(("embeddings", f"{len(emb)} x {emb.shape[1]} from {embeddings}"))
-        result = select_embeddings(emb, budget, mask, strategy, seed, item_ids, None, labels=y)
+        result = select_embeddings(emb, budget, mask, strategy, seed, item_ids, None, labels=y,
+                                   **(strategy_params or {}))
     else:
         cache = cache_dir if cache_dir is not None else out.resolve().parent / CACHE_DIRNAME
         size, channels = _encoder_input(encoder, image_size)
@@ -279,7 +291,8 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, 
         n_unique = len(p) - p.n_duplicates
         summary.append(("embedding", f"{sel.embeddings_.shape[1]}-d, {sel.n_embedded_} images embedded, "
                                      f"{n_unique - sel.n_embedded_} from cache ({sel.timings_['embed']:.1f} s)"))
-        result = select_embeddings(sel.embeddings_, budget, mask | dup, strategy, seed, p.ids, p.root, labels=y)
+        result = select_embeddings(sel.embeddings_, budget, mask | dup, strategy, seed, p.ids, p.root, labels=y,
+                                   **(strategy_params or {}))
     if missing:
         log.warning("%d entries of %s name no item of the pool; ignored", missing, labeled)
     k = result.n_groups

@@ -5,9 +5,11 @@ Repeatedly pick the unlabeled point farthest from every chosen or labeled point.
 is a 2-approximation of the minimax-radius k-center problem. It covers the embedding space
 evenly, which means it also picks outliers and has no notion of density or class balance.
 
-Cost: one pass over the pool per pick (a chunked matrix-vector product and a running minimum),
-so O(budget * n * d) time and O(n) extra memory; no n x n matrix. Measured on a 2-core CPU:
-~12 ms per pick at n = 1M, d = 128, i.e. ~13 s for 1,000 picks (``eval/bench_strategies.py``).
+Cost: the plain greedy makes one pass over the pool per pick (a chunked matrix-vector product
+and a running minimum), ~12 ms per pick at n = 1M, d = 128 on a 2-core CPU. :func:`kcenter_greedy`
+keeps an exact shortlist of the farthest rows instead and applies the picks to the whole pool in
+batched passes only when the shortlist is used up (see its docstring); O(n) extra memory, no
+n x n matrix. Timings in ``eval/README.md`` (``eval/bench_strategies.py``).
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ log = logging.getLogger(__name__)
 CHUNK = 65_536
 
 
-def kcenter_greedy(x: np.ndarray, centers: np.ndarray, n: int,
-                   chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+def kcenter_greedy(x: np.ndarray, centers: np.ndarray, n: int, chunk: int = CHUNK,
+                   shortlist: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Greedy farthest-point selection of ``n`` new rows of ``x``.
 
     Args:
@@ -37,12 +39,22 @@ def kcenter_greedy(x: np.ndarray, centers: np.ndarray, n: int,
             centers the first pick is the most central row (the one nearest the mean of ``x``).
         n: how many new rows to pick, 0 <= n <= N - len(unique(centers)).
         chunk: rows per block of the distance update.
+        shortlist: rows kept as candidates between full passes (see below); None chooses
+            ``max(16384, 64 n)``; pools of at most twice that are searched in full at every pick.
 
     Returns:
         picked (n,) int64 in pick order, never one of ``centers``; radius (n,) float64, the
         Euclidean distance from each pick to its nearest earlier center at the time it was
         picked (non-increasing). For a first pick made without centers it is the coverage
         radius that pick alone leaves (its distance to the farthest row).
+
+    Shortlist (exact, not an approximation, up to float32 rounding: a near-tie between two rows,
+    ~1e-7 apart in distance, can go either way): distances to the nearest center only shrink, so once
+    the ``S`` rows farthest from the centers are known, with the S-th distance ``T``, no other row
+    can become the farthest while some shortlisted row is still farther than ``T``. Picks are made
+    among the S rows (``S x d`` work each) and applied to the whole pool in one batched pass when
+    the shortlist runs out, instead of one pass over the pool per pick (at n = 1M that pass
+    dominates: ~12 ms per pick). Ties at ``T`` fall back to a full pass.
     """
     N = x.shape[0]
     centers = np.unique(np.asarray(centers, dtype=np.int64).reshape(-1))
@@ -81,13 +93,62 @@ def kcenter_greedy(x: np.ndarray, centers: np.ndarray, n: int,
         picked[0] = j
         radius[0] = float(np.sqrt(max(md.max(), 0.0)))
         start = 1
-    for t in range(start, n):
-        j = int(np.argmax(md))
-        picked[t] = j
-        radius[t] = float(np.sqrt(max(md[j], 0.0)))
-        update(md, j)
-        md[j] = -1.0
+    S = max(16_384, 64 * n) if shortlist is None else int(shortlist)
+    if N <= 2 * S:
+        for t in range(start, n):
+            j = int(np.argmax(md))
+            picked[t] = j
+            radius[t] = float(np.sqrt(max(md[j], 0.0)))
+            update(md, j)
+            md[j] = -1.0
+        return picked, radius
+    t = start
+    while t < n:
+        cand = np.sort(np.argpartition(md, N - S)[N - S:])
+        threshold = md[cand].min()
+        xs, xns, mdc = x[cand], xn[cand], md[cand]
+        pending: list[int] = []
+        while t < n:
+            j = int(np.argmax(mdc))
+            if mdc[j] <= threshold:
+                break  # a row outside the shortlist may be as far: refresh
+            p = int(cand[j])
+            picked[t] = p
+            radius[t] = float(np.sqrt(max(mdc[j], 0.0)))
+            t += 1
+            d = xs @ x[p]
+            d *= -2.0
+            d += xns
+            d += np.float32(xn[p])
+            np.minimum(mdc, d, out=mdc)
+            mdc[j] = -1.0
+            pending.append(p)
+        if pending:
+            _apply_centers(x, xn, md, np.array(pending), chunk)
+        elif t < n:  # the farthest rows tie at the threshold: one exact full-pool step
+            j = int(np.argmax(md))
+            picked[t] = j
+            radius[t] = float(np.sqrt(max(md[j], 0.0)))
+            t += 1
+            update(md, j)
+            md[j] = -1.0
     return picked, radius
+
+
+def _apply_centers(x: np.ndarray, xn: np.ndarray, md: np.ndarray, new: np.ndarray, chunk: int) -> None:
+    """md[i] = min(md[i], min_c ||x_i - x_c||^2) over the rows ``new`` (in place, blocks of rows so
+    that a block's distance matrix stays at most ``chunk`` x 64 floats); md[new] = -1."""
+    c = x[new]
+    cn = xn[new]
+    rows = max(1, (chunk * 64) // max(1, new.shape[0]))
+    for s in range(0, x.shape[0], rows):
+        e = min(x.shape[0], s + rows)
+        d = x[s:e] @ c.T
+        d *= -2.0
+        d += xn[s:e, None]
+        d += cn[None, :]
+        np.minimum(md[s:e], d.min(axis=1), out=md[s:e])
+    md[new] = -1.0
 
 
 @register("kcenter")
@@ -96,16 +157,18 @@ class KCenter(Strategy):
 
     ``scores`` are the pick radii (distance to the nearest earlier center), ``groups`` are -1,
     ``info["radius"]`` is the coverage radius left after the last pick (max over the pool of
-    the distance to the nearest center; computed only when ``report_radius``).
+    the distance to the nearest center; computed only when ``report_radius``). ``chunk`` and
+    ``shortlist`` are passed to :func:`kcenter_greedy` (speed only: the picks are the same).
     """
 
-    def __init__(self, chunk: int = CHUNK, report_radius: bool = False):
+    def __init__(self, chunk: int = CHUNK, report_radius: bool = False, shortlist: int | None = None):
         self.chunk = chunk
         self.report_radius = report_radius
+        self.shortlist = shortlist
 
     def _select(self, x, budget, labeled_mask, rng):
         centers = np.flatnonzero(labeled_mask)
-        picked, radius = kcenter_greedy(x, centers, budget, chunk=self.chunk)
+        picked, radius = kcenter_greedy(x, centers, budget, chunk=self.chunk, shortlist=self.shortlist)
         info = {"n_labeled_centers": int(centers.shape[0])}
         if self.report_radius:
             sq, _ = knn(x[np.concatenate([centers, picked])], 1, queries=x)

@@ -1,7 +1,9 @@
 """Name -> strategy class registry. Strategies register themselves with ``@register("name")``."""
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+import ast
+import inspect
+from typing import Any, Callable, Iterable, TypeVar
 
 from .base import Strategy
 
@@ -30,3 +32,28 @@ def get_strategy(name: str, **params) -> Strategy:
     except KeyError:
         raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(sorted(STRATEGIES))}") from None
     return cls(**params)
+
+
+def parse_params(name: str, items: Iterable[str]) -> dict[str, Any]:
+    """``["explore=0", "k_nn=10"]`` -> ``{"explore": 0, "k_nn": 10}`` for strategy ``name``.
+
+    Values are Python literals (numbers, None, True/False, quoted strings); anything else is kept as
+    a string. Raises ValueError naming the item for a missing ``=`` or a keyword the strategy's
+    constructor does not take (and lists the ones it does).
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(sorted(STRATEGIES))}")
+    accepted = [p for p in inspect.signature(STRATEGIES[name].__init__).parameters if p != "self"]
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"strategy parameter {item!r}: expected KEY=VALUE")
+        if key not in accepted:
+            raise ValueError(f"strategy {name!r} has no parameter {key!r}; it takes {', '.join(accepted) or 'none'}")
+        try:
+            out[key] = ast.literal_eval(val.strip())
+        except (ValueError, SyntaxError):
+            out[key] = val.strip()
+    return out

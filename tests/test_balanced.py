@@ -26,7 +26,7 @@ def test_long_tailed_blobs_picked_evenly():
     # imbalance 100 over 5 blobs
     sizes = [2000, 632, 200, 63, 20]
     x, y = sphere_blobs(sizes)
-    s = Balanced().select(x, 25, rng=0)
+    s = Balanced(explore=0).select(x, 25, rng=0)
     assert s.n_groups == 5
     assert np.bincount(y[s.indices], minlength=5).tolist() == [5, 5, 5, 5, 5]
     # groups reported are consistent: one group per blob
@@ -42,7 +42,7 @@ def test_remainder_goes_to_least_covered_blobs():
     mask = np.zeros(len(x), bool)
     mask[:10] = True  # blob 0 holds 10 labels
     mask[500:505] = True  # blob 1 holds 5
-    s = Balanced(n_classes=4).select(x, 6, labeled_mask=mask, rng=0)
+    s = Balanced(n_classes=4, explore=0).select(x, 6, labeled_mask=mask, rng=0)
     assert s.info["k_source"] == "given"
     # 6 // 4 = 1 each, remainder 2 to the unlabeled blobs 2 and 3
     assert np.bincount(y[s.indices], minlength=4).tolist() == [1, 1, 2, 2]
@@ -53,7 +53,7 @@ def test_picks_are_typical_and_spread():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((800, 8)).astype(np.float32)
     x[:5] *= 6  # outliers
-    s = Balanced(n_classes=1).select(x, 4, rng=0)
+    s = Balanced(n_classes=1, explore=0).select(x, 4, rng=0)
     assert not set(s.indices.tolist()) & set(range(5))
     p = x[s.indices]
     d = np.sqrt(((p[:, None] - p[None]) ** 2).sum(-1))[np.triu_indices(4, 1)]
@@ -91,10 +91,14 @@ def test_known_labels_send_the_budget_to_under_labeled_classes():
     mask = np.zeros(len(x), dtype=bool)
     mask[np.flatnonzero(blob == 0)[:10]] = True  # ten labels, all in blob 0
     labels = np.where(mask, blob, -1)
-    with_labels = Balanced(n_classes=3).select(x, 12, mask, 0, labels=labels)
-    without = Balanced(n_classes=3).select(x, 12, mask, 0)
+    with_labels = Balanced(n_classes=3, explore=0).select(x, 12, mask, 0, labels=labels)
+    without = Balanced(n_classes=3, explore=0).select(x, 12, mask, 0)
     assert np.bincount(blob[with_labels.indices], minlength=3).tolist() == [0, 6, 6]
     assert np.bincount(blob[without.indices], minlength=3).tolist() == [4, 4, 4]  # the documented even split
+    # exploring picks stay out of the class that already has the labels
+    explored = Balanced(n_classes=3).select(x, 12, mask, 0, labels=labels)
+    assert explored.info["n_explore"] == 6
+    assert np.bincount(blob[explored.indices], minlength=3)[0] == 0
 
 
 def test_groups_of_one_known_class_share_its_level():
@@ -119,3 +123,65 @@ def test_labels_of_unlabeled_items_are_ignored():
     a = Balanced(n_classes=3).select(x, 9, mask, 0, labels=blob)  # true labels of an unlabeled pool: no effect
     b = Balanced(n_classes=3).select(x, 9, mask, 0)
     np.testing.assert_array_equal(a.indices, b.indices)
+
+
+# --------------------------------------------------------------------------- exploration
+
+
+def test_default_splits_the_budget_between_typical_and_exploring_picks():
+    sizes = [2000, 632, 200, 63, 20]
+    x, y = sphere_blobs(sizes)
+    s = Balanced().select(x, 25, rng=0)
+    assert s.info["n_explore"] == 12  # floor(0.5 * 25)
+    assert s.info["allocation"] == [3, 3, 3, 2, 2]  # the 13 typical picks, evenly over the 5 groups
+    counts = np.bincount(y[s.indices], minlength=5)
+    assert counts.min() >= 2 and counts.max() <= 9  # the smallest blob is never swamped by the largest
+    # rank order alternates typical and exploring picks: radii (exploring) at odd ranks
+    assert np.unique(y[s.indices[:10:2]]).shape[0] == 5
+
+
+def test_exploring_picks_find_a_class_the_groups_miss():
+    # three big blobs and a rare class of 4 points far from everything: a kNN graph of degree 10
+    # cannot make 4 points a group, so the typical picks miss it and k-center reaches it first
+    x, y = sphere_blobs([600, 600, 600, 4], spread=0.05, seed=3)
+    plain = Balanced(n_classes=3, explore=0).select(x, 6, rng=0)
+    explored = Balanced(n_classes=3).select(x, 6, rng=0)
+    assert 3 not in y[plain.indices]
+    assert 3 in y[explored.indices]
+    assert explored.info["n_explore"] == 3
+    # exploring scores are k-center radii: the rare blob's pick is the farthest from the rest
+    far = explored.indices[explored.scores == explored.scores[1::2].max()]
+    assert y[far[0]] == 3
+
+
+def test_explore_is_validated():
+    with pytest.raises(ValueError, match="explore"):
+        Balanced(explore=1.0)
+    with pytest.raises(ValueError, match="explore"):
+        Balanced(explore=-0.1)
+
+
+def test_budget_of_one_is_a_typical_pick():
+    x, y = sphere_blobs([300, 300])
+    s = Balanced().select(x, 1, rng=0)
+    assert s.info["n_explore"] == 0 and len(s) == 1
+
+
+def test_explore_picks_stay_in_allowed_rows_then_fall_back():
+    from strategies.balanced import explore_picks
+    from strategies.kcenter import kcenter_greedy
+
+    x, y = sphere_blobs([50, 50, 50], d=8, seed=5)
+    centers = np.array([0, 50])
+    allowed = y != 2
+    picked, radius = explore_picks(x, centers, 5, allowed)
+    assert picked.shape == (5,) and not set(picked.tolist()) & {0, 50}
+    assert (y[picked] != 2).all()
+    assert np.all(np.diff(radius) <= 1e-6)  # greedy radii never grow
+    np.testing.assert_array_equal(explore_picks(x, centers, 5)[0], kcenter_greedy(x, centers, 5)[0])
+    # only 3 allowed rows are free: those first, then the farthest of all the others
+    few = np.zeros(150, dtype=bool)
+    few[[0, 50, 1, 2, 3]] = True
+    picked, _ = explore_picks(x, centers, 6, few)
+    assert sorted(picked[:3].tolist()) == [1, 2, 3] and len(set(picked.tolist())) == 6
+    assert y[picked[3]] == 2  # blob 2 holds no center: its points are the farthest

@@ -124,3 +124,37 @@ def test_labeled_file_with_labels_trains_kcl_and_balances(digits_pool, tmp_path)
     assert r.exit_code == 0, r.output
     assert "10 images already labeled excluded" in r.output
     assert not {x["path"] for x in first} & {x["path"] for x in _rows(out)}
+
+
+def test_strategy_params_reach_the_strategy(tmp_path):
+    from strategies import get_strategy
+
+    from .blobs import sphere_blobs
+
+    x, _ = sphere_blobs([100, 100, 100, 3], d=16, seed=3)
+    np.save(tmp_path / "emb.npy", x)
+    out = tmp_path / "sel.csv"
+    r = _run("select", "-b", 6, "--embeddings", tmp_path / "emb.npy", "-s", "balanced", "--param", "explore=0",
+             "--param", "n_classes=3", "-o", out)
+    assert r.exit_code == 0, r.output
+    expect = get_strategy("balanced", explore=0, n_classes=3).select(x, 6, rng=0)
+    assert [int(row["path"]) for row in _rows(out)] == expect.indices.tolist()
+    default = _rows_after_embeddings(tmp_path, "balanced")
+    assert default != [row["path"] for row in _rows(out)]  # exploration changes the choice
+
+
+def _rows_after_embeddings(tmp_path, strategy):
+    out = tmp_path / f"{strategy}.csv"
+    r = _run("select", "-b", 6, "--embeddings", tmp_path / "emb.npy", "-s", strategy, "--param", "n_classes=3",
+             "-o", out)
+    assert r.exit_code == 0, r.output
+    return [row["path"] for row in _rows(out)]
+
+
+def test_bad_strategy_params_fail_before_any_work(tmp_path):
+    np.save(tmp_path / "emb.npy", np.eye(8, dtype=np.float32))
+    for bad, msg in (("explore", "expected KEY=VALUE"), ("colour=red", "has no parameter 'colour'"),
+                     ("explore=2", "explore must be in [0, 1)")):
+        r = _run("select", "-b", 2, "--embeddings", tmp_path / "emb.npy", "--param", bad, "-o", tmp_path / "o.csv")
+        assert r.exit_code == 2 and msg in r.output, r.output
+        assert not (tmp_path / "o.csv").exists()

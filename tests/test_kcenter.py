@@ -57,3 +57,23 @@ def test_strategy_uses_labeled_as_centers():
     s = KCenter(report_radius=True).select(x, 1, labeled_mask=mask)
     assert s.indices.tolist() == [4]
     np.testing.assert_allclose(s.info["radius"], 0.1, atol=1e-5)
+
+
+def test_shortlist_gives_the_same_picks_as_full_passes():
+    rng = np.random.default_rng(7)
+    blobs = rng.standard_normal((20, 12)) * 3
+    x = (blobs[rng.integers(0, 20, 5000)] + rng.standard_normal((5000, 12))).astype(np.float32)
+    for centers in (np.zeros(0, np.int64), np.array([5, 17, 4000])):
+        full, r_full = kcenter_greedy(x, centers, 150, chunk=1000, shortlist=10**9)  # one pass per pick
+        for s in (64, 300, 2000):  # tiny shortlists force many refreshes
+            short, r_short = kcenter_greedy(x, centers, 150, chunk=1000, shortlist=s)
+            assert short.tolist() == full.tolist()
+            np.testing.assert_allclose(r_short, r_full, rtol=1e-5)
+
+
+def test_shortlist_handles_ties_at_the_threshold():
+    # many exact duplicates: the shortlist's farthest rows all tie, so progress needs full passes
+    x = np.repeat(np.eye(6, dtype=np.float32), 50, axis=0)
+    picked, radius = kcenter_greedy(x, np.zeros(0, np.int64), 6, shortlist=10)
+    assert sorted(set(np.argmax(x[picked], axis=1).tolist())) == list(range(6))
+    assert radius[-1] > 1.0
