@@ -26,7 +26,11 @@
    embeddings of the project's encoder (``eval/quality_strategies.py --data mnist10k``, tables in
    ``eval/README.md``): at B = 20 on a long-tailed pool (imbalance 100) it covers 9.2 of 10 classes
    against 6.4 with ``explore=0``, at a cost of probe accuracy on balanced pools (0.729 against
-   0.840 at B = 20), where ``explore=0`` is the better choice.
+   0.840 at B = 20), where ``explore=0`` is the better choice. The exploring picks follow the
+   geometry, not the groups: on well-separated blobs they favour the widest blobs (five blobs of
+   2000 to 20 points, B = 25: 9, 5, 6, 3, 2 picks; ``explore=0``: 5 each). Spreading them
+   round-robin over the groups instead evens that out but found fewer rare MNIST classes
+   (tried while designing this, not kept).
 
 With known labels (``select(..., labels=y)``, the classes of the labeled items), step 3 balances the
 true classes instead (:func:`class_allocation`): groups are mapped to the class most of their labeled

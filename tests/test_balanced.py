@@ -135,7 +135,9 @@ def test_default_splits_the_budget_between_typical_and_exploring_picks():
     assert s.info["n_explore"] == 12  # floor(0.5 * 25)
     assert s.info["allocation"] == [3, 3, 3, 2, 2]  # the 13 typical picks, evenly over the 5 groups
     counts = np.bincount(y[s.indices], minlength=5)
-    assert counts.min() >= 2 and counts.max() <= 9  # the smallest blob is never swamped by the largest
+    # the exploring half follows the geometry (widest blobs first), as the module doc says; random
+    # would give the largest blob about 17 of 25
+    assert counts.tolist() == [9, 5, 6, 3, 2]
     # rank order alternates typical and exploring picks: radii (exploring) at odd ranks
     assert np.unique(y[s.indices[:10:2]]).shape[0] == 5
 
