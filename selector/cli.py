@@ -175,9 +175,8 @@ def select_cmd(budget, pool, embeddings, ids, strategy, params, out, labeled, en
         raise click.UsageError("give exactly one of --pool DIR or --embeddings FILE.npy")
     from strategies.registry import parse_params
 
-    try:
-        strategy_params = parse_params(strategy, params)
-        get_strategy(strategy, **strategy_params)  # values checked by the constructor, before any slow work
+    try:  # values checked by the constructor, before any slow work
+        strat = get_strategy(strategy, **parse_params(strategy, params))
     except (ValueError, TypeError) as e:
         raise click.BadParameter(str(e), param_hint="--param") from None
     _check_out(out, force, export_format=True)
@@ -186,8 +185,7 @@ def select_cmd(budget, pool, embeddings, ids, strategy, params, out, labeled, en
         result, summary = _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir,
                                       allow_smaller, arch, loss, epochs, image_size, device, seed, on_bad_image,
                                       quiet, batch_size=batch_size, embed_chunk=embed_chunk, workers=workers,
-                                      decode_timeout=decode_timeout, max_pixels=max_pixels,
-                                      strategy_params=strategy_params)
+                                      decode_timeout=decode_timeout, max_pixels=max_pixels, strat=strat)
         try:
             files = result.export(out)
         except OSError as e:  # disk full, permission: the atomic write left nothing behind
@@ -246,7 +244,7 @@ def _pool_line(p, pool) -> str:
 
 def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir, allow_smaller, arch,
                 loss, epochs, image_size, device, seed, on_bad_image, quiet, *, batch_size=256, embed_chunk=None,
-                workers=None, decode_timeout=60.0, max_pixels=89_478_485, strategy_params=None):
+                workers=None, decode_timeout=60.0, max_pixels=89_478_485, strat):
     """Everything cheap is checked before anything slow: the encoder file, the pool, the labeled file and
     the budget are all read and checked before training starts."""
     from .api import Selector, labeled_and_labels, select_embeddings
@@ -259,8 +257,7 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, 
         _warn_empty_labels(labeled, mask, missing)
         budget = _fit_budget(budget, int((~mask).sum()), f"embeddings {embeddings}", allow_smaller)
         summary.append(("embeddings", f"{len(emb)} x {emb.shape[1]} from {embeddings}"))
-        result = select_embeddings(emb, budget, mask, strategy, seed, item_ids, None, labels=y,
-                                   **(strategy_params or {}))
+        result = select_embeddings(emb, budget, mask, strat, seed, item_ids, None, labels=y)
     else:
         cache = cache_dir if cache_dir is not None else out.resolve().parent / CACHE_DIRNAME
         size, channels = _encoder_input(encoder, image_size)
@@ -291,8 +288,8 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, 
         n_unique = len(p) - p.n_duplicates
         summary.append(("embedding", f"{sel.embeddings_.shape[1]}-d, {sel.n_embedded_} images embedded, "
                                      f"{n_unique - sel.n_embedded_} from cache ({sel.timings_['embed']:.1f} s)"))
-        result = select_embeddings(sel.embeddings_, budget, mask | dup, strategy, seed, p.ids, p.root, labels=y,
-                                   **(strategy_params or {}))
+        result = select_embeddings(sel.embeddings_, budget, mask | dup, strat, seed, p.ids, p.root,
+                                   labels=y)
     if missing:
         log.warning("%d entries of %s name no item of the pool; ignored", missing, labeled)
     k = result.n_groups
