@@ -189,10 +189,8 @@ def explore_picks(x: np.ndarray, centers: np.ndarray, n: int,
     """
     if allowed is None or allowed.all():
         return kcenter_greedy(x, centers, n)
-    rows = np.union1d(np.flatnonzero(allowed), centers)
-    m = min(n, rows.shape[0] - centers.shape[0])
-    picked, radius = kcenter_greedy(np.ascontiguousarray(x[rows]), np.searchsorted(rows, centers), m)
-    picked = rows[picked]
+    m = min(n, int(allowed.sum()) - int(allowed[centers].sum()))
+    picked, radius = kcenter_greedy(x, centers, m, allowed=allowed)
     if m < n:
         more, r2 = kcenter_greedy(x, np.concatenate([centers, picked]), n - m)
         picked, radius = np.concatenate([picked, more]), np.concatenate([radius, r2])

@@ -30,7 +30,8 @@ CHUNK = 65_536
 
 
 def kcenter_greedy(x: np.ndarray, centers: np.ndarray, n: int, chunk: int = CHUNK,
-                   shortlist: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   shortlist: int | None = None, allowed: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy farthest-point selection of ``n`` new rows of ``x``.
 
     Args:
@@ -41,6 +42,9 @@ def kcenter_greedy(x: np.ndarray, centers: np.ndarray, n: int, chunk: int = CHUN
         chunk: rows per block of the distance update.
         shortlist: rows kept as candidates between full passes (see below); None chooses
             ``max(16384, 64 n)``; pools of at most twice that are searched in full at every pick.
+        allowed: (N,) bool, rows that may be picked (None: all); the others still count as
+            covered by the centers but are never chosen. Needs ``n`` <= the allowed rows that are
+            not centers.
 
     Returns:
         picked (n,) int64 in pick order, never one of ``centers``; radius (n,) float64, the
@@ -58,8 +62,13 @@ def kcenter_greedy(x: np.ndarray, centers: np.ndarray, n: int, chunk: int = CHUN
     """
     N = x.shape[0]
     centers = np.unique(np.asarray(centers, dtype=np.int64).reshape(-1))
-    if n < 0 or n > N - centers.shape[0]:
-        raise ValueError(f"cannot pick {n} new centers from {N} rows with {centers.shape[0]} given")
+    n_free = N - centers.shape[0]
+    if allowed is not None:
+        allowed = np.asarray(allowed, dtype=bool)
+        n_free = int(allowed.sum()) - int(allowed[centers].sum())
+    if n < 0 or n > n_free:
+        raise ValueError(f"cannot pick {n} new centers from {n_free} free rows ({N} rows, {centers.shape[0]} "
+                         f"centers{'' if allowed is None else ', the rest not allowed'})")
     xn = np.einsum("ij,ij->i", x, x)
     buf = np.empty(min(chunk, N), dtype=np.float32)
     picked = np.empty(n, dtype=np.int64)
@@ -86,13 +95,18 @@ def kcenter_greedy(x: np.ndarray, centers: np.ndarray, n: int, chunk: int = CHUN
         md[centers] = -1.0  # never pick a center again
     else:
         mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
-        j = int(np.argmin(xn - 2.0 * (x @ mean)))  # nearest the mean
+        score = xn - 2.0 * (x @ mean)
+        if allowed is not None:
+            score[~allowed] = np.inf
+        j = int(np.argmin(score))  # nearest the mean
         md = np.full(N, np.inf, dtype=np.float32)
         update(md, j)
         md[j] = -1.0
         picked[0] = j
         radius[0] = float(np.sqrt(max(md.max(), 0.0)))
         start = 1
+    if allowed is not None:
+        md[~allowed] = -1.0  # covered or not, never picked
     S = max(16_384, 64 * n) if shortlist is None else int(shortlist)
     if N <= 2 * S:
         for t in range(start, n):

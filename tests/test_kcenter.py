@@ -1,5 +1,6 @@
 """Greedy k-center (Sener & Savarese 2018)."""
 import numpy as np
+import pytest
 
 from strategies.kcenter import KCenter, kcenter_greedy
 
@@ -77,3 +78,29 @@ def test_shortlist_handles_ties_at_the_threshold():
     picked, radius = kcenter_greedy(x, np.zeros(0, np.int64), 6, shortlist=10)
     assert sorted(set(np.argmax(x[picked], axis=1).tolist())) == list(range(6))
     assert radius[-1] > 1.0
+
+
+def test_allowed_rows_are_the_only_picks_and_match_brute_force():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((400, 6)).astype(np.float32)
+    allowed = rng.random(400) < 0.3
+    centers = np.flatnonzero(~allowed)[:5]  # centers may lie outside the allowed rows
+    for shortlist in (10**9, 16):
+        picked, radius = kcenter_greedy(x, centers, 25, shortlist=shortlist, allowed=allowed)
+        assert allowed[picked].all() and len(set(picked.tolist())) == 25
+        # reference: farthest allowed row from centers + earlier picks, one at a time (float64)
+        chosen, ref = list(centers), []
+        for _ in range(25):
+            d = ((x[:, None, :].astype(np.float64) - x[chosen][None]) ** 2).sum(-1).min(1)
+            d[~allowed] = -1
+            d[chosen] = -1
+            j = int(np.argmax(d))
+            ref.append(j)
+            chosen.append(j)
+        assert picked.tolist() == ref
+    # without centers the first pick is the allowed row nearest the mean
+    first, _ = kcenter_greedy(x, np.zeros(0, np.int64), 1, allowed=allowed)
+    rows = np.flatnonzero(allowed)
+    assert first[0] == rows[np.argmin(((x[rows] - x.mean(0)) ** 2).sum(1))]
+    with pytest.raises(ValueError, match="free rows"):
+        kcenter_greedy(x, centers, int(allowed.sum()) + 1, allowed=allowed)
