@@ -177,7 +177,12 @@ def run_one(data: BenchData, setting: str, loss: str, args, device) -> dict:
     log.info("%s/%s/%s: training %s on %d images for %d epochs", data.name, setting, loss, args.arch, n, epochs)
     _sync(device)
     t0 = time.perf_counter()
-    enc = train_encoder(x_pool, enc_cfg, tcfg, device, progress=args.progress, compile=args.compile)
+    ckpt = None
+    if args.checkpoint_dir is not None:
+        ckpt = Path(args.checkpoint_dir) / f"{data.name}-{setting}-{loss}-{args.arch}-e{epochs}-s{args.seed}.pt"
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    enc = train_encoder(x_pool, enc_cfg, tcfg, device, progress=args.progress, compile=args.compile,
+                        checkpoint_path=ckpt)
     _sync(device)
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -309,6 +314,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pool-per-class", type=int, default=None,
                    help="keep a seeded balanced subset of this many probe/pool images per class")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="checkpoint each encoder here (every 2 min and at the end) and resume from it: a run "
+                        "killed by a time limit continues where it stopped when the same command runs again "
+                        "(train_s then counts only the last call)")
     p.add_argument("--prepare-only", action="store_true", help="load (and cache) the datasets, then stop")
     p.add_argument("--throughput", action="store_true",
                    help="only time SimCLR training steps for each of --archs on each dataset")

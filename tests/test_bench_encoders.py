@@ -82,3 +82,16 @@ def test_merge_combines_csvs(tmp_path, capsys):
     assert [r["setting"] for r in merged] == ["balanced", "lt"]
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| mnist10k")]
     assert line == ["| mnist10k | simclr | resnet-small | 50/200 | 90.0 | 95.0 | 0.970 | 90.0 | 95.0 | 80.0 | 0.970 | 10/10 | 1000 |"]
+
+
+def test_checkpoint_dir_resumes_a_finished_encoder(tmp_path):
+    ck = tmp_path / "ck"
+    args = ["--quick", "--losses", "simclr", "--settings", "balanced", "--checkpoint-dir", str(ck)]
+    assert B.main([*args, "--out", str(tmp_path / "a.csv")]) == 0
+    assert [p.name for p in ck.iterdir()] == ["digits-balanced-simclr-resnet-small-e1-s0.pt"]
+    stamp = next(ck.iterdir()).stat().st_mtime_ns
+    assert B.main([*args, "--out", str(tmp_path / "b.csv")]) == 0
+    assert next(ck.iterdir()).stat().st_mtime_ns == stamp  # loaded, not trained again (which rewrites it)
+    a, b = B.read_csv(tmp_path / "a.csv")[0], B.read_csv(tmp_path / "b.csv")[0]
+    for key in ("knn_acc", "linear_acc", "per_class_acc"):
+        assert a[key] == b[key]
