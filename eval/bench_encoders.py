@@ -4,13 +4,13 @@ For each loss of :data:`selector.losses.LOSSES` and each dataset, an encoder is 
 on the pool, then frozen and scored with all the labels of a probe split:
 
 * ``balanced`` setting: the encoder trains on the whole (balanced) pool; we report the kNN accuracy
-  (k=20, cosine, votes weighted by exp(cos/0.07) as in Wu et al., 2018: :func:`eval.retrain.knn_classifier`)
-  and the linear-probe accuracy (:func:`eval.retrain.linear_probe`) on the test split.
+  (k=20, cosine, votes weighted by exp(cos/0.07) as in Wu et al., 2018: :func:`selector.eval.retrain.knn_classifier`)
+  and the linear-probe accuracy (:func:`selector.eval.retrain.linear_probe`) on the test split.
 * ``lt`` setting (Kang et al., ICLR 2021, "Exploring Balanced Feature Spaces for Representation
   Learning"): the encoder trains on a long-tailed version of the pool (imbalance ratio 100,
-  CIFAR-10-LT profile, :func:`eval.pools.long_tail_pool`); the linear probe is then fitted on the
+  CIFAR-10-LT profile, :func:`selector.eval.pools.long_tail_pool`); the linear probe is then fitted on the
   *balanced* labeled probe set and the per-class test accuracies give the balancedness p(V)
-  (:func:`eval.metrics.balancedness_pv`). By default the LT encoder sees as many images as the balanced
+  (:func:`selector.eval.metrics.balancedness_pv`). By default the LT encoder sees as many images as the balanced
   one (more epochs over its smaller pool); ``--lt-epochs`` overrides that.
 
 Datasets (``--datasets``):
@@ -32,11 +32,11 @@ architecture and dataset after a warm-up and reports images/s alone.
 
 Examples::
 
-    python -m eval.bench_encoders --quick --out results/enc_quick.csv
-    python -m eval.bench_encoders --datasets mnist10k cifar10 --epochs 60 --device cuda \
+    python -m selector.eval.bench_encoders --quick --out results/enc_quick.csv
+    python -m selector.eval.bench_encoders --datasets mnist10k cifar10 --epochs 60 --device cuda \
         --data-dir .bench_data --cache-dir .bench_data/cache --out results/enc.csv
-    python -m eval.bench_encoders --throughput --archs resnet-small --datasets mnist10k cifar10 --device cpu
-    python -m eval.bench_encoders --merge a.csv b.csv --out all.csv      # merge CSVs, print the table
+    python -m selector.eval.bench_encoders --throughput --archs resnet-small --datasets mnist10k cifar10 --device cpu
+    python -m selector.eval.bench_encoders --merge a.csv b.csv --out all.csv      # merge CSVs, print the table
 
 Results are written as a tidy CSV (one row per dataset x setting x loss) and printed as a markdown table.
 """
@@ -79,7 +79,7 @@ class BenchData:
 
 def _held_out(y: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A balanced, seeded test split of ``per_class`` items per class and the rest (sorted indices)."""
-    from eval.pools import balanced_pool
+    from selector.eval.pools import balanced_pool
 
     test = balanced_pool(y, per_class, np.random.default_rng(seed))
     rest = np.setdiff1d(np.arange(y.shape[0]), test)
@@ -88,7 +88,7 @@ def _held_out(y: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, np.
 
 def load_bench_data(name: str, data_dir: str | None, cache_dir: str | None, seed: int = 0) -> BenchData:
     """Load one benchmark dataset (see the module docstring for the splits)."""
-    from eval import datasets as D
+    from selector.eval import datasets as D
 
     data_dir_p = Path(data_dir) if data_dir else D.default_data_dir()
     if name == "mnist10k":
@@ -115,7 +115,7 @@ def load_bench_data(name: str, data_dir: str | None, cache_dir: str | None, seed
 def subsample(data: BenchData, per_class: int, seed: int) -> BenchData:
     """Keep a seeded balanced ``per_class`` items per class of the probe set; the pool becomes the same
     subset (the test split is kept whole)."""
-    from eval.pools import balanced_pool
+    from selector.eval.pools import balanced_pool
 
     idx = balanced_pool(data.y_probe, per_class, np.random.default_rng(seed + 1))
     xp, yp = data.x_probe[idx], data.y_probe[idx]
@@ -131,8 +131,8 @@ def _sync(device) -> None:
 
 def score_embedding(emb_probe, y_probe, emb_test, y_test, k: int = 20, seed: int = 0) -> dict:
     """kNN and linear-probe accuracies, per-class accuracies of the linear probe and their p(V)."""
-    from eval.metrics import accuracy, balancedness_pv, per_class_accuracy
-    from eval.retrain import knn_classifier, linear_probe
+    from selector.eval.metrics import accuracy, balancedness_pv, per_class_accuracy
+    from selector.eval.retrain import knn_classifier, linear_probe
 
     knn_pred = knn_classifier(emb_probe, y_probe, emb_test, k=k, seed=seed)
     lin_pred = linear_probe(emb_probe, y_probe, emb_test, seed=seed)
@@ -150,7 +150,7 @@ def score_embedding(emb_probe, y_probe, emb_test, y_test, k: int = 20, seed: int
 
 def run_one(data: BenchData, setting: str, loss: str, args, device) -> dict:
     """Train one encoder (dataset x setting x loss), embed, score; returns a CSV row."""
-    from eval.pools import long_tail_pool
+    from selector.eval.pools import long_tail_pool
     from selector.backbones import EncoderConfig
     from selector.embed import embed_array
     from selector.train import TrainConfig, train_encoder

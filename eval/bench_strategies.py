@@ -176,7 +176,7 @@ def worker(spec: dict) -> dict:
     # imports (faiss, torch via the package, scikit-learn) happen before the clock starts
     import scipy.sparse.linalg  # noqa: F401
     import sklearn.cluster, sklearn.manifold, sklearn.metrics, sklearn.neighbors  # noqa: E401,F401
-    from strategies import get_strategy
+    from selector.strategies import get_strategy
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     if spec["impl"] == "ours":
@@ -224,7 +224,7 @@ def main(argv=None) -> None:
         a.n, a.d = [10_000, 100_000, 1_000_000], [128, 512]
     params = {}
     if a.params:
-        from strategies.registry import parse_params
+        from selector.strategies.registry import parse_params
         if len(a.strategies) != 1:
             ap.error("--param needs exactly one strategy in --strategies")
         try:

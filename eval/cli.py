@@ -2,7 +2,7 @@
 
 The encoder is trained (without labels) on the dataset's training images, exactly as ``selector
 select`` would train it on a user's pool, and cached; the training images and the held-out test
-images are embedded with it; then :func:`eval.loop.run_eval` builds the pools, lets each strategy
+images are embedded with it; then :func:`selector.eval.loop.run_eval` builds the pools, lets each strategy
 choose, retrains on the chosen labels only and scores on the balanced test split.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from strategies import STRATEGIES
+from selector.strategies import STRATEGIES
 
 log = logging.getLogger(__name__)
 

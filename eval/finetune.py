@@ -1,6 +1,6 @@
 """Fine-tuning retrainer: train a copy of the encoder end to end on the chosen labeled images.
 
-The linear probe and kNN (:mod:`eval.retrain`) keep the embedding frozen. This retrainer instead fine-tunes
+The linear probe and kNN (:mod:`selector.eval.retrain`) keep the embedding frozen. This retrainer instead fine-tunes
 the whole encoder with a linear classification head and cross-entropy on the chosen images, under the
 same batched augmentations as contrastive training, then predicts the test images. It is slower (a few
 seconds per run on a CPU) and closer to what a user does with the labels afterwards.
@@ -78,7 +78,7 @@ def finetune_classifier(encoder: Encoder, images: np.ndarray, labels: np.ndarray
 
 def finetune_retrainer(encoder: Encoder, train_images: np.ndarray, train_emb: np.ndarray, test_images: np.ndarray,
                        test_emb: np.ndarray, **kw):
-    """A retrainer ``f(train_emb, train_y, test_emb, *, seed=0) -> pred`` for :func:`eval.loop.run_eval`
+    """A retrainer ``f(train_emb, train_y, test_emb, *, seed=0) -> pred`` for :func:`selector.eval.loop.run_eval`
     that fine-tunes ``encoder`` on the images behind the chosen embeddings (see module docstring)."""
     train_index, test_index = _row_index(train_emb), _row_index(test_emb)
 

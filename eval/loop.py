@@ -3,7 +3,7 @@ score on a held-out balanced test split, and return a tidy table (one dict per r
 
 Protocol (cold start, as in TypiClust, Hacohen et al., ICML 2022, and ProbCover, Yehuda et al.,
 NeurIPS 2022): for every seed the pool is built from the training labels by ``pool_spec``
-(:func:`eval.pools.parse_pool_spec`); strategies see only the pool's embeddings. For every
+(:func:`selector.eval.pools.parse_pool_spec`); strategies see only the pool's embeddings. For every
 strategy and every budget B:
 
 * ``rounds == 1``: an independent cold start choosing B items (a sweep over budgets);
@@ -11,7 +11,7 @@ strategy and every budget B:
   rounds 1..r-1 as labeled (``labeled_mask`` grows) and the row's ``budget`` is the cumulative
   number of labeled items, r * B (``budget_per_round`` is B).
 
-After each selection the retrainer (:data:`eval.retrain.RETRAINERS`) fits on every labeled item and
+After each selection the retrainer (:data:`selector.eval.retrain.RETRAINERS`) fits on every labeled item and
 predicts the test split, restricted to the pool's classes. Same seeds give the same table except
 ``selection_seconds``.
 """
@@ -93,7 +93,7 @@ def run_eval(
         embeddings: (n, d) float training embeddings (the candidates; pools are drawn from them).
         labels: (n,) int true labels of ``embeddings`` (used only to build pools and score).
         test_embeddings: (m, d) float held-out embeddings (e.g. from
-            :func:`eval.pools.train_test_split_balanced`); only classes present in the pool are
+            :func:`selector.eval.pools.train_test_split_balanced`); only classes present in the pool are
             scored.
         test_labels: (m,) int.
         strategies: names registered in ``strategies.STRATEGIES``.
@@ -101,7 +101,7 @@ def run_eval(
         seeds: one pool draw and one strategy generator (``np.random.default_rng(seed)``) each.
         pool_spec: e.g. ``"balanced"``, ``"long-tail:100"``, ``"subset:0,1,2"``, ``"all"``.
         rounds: number of successive selection rounds per budget (1 = cold start only).
-        retrainer: a name in :data:`eval.retrain.RETRAINERS` or a function with that signature.
+        retrainer: a name in :data:`selector.eval.retrain.RETRAINERS` or a function with that signature.
         strategy_params: optional ``{strategy_name: {hyperparameter: value}}``.
         progress: show a tqdm bar on stderr (one tick per strategy x budget x seed run).
         dataset: name written in the ``dataset`` column.
@@ -110,7 +110,7 @@ def run_eval(
         that loop order. ``imbalance_ratio`` is ``inf`` when a pool class was never chosen;
         ``n_groups_estimated`` is None for strategies that do not estimate groups.
     """
-    from strategies import STRATEGIES, get_strategy
+    from selector.strategies import STRATEGIES, get_strategy
 
     x, y = _check_data(embeddings, labels, "training")
     xt, yt = _check_data(test_embeddings, test_labels, "test")

@@ -1,7 +1,7 @@
 """Selection quality of every strategy on balanced and long-tailed pools.
 
 For each pool (balanced, long-tailed with imbalance 10 and 100, exponential profile from
-:mod:`eval.pools`), budget and seed: select from the pool's embeddings, then report
+:mod:`selector.eval.pools`), budget and seed: select from the pool's embeddings, then report
 
 * classes covered by the chosen items (out of the pool's K),
 * normalised entropy of the chosen labels (1 = perfectly balanced over all K classes),
@@ -28,13 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from eval.metrics import classes_covered, normalised_entropy  # noqa: E402
-from eval.pools import balanced_pool, long_tail_pool, train_test_split_balanced  # noqa: E402
-from strategies import get_strategy  # noqa: E402
+from selector.eval.datasets import default_data_dir  # noqa: E402
+from selector.eval.metrics import classes_covered, normalised_entropy  # noqa: E402
+from selector.eval.pools import balanced_pool, long_tail_pool, train_test_split_balanced  # noqa: E402
+from selector.strategies import get_strategy  # noqa: E402
 
 DEFAULT_STRATEGIES = ["random", "stratified-random", "kcenter", "typiclust", "probcover", "balanced"]
 
@@ -63,7 +60,7 @@ def linear_probe(x_tr, y_tr, x_te, y_te) -> float:
 def parse_strategy(spec: str):
     """``"balanced"`` or ``"balanced:explore=0,k_nn=10"`` -> a strategy instance (values parsed as
     Python literals: numbers, None, True/False)."""
-    from strategies.registry import parse_params
+    from selector.strategies.registry import parse_params
 
     name, _, params = spec.partition(":")
     try:
@@ -89,7 +86,7 @@ def main(argv=None) -> None:
     ap.add_argument("--cache-dir", type=Path, default=Path(".selector-cache"),
                     help="encoder and embedding cache for --data")
     ap.add_argument("--device", default="auto", help="device that trains the encoder for --data")
-    ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--data-dir", type=Path, default=None, help="folder of the shared data (default: ../shared/data beside the checkout)")
     ap.add_argument("--pools", nargs="+", default=["balanced", "long-tail:10", "long-tail:100"])
     ap.add_argument("--budgets", type=int, nargs="+", default=[10, 20, 50, 100])
     ap.add_argument("--seeds", type=int, default=5)
@@ -98,10 +95,10 @@ def main(argv=None) -> None:
     ap.add_argument("--test-per-class", type=int, default=100)
     a = ap.parse_args(argv)
     if a.builtin == "mnist":
-        emb, y = mnist_pca(a.data_dir)
+        emb, y = mnist_pca(a.data_dir or default_data_dir())
         source = "MNIST-10k, PCA-50 of raw pixels, L2-normalised"
     elif a.data is not None:
-        from eval.cli import embed_dataset, load_split
+        from selector.eval.cli import embed_dataset, load_split
         cache = a.cache_dir / a.data
         xtr, y, xte, _, name = load_split(a.data, 1000, 200, 0, cache, a.data_dir)
         emb, _, _ = embed_dataset(xtr, xte, name, cache, None, None, "simclr", "resnet-small",

@@ -24,7 +24,7 @@ The round trip this script walks through, once per round (files under ``--out``)
 
 Per round it prints: items labeled so far, classes covered (of the pool's true count), the
 normalised entropy of the labels (1 = perfectly balanced over all true classes), and the accuracy
-of a linear probe (eval.retrain.linear_probe) on the frozen embedding, trained on the labels read
+of a linear probe (selector.eval.retrain.linear_probe) on the frozen embedding, trained on the labels read
 back and scored on every other pool item.
 
 Run::
@@ -51,11 +51,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-# Let the script run from a checkout without installing the package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from eval.metrics import classes_covered, normalised_entropy  # noqa: E402
-from eval.retrain import linear_probe  # noqa: E402
+from selector.eval.metrics import classes_covered, normalised_entropy  # noqa: E402
+from selector.eval.retrain import linear_probe  # noqa: E402
 from selector import STRATEGIES, Selector  # noqa: E402
 from selector.data import Pool, load_pool, write_demo_pool  # noqa: E402
 from selector.labels import labeled_mask_from, read_labels  # noqa: E402

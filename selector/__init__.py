@@ -4,7 +4,7 @@
 >>> result = Selector(strategy="balanced", seed=0, cache_dir=".selector-cache").fit("images/").select(100)
 >>> result.to_csv("selection.csv")
 """
-from strategies import STRATEGIES, Selection, get_strategy
+from selector.strategies import STRATEGIES, Selection, get_strategy
 
 from .api import Selector, SelectionResult, select_embeddings
 from .data import Pool, PoolError, load_pool

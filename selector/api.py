@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from strategies import STRATEGIES, Selection, Strategy, get_strategy
+from selector.strategies import STRATEGIES, Selection, Strategy, get_strategy
 
 from .backbones import ARCHS, Encoder, EncoderConfig
 from .data import Pool, load_pool

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from strategies import STRATEGIES, SelectionError, get_strategy
+from selector.strategies import STRATEGIES, SelectionError, get_strategy
 
 from .backbones import ARCHS
 from .device import DEVICES
@@ -173,7 +173,7 @@ def select_cmd(budget, pool, embeddings, ids, strategy, params, out, labeled, en
     _setup_logging(verbose, quiet)
     if (pool is None) == (embeddings is None):
         raise click.UsageError("give exactly one of --pool DIR or --embeddings FILE.npy")
-    from strategies.registry import parse_params
+    from selector.strategies.registry import parse_params
 
     try:  # values checked by the constructor, before any slow work
         strat = get_strategy(strategy, **parse_params(strategy, params))
@@ -437,7 +437,7 @@ def demo_pool_cmd(folder):
 
 
 def _add_eval_command() -> None:
-    from eval.cli import eval_cmd
+    from selector.eval.cli import eval_cmd
 
     main.add_command(eval_cmd, "eval")
 

@@ -52,7 +52,7 @@ from urllib.parse import quote
 import numpy as np
 
 from selector.atomic import atomic_write
-from strategies.base import Selection
+from selector.strategies.base import Selection
 
 logger = logging.getLogger(__name__)
 

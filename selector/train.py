@@ -328,7 +328,7 @@ def _pseudo_labels(model: Encoder, images_t: torch.Tensor, device: torch.device,
     emb = embed_array(model, images_t.numpy(), device)
     k = cfg.n_pseudo_labels
     if k <= 0:
-        from strategies.class_count import estimate_num_classes
+        from selector.strategies.class_count import estimate_num_classes
 
         k = estimate_num_classes(emb, seed=cfg.seed).k
     _, assign, _ = kmeans(emb, int(k), seed=cfg.seed)

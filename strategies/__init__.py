@@ -1,6 +1,6 @@
 """Selection strategies, one per module, found by name in :data:`STRATEGIES`.
 
->>> from strategies import get_strategy
+>>> from selector.strategies import get_strategy
 >>> sel = get_strategy("balanced").select(embeddings, budget=100, labeled_mask=None, rng=0)
 """
 from .base import Selection, SelectionError, Strategy, as_generator

@@ -1,8 +1,8 @@
 """Class-balanced selection: the project's default strategy.
 
-1. Estimate the number of classes K (eigengap, :mod:`strategies.class_count`) unless given.
+1. Estimate the number of classes K (eigengap, :mod:`selector.strategies.class_count`) unless given.
 2. Group the pool into K groups by spectral clustering of a subsample extended to all points
-   through the group means (:func:`strategies.class_count.spectral_groups`); unlike k-means on
+   through the group means (:func:`selector.strategies.class_count.spectral_groups`); unlike k-means on
    the pool this does not split a large class to even out cluster sizes.
 3. Split the budget evenly across the groups (:func:`even_allocation`): every group gets
    ``budget // K`` (capped by its unlabeled points, the excess re-split among the others) and
@@ -15,7 +15,7 @@
    and the sub-clusters keep them far from each other.
 
 5. Spend the ``explore`` share of the budget (default half, rounded down) on greedy k-center
-   picks (:func:`strategies.kcenter.kcenter_greedy`, Sener & Savarese, ICLR 2018) started from the
+   picks (:func:`selector.strategies.kcenter.kcenter_greedy`, Sener & Savarese, ICLR 2018) started from the
    labeled items and the typical picks: the points farthest from everything chosen. Groups found
    by a kNN graph cannot isolate a class of a handful of images (its members' neighbours are
    mostly other classes), so on a long-tailed pool the rarest classes hide at the edge of a

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from strategies.balanced import Balanced, even_allocation
-from strategies.typiclust import typicality
+from selector.strategies.balanced import Balanced, even_allocation
+from selector.strategies.typiclust import typicality
 
 from .blobs import sphere_blobs
 
@@ -78,14 +78,14 @@ def _three_blobs(n_per=60, d=16, seed=0):
 
 
 def test_water_fill_levels_up_the_least_labeled():
-    from strategies.balanced import water_fill
+    from selector.strategies.balanced import water_fill
 
     np.testing.assert_array_equal(water_fill(np.array([10, 0, 0]), np.array([50, 50, 50]), 12), [0, 6, 6])
     np.testing.assert_array_equal(water_fill(np.array([3, 0, 1]), np.array([50, 2, 50]), 6), [1, 2, 3])
 
 
 def test_known_labels_send_the_budget_to_under_labeled_classes():
-    from strategies.balanced import Balanced
+    from selector.strategies.balanced import Balanced
 
     x, blob = _three_blobs()
     mask = np.zeros(len(x), dtype=bool)
@@ -102,7 +102,7 @@ def test_known_labels_send_the_budget_to_under_labeled_classes():
 
 
 def test_groups_of_one_known_class_share_its_level():
-    from strategies.balanced import class_allocation
+    from selector.strategies.balanced import class_allocation
 
     assign = np.repeat(np.arange(4), 30)
     mask = np.zeros(120, dtype=bool)
@@ -116,7 +116,7 @@ def test_groups_of_one_known_class_share_its_level():
 
 
 def test_labels_of_unlabeled_items_are_ignored():
-    from strategies.balanced import Balanced
+    from selector.strategies.balanced import Balanced
 
     x, blob = _three_blobs(seed=1)
     mask = np.zeros(len(x), dtype=bool)
@@ -170,8 +170,8 @@ def test_budget_of_one_is_a_typical_pick():
 
 
 def test_explore_picks_stay_in_allowed_rows_then_fall_back():
-    from strategies.balanced import explore_picks
-    from strategies.kcenter import kcenter_greedy
+    from selector.strategies.balanced import explore_picks
+    from selector.strategies.kcenter import kcenter_greedy
 
     x, y = sphere_blobs([50, 50, 50], d=8, seed=5)
     centers = np.array([0, 50])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval import bench_encoders as B
+from selector.eval import bench_encoders as B
 
 
 def test_quick_run_writes_rows_that_make_sense(tmp_path, capsys):
@@ -17,7 +17,7 @@ def test_quick_run_writes_rows_that_make_sense(tmp_path, capsys):
     bal, lt = rows
     assert int(bal["n_pool"]) == 400 and int(bal["n_probe"]) == 400 and int(bal["n_test"]) == 300
     # LT pool: ratio 10 on 40 per class -> head 40, tail 4, exponential profile in between
-    from eval.pools import long_tail_counts
+    from selector.eval.pools import long_tail_counts
 
     assert int(lt["n_pool"]) == int(long_tail_counts(40, 10.0, 10).sum())
     # the LT encoder sees about as many images as the balanced one: more epochs over its smaller pool

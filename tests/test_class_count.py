@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from strategies.class_count import (affinity_graph, eigengap_k, estimate_num_classes, laplacian_spectrum,
+from selector.strategies.class_count import (affinity_graph, eigengap_k, estimate_num_classes, laplacian_spectrum,
                                     spectral_groups)
 
 from .blobs import geometric_sizes, sphere_blobs

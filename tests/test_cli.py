@@ -127,7 +127,7 @@ def test_labeled_file_with_labels_trains_kcl_and_balances(digits_pool, tmp_path)
 
 
 def test_strategy_params_reach_the_strategy(tmp_path):
-    from strategies import get_strategy
+    from selector.strategies import get_strategy
 
     from .blobs import sphere_blobs
 

@@ -1,10 +1,10 @@
-"""Tests of eval.datasets: digits always; MNIST/notMNIST/CIFAR-10 when the shared data exists."""
+"""Tests of selector.eval.datasets: digits always; MNIST/notMNIST/CIFAR-10 when the shared data exists."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from eval.datasets import (CIFAR10_CLASSES, cifar10, default_data_dir, digits, load_dataset, mnist10k,
+from selector.eval.datasets import (CIFAR10_CLASSES, cifar10, default_data_dir, digits, load_dataset, mnist10k,
                            notmnist10k)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from selector.labels import read_labels
-from strategies import STRATEGIES
+from selector.strategies import STRATEGIES
 
 from .conftest import write_digits
 

@@ -28,7 +28,7 @@ from selector.export import (
     image_url,
     selection_rows,
 )
-from strategies.base import Selection
+from selector.strategies.base import Selection
 
 # File names that break naive writers: spaces, non-ASCII, URL/CSV/XML specials, a sub folder.
 NAMES = ["a b.png", "sub dir/ünïcödé 猫.png", "c,d \"q\".png", "e+f&g#h%20.png", "plain.png",

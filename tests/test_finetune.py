@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from eval.finetune import finetune_classifier, finetune_retrainer
+from selector.eval.finetune import finetune_classifier, finetune_retrainer
 from selector.backbones import Encoder, EncoderConfig
 from selector.data import resize_images
 from selector.embed import embed_array
@@ -60,7 +60,7 @@ def test_selector_eval_with_finetune(tmp_path):
                                   "--retrainer", "finetune", "--out", str(tmp_path / "res"), "-q"],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    from eval.report import read_csv
+    from selector.eval.report import read_csv
 
     rows = read_csv(tmp_path / "res" / "results.csv")
     assert len(rows) == 1 and rows[0]["retrainer"] == "finetune" and 0.0 <= rows[0]["accuracy"] <= 1.0

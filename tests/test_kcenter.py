@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from strategies.kcenter import KCenter, kcenter_greedy
+from selector.strategies.kcenter import KCenter, kcenter_greedy
 
 
 def brute_greedy(x, centers, n):

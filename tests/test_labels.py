@@ -17,8 +17,8 @@ from selector.labels import (
     read_labels,
     url_to_path,
 )
-from strategies import get_strategy
-from strategies.base import Selection
+from selector.strategies import get_strategy
+from selector.strategies.base import Selection
 
 # Pool ids with spaces, non-ASCII, URL specials, a sub folder.
 POOL = [f"img {i:02d}.png" for i in range(40)] + ["sub dir/ünï 猫.png", "sub dir/a+b&c#d%20.png",

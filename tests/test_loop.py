@@ -1,14 +1,14 @@
-"""Tests of eval.loop.run_eval on scikit-learn digits with a PCA embedding (real data, tiny config)."""
+"""Tests of selector.eval.loop.run_eval on scikit-learn digits with a PCA embedding (real data, tiny config)."""
 import math
 
 import numpy as np
 import pytest
 
-import strategies
-from eval.loop import COLUMNS, run_eval
-from eval.metrics import parse_counts
-from eval.pools import train_test_split_balanced
-from strategies.random import RandomSelection
+from selector import strategies
+from selector.eval.loop import COLUMNS, run_eval
+from selector.eval.metrics import parse_counts
+from selector.eval.pools import train_test_split_balanced
+from selector.strategies.random import RandomSelection
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ class Cheater(RandomSelection):
     name = "random"
 
     def select(self, embeddings, budget, labeled_mask=None, rng=None):
-        from strategies.base import Selection
+        from selector.strategies.base import Selection
 
         return Selection(indices=np.arange(budget), scores=np.zeros(budget), groups=np.full(budget, -1))
 

@@ -1,11 +1,11 @@
-"""Tests of eval.metrics on hand-computed cases and slow references written out here."""
+"""Tests of selector.eval.metrics on hand-computed cases and slow references written out here."""
 import itertools
 import math
 
 import numpy as np
 import pytest
 
-from eval.metrics import (accuracy, balanced_accuracy, balancedness_pv, classes_covered,
+from selector.eval.metrics import (accuracy, balanced_accuracy, balancedness_pv, classes_covered,
                           coupon_collector_bound, expected_random_coverage, format_counts,
                           imbalance_ratio, label_counts, normalised_entropy, parse_counts,
                           per_class_accuracy, summarise_selection)

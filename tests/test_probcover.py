@@ -1,7 +1,7 @@
 """ProbCover (Yehuda et al., NeurIPS 2022)."""
 import numpy as np
 
-from strategies.probcover import ProbCover, delta_graph, max_coverage, purity_delta, ragged_gather
+from selector.strategies.probcover import ProbCover, delta_graph, max_coverage, purity_delta, ragged_gather
 
 
 def blobs(sizes, d=8, spread=0.02, seed=0):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from eval.quality_strategies import main, parse_strategy
+from selector.eval.quality_strategies import main, parse_strategy
 
 from .blobs import sphere_blobs
 

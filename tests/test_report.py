@@ -1,11 +1,11 @@
-"""Tests of eval.report: CSV round trip, markdown summary, PNG plots."""
+"""Tests of selector.eval.report: CSV round trip, markdown summary, PNG plots."""
 import math
 
 import numpy as np
 import pytest
 
-from eval.loop import run_eval
-from eval.report import (markdown_table, plot_accuracy_vs_budget, plot_label_histograms, read_csv,
+from selector.eval.loop import run_eval
+from selector.eval.report import (markdown_table, plot_accuracy_vs_budget, plot_label_histograms, read_csv,
                          summarise, write_csv, write_markdown, write_report)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

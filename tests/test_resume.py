@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from selector.cli import main
 from selector.embed import PAUSE_ENV
-from strategies import STRATEGIES
+from selector.strategies import STRATEGIES
 from tests.test_robustness import snapshot, write_pool
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,8 +1,8 @@
-"""Tests of eval.retrain: linear probe and kNN on frozen embeddings."""
+"""Tests of selector.eval.retrain: linear probe and kNN on frozen embeddings."""
 import numpy as np
 import pytest
 
-from eval.retrain import RETRAINERS, get_retrainer, knn_classifier, knn_vote, linear_probe
+from selector.eval.retrain import RETRAINERS, get_retrainer, knn_classifier, knn_vote, linear_probe
 
 
 def blobs(n_per_class, centers, noise, rng):

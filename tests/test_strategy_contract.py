@@ -1,8 +1,8 @@
-"""Every registered strategy keeps the contract of strategies.base.Strategy.select."""
+"""Every registered strategy keeps the contract of selector.strategies.base.Strategy.select."""
 import numpy as np
 import pytest
 
-from strategies import STRATEGIES, SelectionError, get_strategy
+from selector.strategies import STRATEGIES, SelectionError, get_strategy
 
 EXPECTED = {"random", "stratified-random", "kcenter", "typiclust", "probcover", "balanced"}
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from strategies.stratified import StratifiedRandom, proportional_allocation
+from selector.strategies.stratified import StratifiedRandom, proportional_allocation
 
 
 def test_proportional_allocation_exact_and_largest_remainder():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from strategies.typiclust import TypiClust, typicality, typiclust_pick
+from selector.strategies.typiclust import TypiClust, typicality, typiclust_pick
 
 
 def brute_typicality(x, k):
@@ -66,7 +66,7 @@ def test_strategy_one_pick_per_blob():
 
 
 def test_typicality_faiss_path_matches_dense_path(monkeypatch):
-    import strategies.typiclust as tc
+    import selector.strategies.typiclust as tc
     x = np.random.default_rng(4).standard_normal((50, 5)).astype(np.float32)
     dense = typicality(x, 6)
     dense_c = typicality(x, 6, candidates=np.array([3, 7, 49]))
