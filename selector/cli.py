@@ -14,12 +14,12 @@ from collections import Counter
 from pathlib import Path
 
 import click
-import numpy as np
 
-from selector.strategies import STRATEGIES, SelectionError, get_strategy
-
-from .backbones import ARCHS
+from .clitypes import LazyChoice, names_of
 from .device import DEVICES
+
+# numpy, torch, faiss and the strategies load inside the commands (LazyChoice for option choices), so
+# that --help, --version and shell completion stay fast.
 
 log = logging.getLogger("selector")
 
@@ -31,14 +31,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from .export import ExportError
     from .labels import LabelFileError
     from .train import CheckpointError
+    from selector.strategies import SelectionError
 
     return (PoolError, CheckpointError, SelectionError, LabelFileError, ExportError, ValueError, OSError)
-
-
-def _loss_names() -> list[str]:
-    from .losses import LOSSES
-
-    return sorted(LOSSES)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -64,7 +59,7 @@ class Budget(click.ParamType):
         return n
 
 
-def _check_out(out: Path, force: bool, export_format: bool = False) -> None:
+def _check_out(out: Path, force: bool, export_format: bool = False, fmt: str | None = None) -> None:
     """Refuse an output before any work: it exists (without --force), is a folder, has an unknown
     suffix, or its folder is missing or not writable (tried by creating a temporary file there)."""
     if out.is_dir():
@@ -75,7 +70,7 @@ def _check_out(out: Path, force: bool, export_format: bool = False) -> None:
         from .export import ExportError, format_for
 
         try:
-            format_for(out)
+            format_for(out, fmt)
         except ExportError as e:
             raise click.ClickException(str(e)) from e
     if not out.parent.is_dir():
@@ -125,9 +120,9 @@ def pool_options(f):
 
 
 def encoder_options(f):
-    f = click.option("--arch", type=click.Choice(ARCHS), default="resnet-small", show_default=True,
+    f = click.option("--arch", type=LazyChoice(names_of("selector.backbones", "ARCHS", sort=False)), default="resnet-small", show_default=True,
                      help="Encoder architecture (resnet-small for CPU, resnet18 for a GPU).")(f)
-    f = click.option("--loss", type=click.Choice(_loss_names()), default="simclr", show_default=True,
+    f = click.option("--loss", type=LazyChoice(names_of("selector.losses", "LOSSES")), default="simclr", show_default=True,
                      help="Contrastive objective for training the encoder on the pool.")(f)
     f = click.option("--epochs", type=click.IntRange(min=1), default=None,
                      help="Training epochs [default: about 300,000 images seen, 2 to 30 epochs].")(f)
@@ -141,10 +136,18 @@ def encoder_options(f):
 @click.option("--pool", "-p", type=click.Path(path_type=Path), default=None,
               help="Folder of images (searched recursively) or an .npz with an array x.")
 @click.option("--embeddings", type=click.Path(path_type=Path), default=None,
-              help="Select from your own embeddings (.npy, n x d) instead of a pool; ids from --ids.")
+              help="Select from your own embeddings instead of a pool: .npy, .npz (embeddings [+ ids]), "
+                   "Lightly's embeddings .csv, .pt/.pth (tensor or dict), .parquet.")
 @click.option("--ids", type=click.Path(path_type=Path), default=None,
-              help="With --embeddings: a text file of n item ids (paths), one per line [default: row numbers].")
-@click.option("--strategy", "-s", type=click.Choice(sorted(STRATEGIES)), default="balanced", show_default=True,
+              help="With --embeddings: a text file of n item ids (paths), one per line [default: the ids in "
+                   "the file, else row numbers].")
+@click.option("--normalize", is_flag=True,
+              help="With --embeddings: scale rows to unit length (the encoder's embeddings are; others are "
+                   "warned about).")
+@click.option("--image-root", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="With --embeddings: the folder the ids are relative to (image URLs, CVAT sizes, absolute paths).")
+@click.option("--strategy", "-s", type=LazyChoice(names_of("selector.strategies", "STRATEGIES")),
+              default="balanced", show_default=True,
               help="Selection strategy.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="A hyperparameter of the strategy, repeatable: --param explore=0 (balanced without "
@@ -152,8 +155,32 @@ def encoder_options(f):
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("selection.csv"), show_default=True,
               help="Output file; the format follows the suffix: .csv, .jsonl, .json (Label Studio), "
                    ".xml (CVAT), .txt (paths).")
-@click.option("--labeled", type=click.Path(path_type=Path), default=None,
-              help="Already-labeled files to exclude (.csv path[,label], .txt, .jsonl, Label Studio .json, CVAT .xml).")
+@click.option("--labeled", type=click.Path(path_type=Path), multiple=True,
+              help="Already-labeled files to exclude (.csv path[,label], .txt, .jsonl, Label Studio .json, "
+                   "CVAT .xml); repeatable (one per round): their union, an image labeled differently in two "
+                   "files is an error.")
+@click.option("--exclude", type=click.Path(path_type=Path), multiple=True,
+              help="Files of images sent to annotators but not annotated yet (e.g. the last round's tasks.json "
+                   "or selection.csv): never chosen again, not counted as labeled; repeatable.")
+@click.option("--skipped", type=click.Choice(["seen", "unseen"]), default="seen", show_default=True,
+              help="Label Studio tasks in a --labeled export without a finished annotation (skipped, or not "
+                   "annotated yet): seen = never chosen again; unseen = may be chosen again.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "label-studio", "cvat", "cvat-zip", "paths"]),
+              default=None, help="Output format [default: from the --out suffix].")
+@click.option("--class-names", default=None, metavar="A,B,C",
+              help="Label Studio / CVAT: the classes annotators choose from [default: the classes in the "
+                   "--labeled files].")
+@click.option("--no-predictions", is_flag=True, help="Label Studio / CVAT: write no pre-annotations.")
+@click.option("--predict-groups", is_flag=True,
+              help="Label Studio / CVAT: pre-select the estimated group (group-N) as the class (adds the group "
+                   "names to the classes annotators see).")
+@click.option("--round", "round_", type=click.IntRange(min=1), default=None,
+              help="Label Studio: data.round of the tasks [default: 1 + the highest round in --labeled/--exclude].")
+@click.option("--document-root", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Label Studio: its LOCAL_FILES_DOCUMENT_ROOT [default: the pool's parent folder].")
+@click.option("--url-prefix", default=None,
+              help="Label Studio: image URL prefix instead of /data/local-files/?d= (e.g. http://host:8081/ or "
+                   "s3://bucket/pool/); 'none' writes absolute file paths. Also used to read --labeled exports.")
 @click.option("--encoder", type=click.Path(path_type=Path), default=None,
               help="Use this encoder checkpoint (from 'selector train') instead of training one.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
@@ -166,28 +193,42 @@ def encoder_options(f):
               help="Images per embedding-cache file (the unit of resume after an interrupt).")
 @encoder_options
 @pool_options
-def select_cmd(budget, pool, embeddings, ids, strategy, params, out, labeled, encoder, cache_dir, allow_smaller,
-               force, batch_size, embed_chunk, arch, loss, epochs, image_size, device, seed, on_bad_image, workers,
-               decode_timeout, max_pixels, verbose, quiet):
+def select_cmd(budget, pool, embeddings, ids, normalize, image_root, strategy, params, out, labeled, exclude, skipped,
+               fmt, class_names, no_predictions, predict_groups, round_, document_root, url_prefix, encoder,
+               cache_dir, allow_smaller, force, batch_size, embed_chunk, arch, loss, epochs, image_size, device, seed,
+               on_bad_image, workers, decode_timeout, max_pixels, verbose, quiet):
     """Choose BUDGET images of a pool to send to annotators and write them to --out."""
     _setup_logging(verbose, quiet)
     if (pool is None) == (embeddings is None):
         raise click.UsageError("give exactly one of --pool DIR or --embeddings FILE.npy")
+    if embeddings is None and (normalize or image_root is not None or ids is not None):
+        raise click.UsageError("--ids, --normalize and --image-root go with --embeddings")
+    names = _parse_class_names(class_names)
+    labels_in = dict(labeled=labeled, exclude=exclude, skipped=skipped, document_root=document_root,
+                     url_prefix=None if url_prefix in (None, "none") else url_prefix)
+    from selector.strategies import get_strategy
     from selector.strategies.registry import parse_params
 
     try:  # values checked by the constructor, before any slow work
         strat = get_strategy(strategy, **parse_params(strategy, params))
     except (ValueError, TypeError) as e:
         raise click.BadParameter(str(e), param_hint="--param") from None
-    _check_out(out, force, export_format=True)
+    _check_out(out, force, export_format=True, fmt=fmt)
     t0 = time.perf_counter()
     try:
-        result, summary = _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir,
+        result, summary = _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder, cache_dir,
                                       allow_smaller, arch, loss, epochs, image_size, device, seed, on_bad_image,
                                       quiet, batch_size=batch_size, embed_chunk=embed_chunk, workers=workers,
-                                      decode_timeout=decode_timeout, max_pixels=max_pixels, strat=strat)
+                                      decode_timeout=decode_timeout, max_pixels=max_pixels, strat=strat,
+                                      normalize=normalize, image_root=image_root)
+        export_kw = dict(class_names=names if names is not None else result.info.get("class_names") or None,
+                         predictions=not no_predictions, predict_groups=predict_groups,
+                         round=round_ if round_ is not None else result.info.get("round", 1),
+                         document_root=document_root)
+        if url_prefix is not None:
+            export_kw["url_prefix"] = None if url_prefix == "none" else url_prefix
         try:
-            files = result.export(out)
+            files = result.export(out, fmt, **export_kw)
         except OSError as e:  # disk full, permission: the atomic write left nothing behind
             raise click.ClickException(f"cannot write {out}: {e.strerror or e} (nothing was written)") from e
     except click.ClickException:
@@ -200,6 +241,37 @@ def select_cmd(budget, pool, embeddings, ids, strategy, params, out, labeled, en
         summary.append(("per group", " ".join(f"{g}:{c}" for g, c in counts.items())))
     summary.append(("time", f"{time.perf_counter() - t0:.1f} s"))
     _print_summary(summary)
+
+
+def _parse_class_names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise click.BadParameter(f"expected distinct, non-empty names separated by commas, got {text!r}",
+                                 param_hint="--class-names")
+    return names
+
+
+def _read_labels_in(labels_in: dict, ids, root):
+    """(mask, y, missing, info) from the --labeled/--exclude files: their union over the pool."""
+    from .api import labeled_and_labels
+    from .labels import last_round, read_label_files
+
+    files = (*labels_in["labeled"], *labels_in["exclude"])
+    if not files:
+        mask, y, missing = labeled_and_labels(None, ids, root)
+        return mask, y, missing, {"round": 1}
+    mapping = read_label_files(labels_in["labeled"], labels_in["exclude"], root, skipped=labels_in["skipped"],
+                               url_prefix=labels_in["url_prefix"], document_root=labels_in["document_root"])
+    mask, y, missing = labeled_and_labels(mapping, ids, root)
+    from .labels import _class_order
+
+    info = {"round": last_round(files) + 1,
+            "class_names": _class_order({v for v in mapping.values() if v is not None})}
+    if not mask.any() and not missing:
+        log.warning("%s list no images; nothing is excluded", ", ".join(map(str, files)))
+    return mask, y, missing, info
 
 
 def _one_line(e: BaseException) -> str:
@@ -242,22 +314,26 @@ def _pool_line(p, pool) -> str:
     return f"{len(p)} images in {pool}{extra} ({'grayscale' if p.channels == 1 else 'RGB'}, {p.size} px)"
 
 
-def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, cache_dir, allow_smaller, arch,
+def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder, cache_dir, allow_smaller, arch,
                 loss, epochs, image_size, device, seed, on_bad_image, quiet, *, batch_size=256, embed_chunk=None,
-                workers=None, decode_timeout=60.0, max_pixels=89_478_485, strat):
+                workers=None, decode_timeout=60.0, max_pixels=89_478_485, strat, normalize=False, image_root=None):
     """Everything cheap is checked before anything slow: the encoder file, the pool, the labeled file and
     the budget are all read and checked before training starts."""
-    from .api import Selector, labeled_and_labels, select_embeddings
+    from .api import Selector, select_embeddings
 
     summary: list[tuple[str, str]] = []
+    labeled = [*labels_in["labeled"], *labels_in["exclude"]]
     if embeddings is not None:
-        emb = _read_embeddings(embeddings)
-        item_ids = _read_ids(ids, len(emb)) if ids is not None else [str(i) for i in range(len(emb))]
-        mask, y, missing = labeled_and_labels(str(labeled) if labeled else None, item_ids, None)
-        _warn_empty_labels(labeled, mask, missing)
+        emb, file_ids = _read_embeddings(embeddings, normalize)
+        item_ids = (_read_ids(ids, len(emb)) if ids is not None else file_ids if file_ids is not None
+                    else [str(i) for i in range(len(emb))])
+        mask, y, missing, info = _read_labels_in(labels_in, item_ids, image_root)
+        if labeled:
+            summary.append(("labeled", _labeled_line(mask, y, missing)))
         budget = _fit_budget(budget, int((~mask).sum()), f"embeddings {embeddings}", allow_smaller)
-        summary.append(("embeddings", f"{len(emb)} x {emb.shape[1]} from {embeddings}"))
-        result = select_embeddings(emb, budget, mask, strat, seed, item_ids, None, labels=y)
+        summary.append(("embeddings", f"{len(emb)} x {emb.shape[1]} from {embeddings}"
+                                      + (" (normalised)" if normalize else "")))
+        result = select_embeddings(emb, budget, mask, strat, seed, item_ids, image_root, labels=y, info=info)
     else:
         cache = cache_dir if cache_dir is not None else out.resolve().parent / CACHE_DIRNAME
         size, channels = _encoder_input(encoder, image_size)
@@ -265,12 +341,10 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, 
         p = _read_pool(pool, image_size=size, channels=channels, on_bad=on_bad_image, workers=workers,
                        decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=cache, quiet=quiet)
         summary.append(("pool", _pool_line(p, pool)))
-        mask, y, missing = labeled_and_labels(str(labeled) if labeled else None, p.ids, p.root)
-        _warn_empty_labels(labeled, mask, missing)
+        mask, y, missing, info = _read_labels_in(labels_in, p.ids, p.root)
         dup = p.duplicate_mask(mask)
-        if labeled is not None:
-            summary.append(("labeled", f"{int(mask.sum())} images already labeled excluded"
-                                       + (f"; {missing} entries of {labeled} are not in the pool" if missing else "")))
+        if labeled:
+            summary.append(("labeled", _labeled_line(mask, y, missing)))
         budget = _fit_budget(budget, int((~(mask | dup)).sum()), f"{pool}", allow_smaller)
         sel = Selector(encoder=encoder, strategy=strategy, seed=seed, device=device, epochs=epochs, loss=loss,
                        arch=arch, batch_size=batch_size, image_size=size, cache_dir=cache, on_bad=on_bad_image,
@@ -289,18 +363,19 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labeled, encoder, 
         summary.append(("embedding", f"{sel.embeddings_.shape[1]}-d, {sel.n_embedded_} images embedded, "
                                      f"{n_unique - sel.n_embedded_} from cache ({sel.timings_['embed']:.1f} s)"))
         result = select_embeddings(sel.embeddings_, budget, mask | dup, strat, seed, p.ids, p.root,
-                                   labels=y)
+                                   labels=y, info=info)
     if missing:
-        log.warning("%d entries of %s name no item of the pool; ignored", missing, labeled)
+        log.warning("%d entries of %s name no item of the pool; ignored", missing, ", ".join(map(str, labeled)))
     k = result.n_groups
     summary.append(("strategy", f"{strategy} ({result.seconds:.2f} s)"
                                 + (f", estimated classes: {k}" if k is not None else "")))
     return result, summary
 
 
-def _warn_empty_labels(labeled, mask: np.ndarray, missing: int) -> None:
-    if labeled is not None and not mask.any() and not missing:
-        log.warning("labeled file %s lists no images; nothing is excluded", labeled)
+def _labeled_line(mask: np.ndarray, y, missing: int) -> str:
+    known = int((y >= 0).sum()) if y is not None else 0
+    return (f"{int(mask.sum())} images excluded (labeled or sent out; {known} with a known class)"
+            + (f"; {missing} entries name no item of the pool" if missing else ""))
 
 
 def _fit_budget(budget: int, n_free: int, where: str, allow_smaller: bool) -> int:
@@ -315,18 +390,17 @@ def _fit_budget(budget: int, n_free: int, where: str, allow_smaller: bool) -> in
     return budget
 
 
-def _read_embeddings(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise click.ClickException(f"embeddings file {path} does not exist")
-    try:
-        emb = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
-        raise click.ClickException(f"cannot read embeddings {path}: {_one_line(e)}") from e
-    if isinstance(emb, np.lib.npyio.NpzFile):
-        raise click.ClickException(f"{path} is an .npz archive; save the (n, d) array with np.save as .npy")
-    if emb.ndim != 2 or not np.issubdtype(emb.dtype, np.number):
-        raise click.ClickException(f"embeddings {path} must be a numeric (n, d) array, got shape {emb.shape}")
-    return emb
+def _read_embeddings(path: Path, normalize: bool) -> tuple[np.ndarray, list[str] | None]:
+    from .embeddings_io import normalize_rows, non_unit_rows, read_embeddings
+
+    emb, ids = read_embeddings(path)
+    if normalize:
+        return normalize_rows(emb), ids
+    off = non_unit_rows(emb)
+    if off:
+        log.warning("%d of %d rows of %s are not unit length; the strategies compare inner products, so "
+                    "pass --normalize unless the lengths carry meaning", off, len(emb), path)
+    return emb, ids
 
 
 def _read_ids(path: Path, n: int) -> list[str]:
@@ -398,6 +472,8 @@ def embed_cmd(pool, encoder, out, force, device, seed, on_bad_image, workers, de
     """Embed a pool with a trained encoder (L2-normalised float32)."""
     _setup_logging(verbose, quiet)
     _check_out(out, force)
+    import numpy as np
+
     from .api import Selector
     from .atomic import atomic_write
 
@@ -442,7 +518,7 @@ def _add_eval_command() -> None:
     main.add_command(eval_cmd, "eval")
 
 
-_add_eval_command()
+_add_eval_command()  # eval/cli.py imports only click at the top, like this file
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -4,12 +4,14 @@ One entry point, :func:`export_selection`, picks a writer from ``fmt`` or the ou
 
 * ``.csv`` / ``"csv"``: header ``rank,path,group,score``, one row per chosen image.
 * ``.jsonl`` / ``"jsonl"``: one JSON object per line: rank, path, index, group, score.
-* ``.json`` / ``"label-studio"``: Label Studio tasks with a ``predictions`` pre-annotation
-  (the estimated group as a choice), plus ``<stem>.config.xml``, a labeling config whose
-  choices match.
+* ``.json`` / ``"label-studio"``: Label Studio tasks with the rank, estimated group and round
+  as data fields and a prediction scored in (0, 1] from the rank, plus ``<stem>.config.xml``, a
+  labeling config offering the class names (when known).
 * ``.xml`` / ``"cvat"``: "CVAT for images 1.1" annotations with one ``<tag>`` per image, plus
   ``<stem>.manifest.jsonl`` (CVAT dataset manifest listing the images in rank order) and
   ``<stem>.labels.json`` (CVAT label spec for the task).
+* ``.zip`` / ``"cvat-zip"``: a CVAT dataset zip, ``annotations.xml`` (as above) and the images
+  under ``images/``, for CVAT's "Import dataset" and datumaro.
 * ``.txt`` / ``"paths"``: the chosen paths, one per line, in rank order.
 
 Conventions shared by every format:
@@ -210,9 +212,13 @@ def label_studio_config(choices: Sequence[str], from_name: str = "choice",
                         to_name: str = "image", data_key: str = "image") -> str:
     """A Label Studio labeling config (image classification) offering ``choices``.
 
-    Matches the tasks :func:`write_label_studio` writes, so the group pre-annotations show.
-    Replace or extend the choices with your class names before labeling.
+    Matches the tasks :func:`write_label_studio` writes (same control and object names). Label
+    Studio refuses a ``Choices`` control without choices, so ``choices`` must not be empty.
     """
+    if not choices:
+        raise ExportError("a Label Studio labeling config needs at least one class name")
+    if len(set(choices)) != len(choices):
+        raise ExportError(f"class names repeat: {list(choices)}")
     view = ET.Element("View")
     ET.SubElement(view, "Image", {"name": to_name, "value": f"${data_key}"})
     ch = ET.SubElement(view, "Choices", {"name": from_name, "toName": to_name, "choice": "single"})
@@ -222,46 +228,82 @@ def label_studio_config(choices: Sequence[str], from_name: str = "choice",
     return ET.tostring(view, encoding="unicode") + "\n"
 
 
+def rank_score(rank: int, k: int) -> float:
+    """A prediction score in (0, 1] from a 1-based rank among ``k``: ``1 - (rank - 1) / k``.
+
+    Rank 1 scores 1.0 and rank k scores 1/k, so Label Studio's "prediction score" column sorts
+    tasks in rank order. (Strategy scores are not bounded, e.g. a k-center radius, and Label
+    Studio refuses scores outside [0, 1].)
+    """
+    if not 1 <= rank <= k:
+        raise ExportError(f"rank {rank} outside 1..{k}")
+    return 1.0 - (rank - 1) / k
+
+
+def config_choices(groups: Sequence[int], class_names: Sequence[str] | None = None,
+                   predict_groups: bool = False, group_names=None) -> list[str]:
+    """The classes offered to annotators: ``class_names``, plus the estimated groups' names only
+    when ``predict_groups`` (then a group's name may also be one of the classes, via
+    ``group_names``)."""
+    choices = [str(c) for c in (class_names or [])]
+    if predict_groups:
+        for g in sorted({int(g) for g in groups if g >= 0}):
+            name = _group_name(g, group_names)
+            if name not in choices:
+                choices.append(name)
+    return choices
+
+
 def label_studio_tasks(selection: Selection, paths: Sequence[str], root=None, strategy: str | None = None,
                        url_prefix: str | None = LOCAL_FILES_PREFIX, document_root=None,
                        from_name: str = "choice", to_name: str = "image", data_key: str = "image",
-                       group_names=None, predictions: bool = True) -> list[dict[str, Any]]:
+                       group_names=None, predictions: bool = True, predict_groups: bool = False,
+                       round: int | None = None) -> list[dict[str, Any]]:
     """Label Studio tasks (the "Basic Label Studio JSON format") for the selection.
 
     Each task is::
 
-        {"data": {"image": <url>, "path": <pool path>, "rank": <1-based rank>},
+        {"data": {"image": <url>, "path": <pool path>, "rank": <1-based rank>,
+                  "group": <estimated group, -1 for none>, "round": <round>},
          "meta": {"rank", "index", "path", "group", "score", "strategy"},
-         "predictions": [{"model_version": "selector-<strategy>", "score": <score>,
-                          "result": [{"id": "selector-<rank>", "from_name": from_name,
-                                      "to_name": to_name, "type": "choices",
-                                      "value": {"choices": ["group-3"]}}]}]}
+         "predictions": [{"model_version": "selector-<strategy>", "score": <rank score>,
+                          "result": []}]}
+
+    The prediction carries only a score in (0, 1] from the rank (:func:`rank_score`), so Label
+    Studio's prediction-score column orders tasks as selector ranked them; the estimated group
+    is a data field (a Data Manager column), never a class an annotator could submit. With
+    ``predict_groups=True`` the result also pre-selects the group's name
+    (``group_names[g]``, default ``"group-<g>"``) in the ``from_name`` control; the labeling
+    config must then offer those names (:func:`config_choices`).
 
     ``data.path`` lets :func:`selector.labels.read_labels` map an exported task back to the
-    pool without undoing the URL; ``data.rank`` lets annotators sort by rank in the Data
-    Manager. ``predictions`` is left out for items without a group (-1) and when
-    ``predictions=False``; ``score`` is left out when not finite.
+    pool without undoing the URL; ``data.rank`` sorts tasks in the Data Manager; ``data.round``
+    (left out when None) tells which selection round sent the task. ``meta.score`` is the
+    strategy's own score (None when not finite). ``predictions=False`` leaves predictions out.
     """
     rows = selection_rows(selection, paths)
+    if round is not None and (not isinstance(round, (int, np.integer)) or round < 1):
+        raise ExportError(f"round must be a positive whole number, got {round!r}")
     name = strategy or "unknown"
     tasks = []
     for r in rows:
+        data: dict[str, Any] = {data_key: image_url(r["path"], root, url_prefix, document_root),
+                                "path": r["path"], "rank": r["rank"], "group": r["group"]}
+        if round is not None:
+            data["round"] = int(round)
         task: dict[str, Any] = {
-            "data": {data_key: image_url(r["path"], root, url_prefix, document_root),
-                     "path": r["path"], "rank": r["rank"]},
+            "data": data,
             "meta": {"rank": r["rank"], "index": r["index"], "path": r["path"],
                      "group": r["group"], "score": r["score"], "strategy": name},
         }
-        if predictions and r["group"] >= 0:
-            pred: dict[str, Any] = {
-                "model_version": f"selector-{name}",
-                "result": [{"id": f"selector-{r['rank']}", "from_name": from_name, "to_name": to_name,
-                            "type": "choices",
-                            "value": {"choices": [_group_name(r["group"], group_names)]}}],
-            }
-            if r["score"] is not None:
-                pred["score"] = r["score"]
-            task["predictions"] = [pred]
+        if predictions:
+            result = []
+            if predict_groups and r["group"] >= 0:
+                result = [{"id": f"selector-{r['rank']}", "from_name": from_name, "to_name": to_name,
+                           "type": "choices",
+                           "value": {"choices": [_group_name(r["group"], group_names)]}}]
+            task["predictions"] = [{"model_version": f"selector-{name}",
+                                    "score": rank_score(r["rank"], len(rows)), "result": result}]
         tasks.append(task)
     return tasks
 
@@ -270,12 +312,15 @@ def write_label_studio(selection: Selection, paths: Sequence[str], out_path: str
                        root=None, strategy: str | None = None, url_prefix: str | None = LOCAL_FILES_PREFIX,
                        document_root=None, from_name: str = "choice", to_name: str = "image",
                        data_key: str = "image", group_names=None, predictions: bool = True,
-                       write_config: bool = True, **_: Any) -> list[Path]:
+                       predict_groups: bool = False, class_names: Sequence[str] | None = None,
+                       round: int | None = None, write_config: bool = True, **_: Any) -> list[Path]:
     """Label Studio tasks JSON (a list of tasks; see :func:`label_studio_tasks` and
     :func:`image_url` for the options).
 
     Also writes ``<stem>.config.xml`` (unless ``write_config=False``): a labeling config whose
-    ``Choices`` name every group, for Settings > Labeling Interface > Code.
+    ``Choices`` are ``class_names`` (plus the group names with ``predict_groups``), for
+    Settings > Labeling Interface > Code. With no class to offer, no config is written (a
+    warning is logged): Label Studio refuses a ``Choices`` control without choices.
 
     Import (https://labelstud.io/guide/storage#Local-storage): start Label Studio with
     ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and
@@ -286,16 +331,22 @@ def write_label_studio(selection: Selection, paths: Sequence[str], out_path: str
     """
     tasks = label_studio_tasks(selection, paths, root=root, strategy=strategy, url_prefix=url_prefix,
                                document_root=document_root, from_name=from_name, to_name=to_name,
-                               data_key=data_key, group_names=group_names, predictions=predictions)
+                               data_key=data_key, group_names=group_names, predictions=predictions,
+                               predict_groups=predict_groups, round=round)
     out_path = Path(out_path)
     written = []
     if write_config:
-        groups = sorted({g for g in np.asarray(selection.groups).reshape(-1).tolist() if g >= 0})
-        choices = [_group_name(g, group_names) for g in groups]
-        cfg_path = out_path.with_name(out_path.stem + ".config.xml")
-        with atomic_write(cfg_path, "w") as f:
-            f.write(label_studio_config(choices, from_name, to_name, data_key))
-        written.append(cfg_path)
+        choices = config_choices(np.asarray(selection.groups).reshape(-1).tolist(), class_names,
+                                 predict_groups and predictions, group_names)
+        if choices:
+            cfg_path = out_path.with_name(out_path.stem + ".config.xml")
+            text = label_studio_config(choices, from_name, to_name, data_key)
+            with atomic_write(cfg_path, "w") as f:
+                f.write(text)
+            written.append(cfg_path)
+        else:
+            logger.warning("no class names given: no Label Studio labeling config written "
+                           "(pass class_names / --class-names a,b,c)")
     with atomic_write(out_path, "w") as f:
         json.dump(tasks, f, ensure_ascii=False, allow_nan=False, indent=1)
         f.write("\n")
@@ -359,13 +410,14 @@ def cvat_manifest_lines(rows: Sequence[dict], sizes: Sequence[tuple[int, int]]) 
 
 
 def cvat_xml(rows: Sequence[dict], sizes: Sequence[tuple[int, int]], label_names: Sequence[str],
-             group_names=None, task_name: str = "selector") -> str:
+             group_names=None, task_name: str = "selector", tag_groups: bool = True) -> str:
     """"CVAT for images 1.1" annotations: one ``<image>`` per chosen item, in rank order.
 
     ``<image id>`` is the frame number of a task created from these files in rank order (the
     ``predefined`` sorting method with the manifest); ``name`` is the pool path, which newer
-    CVAT versions match first anyway. Items with a group carry ``<tag label="group-g"
-    source="auto">`` as a pre-annotation.
+    CVAT versions match first anyway. With ``tag_groups``, items with a group carry
+    ``<tag label="group-g" source="auto">`` as a pre-annotation (:mod:`selector.labels` never
+    reads ``source="auto"`` tags back as labels).
     """
     ann = ET.Element("annotations")
     ET.SubElement(ann, "version").text = "1.1"
@@ -383,7 +435,7 @@ def cvat_xml(rows: Sequence[dict], sizes: Sequence[tuple[int, int]], label_names
     for frame, (r, (w, h)) in enumerate(zip(rows, sizes)):
         img = ET.SubElement(ann, "image", {"id": str(frame), "name": r["path"],
                                            "width": str(int(w)), "height": str(int(h))})
-        if r["group"] >= 0:
+        if tag_groups and r["group"] >= 0:
             ET.SubElement(img, "tag", {"label": _group_name(r["group"], group_names), "source": "auto"})
     ET.indent(ann)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(ann, encoding="unicode") + "\n"
@@ -391,7 +443,8 @@ def cvat_xml(rows: Sequence[dict], sizes: Sequence[tuple[int, int]], label_names
 
 def write_cvat(selection: Selection, paths: Sequence[str], out_path: str | os.PathLike, root=None,
                strategy: str | None = None, sizes=None, group_names=None, manifest: bool = True,
-               labels: bool = True, **_: Any) -> list[Path]:
+               labels: bool = True, class_names: Sequence[str] | None = None, predict_groups: bool = False,
+               predictions: bool = True, **_: Any) -> list[Path]:
     """CVAT files for a new task holding the chosen images, pre-tagged with their group.
 
     Writes ``out_path`` ("CVAT for images 1.1" XML), and unless turned off
@@ -407,10 +460,14 @@ def write_cvat(selection: Selection, paths: Sequence[str], out_path: str | os.Pa
         sizes: (width, height) for every image, or a mapping path -> (width, height); by
             default read from the image headers under ``root``.
         group_names: mapping/sequence group -> label name (default ``"group-<g>"``).
+        class_names: the task's labels. Given, the images carry no group tags unless
+            ``predict_groups``; without them the labels are the group names and each image is
+            pre-tagged with its group (``source="auto"``). ``predictions=False``: no tags at all.
     """
     rows = selection_rows(selection, paths)
     wh = _sizes(rows, root, sizes)
-    names = [_group_name(g, group_names) for g in sorted({r["group"] for r in rows if r["group"] >= 0})]
+    tag_groups = predictions and (predict_groups or not class_names)
+    names = config_choices([r["group"] for r in rows], class_names, tag_groups, group_names)
     out_path = Path(out_path)
     written = []
     if manifest:
@@ -427,8 +484,37 @@ def write_cvat(selection: Selection, paths: Sequence[str], out_path: str | os.Pa
         written.append(lab_path)
     task_name = f"selector-{strategy}" if strategy else "selector"
     with atomic_write(out_path, "w") as f:
-        f.write(cvat_xml(rows, wh, names, group_names, task_name))
+        f.write(cvat_xml(rows, wh, names, group_names, task_name, tag_groups=tag_groups))
     return [out_path, *written]
+
+
+def write_cvat_zip(selection: Selection, paths: Sequence[str], out_path: str | os.PathLike, root=None,
+                   strategy: str | None = None, group_names=None, class_names: Sequence[str] | None = None,
+                   predict_groups: bool = False, predictions: bool = True, **_: Any) -> list[Path]:
+    """A "CVAT for images 1.1" dataset as one ``.zip``: ``annotations.xml`` plus the chosen
+    images under ``images/<pool path>``, the layout CVAT's "Import dataset" and datumaro's
+    ``cvat`` format read (https://docs.cvat.ai/docs/dataset_management/formats/format-cvat/).
+
+    Labels and tags follow :func:`write_cvat`. Needs the image files (``root``); the zip is
+    written atomically.
+    """
+    import zipfile
+
+    rows = selection_rows(selection, paths)
+    if root is None:
+        raise ExportError("a CVAT .zip holds the images: pass root (the pool folder)")
+    wh = _sizes(rows, root, None)
+    tag_groups = predictions and (predict_groups or not class_names)
+    names = config_choices([r["group"] for r in rows], class_names, tag_groups, group_names)
+    task_name = f"selector-{strategy}" if strategy else "selector"
+    xml = cvat_xml(rows, wh, names, group_names, task_name, tag_groups=tag_groups)
+    out_path = Path(out_path)
+    with atomic_write(out_path, "wb") as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("annotations.xml", xml.encode("utf-8"))
+            for r in rows:
+                z.write(Path(root) / r["path"], "images/" + r["path"], compress_type=zipfile.ZIP_STORED)
+    return [out_path]
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -441,6 +527,7 @@ FORMATS: dict[str, Writer] = {
     "jsonl": write_jsonl,
     "label-studio": write_label_studio,
     "cvat": write_cvat,
+    "cvat-zip": write_cvat_zip,
     "paths": write_paths,
 }
 
@@ -450,6 +537,7 @@ SUFFIX_FORMATS: dict[str, str] = {
     ".jsonl": "jsonl",
     ".json": "label-studio",
     ".xml": "cvat",
+    ".zip": "cvat-zip",
     ".txt": "paths",
 }
 

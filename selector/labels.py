@@ -9,12 +9,14 @@
   :mod:`selector.export` writes reads back as "labeled, label unknown";
 * a ``.txt`` list of paths (one per line; blank lines and ``#`` comments skipped), all ``None``;
 * Label Studio's JSON export (a list of tasks with ``data`` and ``annotations``; the label is
-  the first choice of the last annotation that was not cancelled; a task without such an
-  annotation is not labeled) and its JSON-MIN export (flat objects with the image URL and the
-  choice under the control's name);
+  the first choice of the last annotation that was not cancelled; predictions are never read).
+  A task without such an annotation (skipped, or not yet annotated) is in the project already:
+  with ``skipped="seen"`` (default) it is returned with label ``None`` (taken, never chosen
+  again), with ``skipped="unseen"`` it is left out (may be chosen again). Also its JSON-MIN
+  export (flat objects with the image URL and the choice under the control's name);
 * the JSON Lines :mod:`selector.export` writes (``path`` plus an optional ``label``);
-* CVAT for images 1.1 XML (``<image name>`` with ``<tag label>``; manual tags win over
-  pre-annotations; an image without a tag is not labeled);
+* CVAT for images 1.1 XML (``<image name>`` with ``<tag label>``; ``source="auto"`` tags are
+  pre-annotations and never read as labels; an image without another tag is not labeled);
 * a JSON object ``{path: label}``.
 
 Paths are forgiving: ``./a.jpg``, ``a\\b.jpg``, an absolute path under ``root``, ``file://``
@@ -43,6 +45,10 @@ PATH_COLUMNS = ("path", "file", "filename", "file_name", "image", "image_path", 
 LABEL_COLUMNS = ("label", "class", "category", "y", "target", "choice")
 #: Other column names that mark a first row as a header (the selection CSV's columns).
 OTHER_COLUMNS = ("rank", "group", "score", "index")
+
+
+#: How Label Studio tasks without a finished annotation are read (see :func:`read_labels`).
+SKIPPED = ("seen", "unseen")
 
 
 class LabelFileError(ValueError):
@@ -198,7 +204,7 @@ def _choice_of(results: Sequence[Any], from_name: str | None) -> tuple[bool, str
 
 
 def _read_label_studio(path: Path, tasks: list, root, url_prefix, document_root, from_name,
-                       data_key) -> dict[str, str | None]:
+                       data_key, skipped: str = "seen") -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     multi = 0
     for i, task in enumerate(tasks):
@@ -232,7 +238,9 @@ def _read_label_studio(path: Path, tasks: list, root, url_prefix, document_root,
         if not isinstance(anns, list):
             raise LabelFileError(f"{path}: task {i} \"annotations\" is not a list")
         done = [a for a in anns if isinstance(a, dict) and not a.get("was_cancelled", False)]
-        if not done:
+        if not done:  # skipped or open: in the project, so taken unless told otherwise
+            if skipped == "seen":
+                out.setdefault(key, None)
             continue
         found, label, n_choices = _choice_of(done[-1].get("result") or [], from_name)
         multi += n_choices > 1
@@ -246,7 +254,7 @@ _MIN_KEYS = {"id", "annotator", "annotation_id", "created_at", "updated_at", "le
              "meta", "predictions", "drafts"}
 
 
-def _read_json(path: Path, text: str, root, url_prefix, document_root, from_name, data_key):
+def _read_json(path: Path, text: str, root, url_prefix, document_root, from_name, data_key, skipped="seen"):
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
@@ -263,7 +271,7 @@ def _read_json(path: Path, text: str, root, url_prefix, document_root, from_name
     if not isinstance(obj, list):
         raise LabelFileError(f"{path}: expected a list of Label Studio tasks or a {{path: label}} object, "
                              f"got {type(obj).__name__}")
-    return _read_label_studio(path, obj, root, url_prefix, document_root, from_name, data_key)
+    return _read_label_studio(path, obj, root, url_prefix, document_root, from_name, data_key, skipped)
 
 
 def _read_cvat(path: Path, text: str, root) -> dict[str, str | None]:
@@ -279,9 +287,8 @@ def _read_cvat(path: Path, text: str, root) -> dict[str, str | None]:
         name = img.get("name")
         if not name:
             raise LabelFileError(f"{path}: <image id={img.get('id')!r}> has no name")
-        tags = [t for t in img.findall("tag") if t.get("label")]
-        manual = [t for t in tags if t.get("source", "manual") == "manual"]
-        use = manual or tags
+        # source="auto" tags are pre-annotations (selector writes its groups that way), not labels
+        use = [t for t in img.findall("tag") if t.get("label") and t.get("source", "manual") != "auto"]
         if not use:
             continue
         multi += len(use) > 1
@@ -293,7 +300,8 @@ def _read_cvat(path: Path, text: str, root) -> dict[str, str | None]:
 
 def read_labels(path: str | os.PathLike, root: str | os.PathLike | None = None, *,
                 url_prefix: str | None = None, document_root: str | os.PathLike | None = None,
-                from_name: str | None = None, data_key: str = "image") -> dict[str, str | None]:
+                from_name: str | None = None, data_key: str = "image",
+                skipped: str = "seen") -> dict[str, str | None]:
     """``{pool-relative path: label or None}`` from a labels file (format from the suffix).
 
     Args:
@@ -307,11 +315,16 @@ def read_labels(path: str | os.PathLike, root: str | os.PathLike | None = None, 
             ``root``.
         from_name: only read Label Studio choices from this control (default: any).
         data_key: the task data key holding the image URL.
+        skipped: Label Studio tasks without a finished annotation (skipped/cancelled, or not
+            annotated yet): ``"seen"`` returns them with label None (taken), ``"unseen"`` leaves
+            them out.
 
     Raises:
         LabelFileError: a one-line message naming the file, for unreadable or invalid files.
     """
     p = Path(path)
+    if skipped not in SKIPPED:
+        raise ValueError(f"skipped must be one of {', '.join(SKIPPED)}, got {skipped!r}")
     suffix = p.suffix.lower()
     text = _read_text(p)
     if suffix in (".csv", ".tsv"):
@@ -321,11 +334,65 @@ def read_labels(path: str | os.PathLike, root: str | os.PathLike | None = None, 
     if suffix in (".jsonl", ".ndjson"):
         return _read_jsonl(p, text, root)
     if suffix == ".json":
-        return _read_json(p, text, root, url_prefix, document_root, from_name, data_key)
+        return _read_json(p, text, root, url_prefix, document_root, from_name, data_key, skipped)
     if suffix == ".xml":
         return _read_cvat(p, text, root)
     raise LabelFileError(f"labels file {p}: unknown suffix {suffix!r}; use .csv, .tsv, .txt, .jsonl, "
                          f".json (Label Studio export) or .xml (CVAT)")
+
+
+def read_label_files(labeled: Sequence[str | os.PathLike] = (), exclude: Sequence[str | os.PathLike] = (),
+                     root: str | os.PathLike | None = None, **kw: Any) -> dict[str, str | None]:
+    """The union of several labels files, plus files that are taken but not labeled.
+
+    Args:
+        labeled: labels files (any :func:`read_labels` format), e.g. one export per round.
+        exclude: files listing items sent to annotators but not annotated yet (a selection
+            ``.csv``, Label Studio tasks ``.json``, ``.txt``...): they count as taken (label
+            None), their labels or predictions are never read.
+        root, **kw: passed to :func:`read_labels`.
+
+    Returns:
+        ``{path: label or None}``; an item both labeled and excluded keeps its label.
+
+    Raises:
+        LabelFileError: one file is unreadable, or two files give one image different labels
+            (the message names both files and the image).
+    """
+    out: dict[str, str | None] = {}
+    source: dict[str, Path] = {}
+    for f in labeled:
+        for key, lab in read_labels(f, root, **kw).items():
+            old = out.get(key)
+            if old is not None and lab is not None and old != lab:
+                raise LabelFileError(f"{f}: {key!r} is labeled {lab!r}, but {old!r} in {source[key]}")
+            if old is None:
+                out[key] = lab
+                source[key] = Path(f)
+    for f in exclude:
+        for key in read_labels(f, root, **kw):
+            out.setdefault(key, None)
+    return out
+
+
+def last_round(files: Sequence[str | os.PathLike]) -> int:
+    """The highest ``data.round`` among the Label Studio tasks in ``files`` (0 when none has one):
+    the round the next selection follows. Other formats are skipped."""
+    best = 0
+    for f in files:
+        p = Path(f)
+        if p.suffix.lower() != ".json":
+            continue
+        try:
+            obj = json.loads(_read_text(p))
+        except json.JSONDecodeError as e:
+            raise LabelFileError(f"{p}: not valid JSON: {e.msg} (line {e.lineno})") from None
+        for task in obj if isinstance(obj, list) else [obj]:
+            data = task.get("data") if isinstance(task, dict) else None
+            r = data.get("round") if isinstance(data, dict) else (task.get("round") if isinstance(task, dict) else None)
+            if isinstance(r, int) and not isinstance(r, bool):
+                best = max(best, r)
+    return best
 
 
 # ----------------------------------------------------------------------------- mask

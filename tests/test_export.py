@@ -154,7 +154,21 @@ def test_array_pool_ids(tmp_path):
 #     root (label_studio/io_storages/localfiles/views.py).
 
 
+def sdk_interface(config):
+    """Label Studio's own parser and validator for a labeling config (label-studio-sdk)."""
+    from label_studio_sdk.label_interface import LabelInterface
+
+    li = LabelInterface(config)
+    li.validate()  # raises on a config Label Studio would refuse
+    return li
+
+
 def check_label_studio_task(task, config):
+    """Schema checks from the docs, then every prediction through the SDK's validate_prediction."""
+    li = sdk_interface(config)
+    for pred in task.get("predictions", []):
+        assert li.validate_prediction(pred, return_errors=True) == []
+        assert 0.0 <= pred["score"] <= 1.0
     view = ET.fromstring(config)
     image_tags = {t.get("name"): t.get("value") for t in view.iter("Image")}
     choices_tags = {t.get("name"): (t.get("toName"), {c.get("value") for c in t.iter("Choice")})
@@ -171,7 +185,7 @@ def check_label_studio_task(task, config):
         assert isinstance(pred["model_version"], str)
         if "score" in pred:
             assert isinstance(pred["score"], float) and np.isfinite(pred["score"])
-        assert isinstance(pred["result"], list) and pred["result"]
+        assert isinstance(pred["result"], list)
         for res in pred["result"]:
             assert set(res) == {"id", "from_name", "to_name", "type", "value"}
             assert res["type"] == "choices"
@@ -202,23 +216,63 @@ def served_file(url, document_root, storage_path):
 def test_label_studio_tasks_schema(pool, tmp_path):
     root, paths = pool
     out = tmp_path / "tasks.json"
-    files = export_selection(make_selection(), paths, out, root=root, strategy="typiclust")
+    files = export_selection(make_selection(), paths, out, root=root, strategy="typiclust",
+                             class_names=["cat", "dog"], round=2)
     assert files == [out, tmp_path / "tasks.config.xml"]
     tasks = json.loads(out.read_text(encoding="utf-8"))
     config = files[1].read_text(encoding="utf-8")
+    assert [c.get("value") for c in ET.fromstring(config).iter("Choice")] == ["cat", "dog"]  # real classes only
     assert isinstance(tasks, list) and len(tasks) == 5
-    ids = []
     for rank, (task, i) in enumerate(zip(tasks, [4, 1, 3, 0, 5]), start=1):
-        ids += check_label_studio_task(task, config)
+        assert check_label_studio_task(task, config) == []  # no class pre-selected by default
         assert served_file(task["data"]["image"], root.parent, root) == root / paths[i]
         assert (root / paths[i]).is_file()
         assert task["meta"]["rank"] == rank and task["meta"]["index"] == i
-        assert task["data"]["path"] == paths[i]
-    assert len(ids) == len(set(ids)) == 4  # unique result ids; item without a group has none
-    assert "predictions" not in tasks[2]
-    assert tasks[0]["predictions"][0]["model_version"] == "selector-typiclust"
-    assert tasks[0]["predictions"][0]["result"][0]["value"]["choices"] == ["group-2"]
-    assert "score" not in tasks[3]["predictions"][0]  # NaN score left out
+        assert task["data"]["path"] == paths[i] and task["data"]["round"] == 2
+        assert task["data"]["group"] == [2, 0, -1, 1, 0][rank - 1]
+        pred = task["predictions"][0]
+        assert pred["model_version"] == "selector-typiclust"
+        assert pred["score"] == pytest.approx(1 - (rank - 1) / 5)  # from the rank, in (0, 1]
+    assert tasks[3]["meta"]["score"] is None  # NaN strategy score
+
+
+def test_label_studio_predictions_valid_under_the_sdk(pool, tmp_path):
+    """Strategy scores above 1 (a k-center radius) and groups as predictions: every prediction
+    passes the SDK's validator, and group names reach the classes only when asked."""
+    root, paths = pool
+    sel = Selection(indices=np.array([0, 1, 2, 3, 4, 5]), scores=np.array([7.5, 3.0, 2.0, 1.5, 1.2, 1.1]),
+                    groups=np.array([0, 1, 2, 0, 1, -1]), n_groups=3, info={})
+    # asked: the group is pre-selected, and the config offers the classes plus the group names
+    files = export_selection(sel, paths, tmp_path / "g.json", root=root, class_names=["cat", "dog"],
+                             predict_groups=True)
+    config = files[1].read_text(encoding="utf-8")
+    tasks = json.loads(files[0].read_text(encoding="utf-8"))
+    ids = [i for t in tasks for i in check_label_studio_task(t, config)]
+    assert len(ids) == len(set(ids)) == 5  # unique result ids; the item without a group has none
+    assert tasks[0]["predictions"][0]["result"][0]["value"]["choices"] == ["group-0"]
+    assert [c.get("value") for c in ET.fromstring(config).iter("Choice")] == ["cat", "dog", "group-0", "group-1",
+                                                                             "group-2"]
+    # groups mapped onto real classes: the config holds only the classes, predictions stay valid
+    files = export_selection(sel, paths, tmp_path / "m.json", root=root, class_names=["cat", "dog", "bird"],
+                             predict_groups=True, group_names={0: "cat", 1: "dog", 2: "bird"})
+    config = files[1].read_text(encoding="utf-8")
+    assert [c.get("value") for c in ET.fromstring(config).iter("Choice")] == ["cat", "dog", "bird"]
+    for t in json.loads(files[0].read_text(encoding="utf-8")):
+        check_label_studio_task(t, config)
+    # the old way (group names in a config of real classes) is what the SDK refuses
+    from label_studio_sdk.label_interface import LabelInterface
+
+    bad = dict(tasks[0]["predictions"][0], score=7.5)
+    errors = LabelInterface(export_mod.label_studio_config(["cat", "dog"])).validate_prediction(bad, return_errors=True)
+    assert len(errors) == 2 and "Score" in errors[0] and "group-0" in errors[1]
+    # no predictions; no class names: no config (Label Studio refuses empty Choices), a warning
+    files = export_selection(sel, paths, tmp_path / "n.json", root=root, predictions=False)
+    assert files == [tmp_path / "n.json"]
+    assert all("predictions" not in t for t in json.loads(files[0].read_text(encoding="utf-8")))
+    with pytest.raises(ExportError, match="at least one class"):
+        export_mod.label_studio_config([])
+    with pytest.raises(ExportError, match="round"):
+        export_mod.label_studio_tasks(sel, paths, round=0)
 
 
 def test_label_studio_document_root_and_prefixes(pool, tmp_path):
@@ -245,7 +299,7 @@ def test_label_studio_document_root_and_prefixes(pool, tmp_path):
     assert image_url(paths[1], root, url_prefix=None) == str(root.resolve() / paths[1])
     # Custom group names and control names end up consistent with the written config.
     files = export_selection(sel, paths, tmp_path / "t2.json", root=root, from_name="cls", to_name="img",
-                             group_names={0: "cat", 1: "dog", 2: "bird"})
+                             group_names={0: "cat", 1: "dog", 2: "bird"}, predict_groups=True)
     config = files[1].read_text(encoding="utf-8")
     for task in json.loads(files[0].read_text(encoding="utf-8")):
         check_label_studio_task(task, config)
@@ -330,7 +384,7 @@ def test_image_size_follows_exif_orientation(tmp_path):
 
 
 def test_format_selection(tmp_path):
-    assert {format_for(f"a{s}") for s in (".csv", ".jsonl", ".json", ".xml", ".txt")} == set(FORMATS)
+    assert {format_for(f"a{s}") for s in (".csv", ".jsonl", ".json", ".xml", ".zip", ".txt")} == set(FORMATS)
     assert format_for("a.JSON") == "label-studio"
     assert format_for("a.out", fmt="csv") == "csv"
     with pytest.raises(ExportError, match="cannot tell the export format"):

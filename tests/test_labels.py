@@ -70,9 +70,14 @@ def test_label_studio_round_trip_excludes_labeled(tmp_path):
     ls_export = tmp_path / "project-3-at-2026.json"
     ls_export.write_text(json.dumps(exported, ensure_ascii=False), encoding="utf-8")
 
-    labels = read_labels(ls_export, root=tmp_path)
+    # skipped="unseen": only finished annotations count; skipped and open tasks may come again
+    labels = read_labels(ls_export, root=tmp_path, skipped="unseen")
     expect = {p: lab for p, lab in truth.items() if p not in (cancelled, untouched)}
     assert labels == expect
+    # default skipped="seen": the skipped and the open task are taken (None), never chosen again
+    assert read_labels(ls_export, root=tmp_path) == {**expect, cancelled: None, untouched: None}
+    with pytest.raises(ValueError, match="skipped must be"):
+        read_labels(ls_export, skipped="maybe")
 
     mask, y, classes, n_missing = labeled_mask_from(labels, POOL)
     assert n_missing == 0 and classes == ["cat", "dog"]
@@ -208,15 +213,18 @@ def test_txt_jsonl_and_mapping(tmp_path):
 def test_cvat_round_trip(tmp_path):
     sel = Selection(np.array([40, 1, 2]), np.ones(3), np.array([0, 1, 0]))
     files = export_selection(sel, POOL, tmp_path / "task.xml", sizes=(28, 28))
-    # An annotator's CVAT export: image 0 re-tagged by hand, image 1 untouched pre-annotation
-    # only, image 2's tag deleted.
+    # selector's own export read back: its source="auto" group tags are not labels
+    assert read_labels(files[0]) == {}
+    # An annotator's CVAT export: image 0 tagged by hand, image 1 untouched pre-annotation
+    # only, image 2's tag deleted and tagged by a tag without source (CVAT < 1.1: manual).
     ann = ET.parse(files[0]).getroot()
     imgs = ann.findall("image")
     ET.SubElement(imgs[0], "tag", {"label": "cat", "source": "manual"})
     for t in imgs[2].findall("tag"):
         imgs[2].remove(t)
+    ET.SubElement(imgs[2], "tag", {"label": "dog"})
     ET.ElementTree(ann).write(tmp_path / "done.xml", encoding="utf-8", xml_declaration=True)
-    assert read_labels(tmp_path / "done.xml") == {POOL[40]: "cat", POOL[1]: "group-1"}
+    assert read_labels(tmp_path / "done.xml") == {POOL[40]: "cat", POOL[2]: "dog"}
 
 
 # ----------------------------------------------------------------------------- paths

@@ -1,0 +1,190 @@
+"""Read embeddings someone else computed: one reader per file suffix, all giving (n, d) float32 and ids.
+
+:func:`read_embeddings` picks a reader from :data:`READERS` by the file's suffix:
+
+* ``.npy``: an (n, d) numeric array (no pickles).
+* ``.npz``: the array ``embeddings`` (or the only array in the archive), plus optional ``ids``
+  (n strings: the item paths).
+* ``.csv``: Lightly's embeddings CSV, header ``filenames,embedding_0,...,embedding_{d-1},labels``
+  (``labels`` optional and ignored); ids from ``filenames``.
+* ``.pt`` / ``.pth``: a tensor, or a dict with ``embeddings`` and optional ``filenames``/``ids``
+  (lightly-train's ``embed`` output), read with ``torch.load(weights_only=True)`` (no code runs).
+* ``.parquet``: a list column ``embedding``/``embeddings`` or columns ``embedding_0...``, plus an
+  optional id column (``filenames``, ``filename``, ``path``, ``id``); needs ``pyarrow``
+  (``pip install selector[parquet]``).
+
+Rows that are not unit length change which items the strategies pick (they compare inner
+products); :func:`non_unit_rows` counts them so the caller can warn, and :func:`normalize_rows`
+scales them.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ID_KEYS = ("ids", "filenames", "filename", "paths", "path", "id")
+EMB_KEYS = ("embeddings", "embedding", "features")
+
+
+class EmbeddingsError(ValueError):
+    """An embeddings file that cannot be read; the message names the file and what was found."""
+
+
+def _check(path: Path, emb: Any, ids: Any) -> tuple[np.ndarray, list[str] | None]:
+    emb = np.asarray(emb)
+    if emb.ndim != 2 or emb.shape[0] == 0 or emb.shape[1] == 0:
+        raise EmbeddingsError(f"embeddings {path} must be a non-empty (n, d) array, got shape {emb.shape}")
+    if not (np.issubdtype(emb.dtype, np.number) or emb.dtype == bool) or np.iscomplexobj(emb):
+        raise EmbeddingsError(f"embeddings {path} must be real numbers, got dtype {emb.dtype}")
+    emb = emb.astype(np.float32)
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        raise EmbeddingsError(f"embeddings {path}: {int(bad.sum())} rows hold NaN or infinity "
+                              f"(first: row {int(np.argmax(bad))})")
+    if ids is not None:
+        ids = [str(i) for i in (ids.tolist() if hasattr(ids, "tolist") else list(ids))]
+        if len(ids) != emb.shape[0]:
+            raise EmbeddingsError(f"embeddings {path}: {len(ids)} ids for {emb.shape[0]} rows")
+        if len(set(ids)) != len(ids):
+            raise EmbeddingsError(f"embeddings {path}: ids repeat")
+    return np.ascontiguousarray(emb), ids
+
+
+def _read_npy(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    try:
+        emb = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise EmbeddingsError(f"cannot read embeddings {path}: not a plain .npy array ({e})") from None
+    if not isinstance(emb, np.ndarray):
+        raise EmbeddingsError(f"embeddings {path} is an .npz archive saved with a .npy name; rename it to .npz")
+    return _check(path, emb, None)
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as e:
+        raise EmbeddingsError(f"cannot read embeddings {path}: {e}") from None
+    key = next((k for k in EMB_KEYS if k in arrays), None)
+    if key is None:
+        numeric = [k for k, a in arrays.items() if a.ndim == 2 and np.issubdtype(a.dtype, np.number)]
+        if len(numeric) != 1:
+            raise EmbeddingsError(f"embeddings {path} holds arrays {sorted(arrays)}; name the (n, d) one "
+                                  "'embeddings' (and the ids 'ids')")
+        key = numeric[0]
+    id_key = next((k for k in ID_KEYS if k in arrays), None)
+    return _check(path, arrays[key], arrays[id_key] if id_key else None)
+
+
+def _read_lightly_csv(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = [r for r in csv.reader(f) if r]
+    if not rows:
+        raise EmbeddingsError(f"embeddings {path} is empty")
+    head = [h.strip() for h in rows[0]]
+    cols = [i for i, h in enumerate(head) if h.startswith("embedding_")]
+    if not cols:
+        raise EmbeddingsError(f"embeddings {path}: header {','.join(head[:4])}... has no embedding_0... columns "
+                              "(Lightly's format: filenames,embedding_0,...,labels)")
+    name_col = next((head.index(k) for k in ("filenames", "filename", "path", "id") if k in head), None)
+    try:
+        emb = np.array([[float(r[i]) for i in cols] for r in rows[1:]], dtype=np.float64)
+    except (ValueError, IndexError) as e:
+        raise EmbeddingsError(f"embeddings {path}: a row is not numeric or is short ({e})") from None
+    ids = [r[name_col] for r in rows[1:]] if name_col is not None else None
+    return _check(path, emb, ids)
+
+
+def _read_torch(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EmbeddingsError(f"cannot read embeddings {path} as tensors (weights_only): {first}") from None
+    ids = None
+    if isinstance(obj, dict):
+        key = next((k for k in EMB_KEYS if k in obj), None)
+        if key is None:
+            raise EmbeddingsError(f"embeddings {path} is a dict with keys {sorted(map(str, obj))}; "
+                                  "expected 'embeddings' (and optional 'filenames' or 'ids')")
+        id_key = next((k for k in ID_KEYS if k in obj), None)
+        ids = obj[id_key] if id_key else None
+        obj = obj[key]
+    if not isinstance(obj, torch.Tensor):
+        raise EmbeddingsError(f"embeddings {path} holds a {type(obj).__name__}, not a tensor")
+    return _check(path, obj.detach().float().numpy(), ids)
+
+
+def _read_parquet(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise EmbeddingsError(f"reading {path} needs pyarrow: pip install pyarrow") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises its own error types
+        raise EmbeddingsError(f"cannot read embeddings {path}: {e}") from None
+    names = table.column_names
+    key = next((k for k in EMB_KEYS if k in names), None)
+    if key is not None:
+        emb = np.array(table.column(key).to_pylist(), dtype=np.float64)
+    else:
+        cols = sorted((c for c in names if c.startswith("embedding_")), key=lambda c: int(c.split("_")[1]))
+        if not cols:
+            raise EmbeddingsError(f"embeddings {path}: columns {names} hold no 'embedding' list column and "
+                                  "no embedding_0... columns")
+        emb = np.stack([table.column(c).to_numpy() for c in cols], axis=1)
+    id_key = next((k for k in ID_KEYS if k in names), None)
+    return _check(path, emb, table.column(id_key).to_pylist() if id_key else None)
+
+
+Reader = Callable[[Path], "tuple[np.ndarray, list[str] | None]"]
+
+#: File suffix -> reader ``path -> (embeddings (n, d) float32, ids or None)``.
+READERS: dict[str, Reader] = {
+    ".npy": _read_npy,
+    ".npz": _read_npz,
+    ".csv": _read_lightly_csv,
+    ".pt": _read_torch,
+    ".pth": _read_torch,
+    ".parquet": _read_parquet,
+}
+
+
+def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, list[str] | None]:
+    """``(embeddings (n, d) float32, ids or None)`` from a file; the reader follows the suffix.
+
+    Raises:
+        EmbeddingsError: a missing file, an unknown suffix, or contents that are not an (n, d)
+            array of finite numbers (with matching, distinct ids when the file has ids).
+    """
+    p = Path(path)
+    reader = READERS.get(p.suffix.lower())
+    if reader is None:
+        raise EmbeddingsError(f"embeddings {p}: unknown suffix {p.suffix!r}; use one of {', '.join(READERS)}")
+    if not p.is_file():
+        raise EmbeddingsError(f"embeddings file {p} does not exist")
+    return reader(p)
+
+
+def non_unit_rows(emb: np.ndarray, tol: float = 1e-3) -> int:
+    """How many rows have an L2 norm off 1 by more than ``tol``."""
+    return int((np.abs(np.linalg.norm(emb, axis=1) - 1.0) > tol).sum())
+
+
+def normalize_rows(emb: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32). A zero row cannot be scaled and is an error."""
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise EmbeddingsError(f"{int((norms == 0).sum())} embedding rows are all zero and cannot be normalised "
+                              f"(first: row {int(np.argmax(norms[:, 0] == 0))})")
+    return (emb / norms).astype(np.float32)
