@@ -12,13 +12,16 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
-
-from selector.strategies import STRATEGIES
 
 log = logging.getLogger(__name__)
 
 DATASETS = ("digits", "mnist10k", "notmnist10k", "cifar10")
+
+
+def _strategy_names() -> list[str]:
+    from selector.strategies import STRATEGIES  # here, not at the top: `selector --help` stays light
+
+    return sorted(STRATEGIES)
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -35,6 +38,8 @@ def load_split(data: str, n_train_per_class: int | None, n_test_per_class: int, 
                data_dir: Path | None):
     """(x_train, y_train, x_test, y_test, name): CIFAR-10 uses its official test split; the others
     hold out a balanced ``n_test_per_class`` per class (seeded)."""
+    import numpy as np
+
     from .datasets import cifar10, load_dataset
     from .pools import train_test_split_balanced
 
@@ -57,6 +62,8 @@ def embed_dataset(x_train, x_test, name: str, cache: Path, encoder, epochs, loss
     tr, te = cache / f"{name}-train.npz", cache / f"{name}-test.npz"
     for path, x in ((tr, x_train), (te, x_test)):
         if not path.exists():
+            import numpy as np
+
             from selector.atomic import atomic_write
 
             with atomic_write(path, "wb") as f:
@@ -71,7 +78,8 @@ def embed_dataset(x_train, x_test, name: str, cache: Path, encoder, epochs, loss
               help="Labeled dataset (from ../shared/data, or scikit-learn's digits).")
 @click.option("--pool", "pool_spec", default="balanced", show_default=True,
               help="Pool built from the training split: all, balanced[:N], long-tail:R[:shuffled], subset:0,1,2.")
-@click.option("--strategies", "strategy_names", default=",".join(sorted(STRATEGIES)), show_default=True,
+@click.option("--strategies", "strategy_names", default=lambda: ",".join(_strategy_names()),
+              show_default="all registered strategies",
               help="Comma-separated strategy names.")
 @click.option("--budgets", default="10,20,50,100", show_default=True, help="Comma-separated budgets.")
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True, help="Seeds 0..N-1.")
@@ -105,9 +113,9 @@ def eval_cmd(data, pool_spec, strategy_names, budgets, seeds, rounds, retrainer,
     from .report import write_report
 
     names = [s.strip() for s in strategy_names.split(",") if s.strip()]
-    unknown = [s for s in names if s not in STRATEGIES]
+    unknown = [s for s in names if s not in _strategy_names()]
     if unknown:
-        raise click.BadParameter(f"unknown strategies {', '.join(unknown)}; choose from {', '.join(sorted(STRATEGIES))}",
+        raise click.BadParameter(f"unknown strategies {', '.join(unknown)}; choose from {', '.join(_strategy_names())}",
                                  param_hint="--strategies")
     budget_list = _int_list(budgets, "--budgets")
     try:

@@ -1,13 +1,13 @@
 """Device choice: ``auto`` uses CUDA when present, else CPU. Nothing here assumes a GPU."""
 from __future__ import annotations
 
-import torch
-
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # importable without torch (the CLI's --device choices)
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+def resolve_device(device: str | torch.device = "auto") -> torch.device:  # noqa: F821
     """``"auto"`` -> cuda if available else cpu; ``"cuda"`` without a GPU raises a clear error."""
+    import torch
+
     if isinstance(device, torch.device):
         return device
     if device == "auto":

@@ -1,0 +1,38 @@
+"""Click parameter types whose choices load on first use, so that ``selector --help``, ``--version``
+and shell completion of commands and options import neither torch nor faiss."""
+from __future__ import annotations
+
+import importlib
+from typing import Callable, Iterable
+
+import click
+
+
+class LazyChoice(click.Choice):
+    """A :class:`click.Choice` whose choices come from ``load()`` the first time they are needed
+    (parsing a value, showing a command's help, completing a value)."""
+
+    def __init__(self, load: Callable[[], Iterable[str]], case_sensitive: bool = True):
+        self._load = load
+        self._choices: tuple[str, ...] | None = None
+        self.case_sensitive = case_sensitive
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        if self._choices is None:
+            self._choices = tuple(self._load())
+        return self._choices
+
+    @choices.setter
+    def choices(self, value: Iterable[str]) -> None:
+        self._choices = tuple(value)
+
+
+def names_of(module: str, attr: str, sort: bool = True) -> Callable[[], list[str]]:
+    """A loader for :class:`LazyChoice`: the keys (or items) of ``module.attr``, sorted unless told."""
+
+    def load() -> list[str]:
+        names = list(getattr(importlib.import_module(module), attr))
+        return sorted(names) if sort else names
+
+    return load
