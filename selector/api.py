@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -240,18 +240,114 @@ class Selector:
         self._check_fitted()
         return labeled_mask_for(labeled, self.pool_.ids, self.pool_.root)
 
-    def select(self, budget: int, labeled: Any = None) -> SelectionResult:
-        """Choose ``budget`` items not yet labeled; see :meth:`labeled_mask` for ``labeled``."""
+    def select(self, budget: int, labeled: Any = None, *, files: Sequence[str | os.PathLike] = (),
+               exclude: Sequence[str | os.PathLike] = (), allow_smaller: bool = False, **read_kw) -> SelectionResult:
+        """Choose ``budget`` items not yet labeled, sent out, or a byte-identical copy of another.
+
+        ``labeled``: see :meth:`labeled_mask`; or ``files`` (labels files, one per round) and ``exclude``
+        (files of items sent out, not yet labeled); see :func:`plan_selection`, which decides.
+        """
         self._check_fitted()
-        mask, y, missing = labeled_and_labels(labeled, self.pool_.ids, self.pool_.root)
-        if missing:
-            log.warning("%d labeled entries name no image in the pool; ignored", missing)
-        dup = self.pool_.duplicate_mask(mask)  # byte-identical copies are never both chosen
-        mask = mask | dup
+        plan = plan_selection(budget, self.pool_.ids, labeled, files=files, exclude=exclude, root=self.pool_.root,
+                              duplicate_mask=self.pool_.duplicate_mask, allow_smaller=allow_smaller, **read_kw)
+        return self.select_plan(plan)
+
+    def select_plan(self, plan: "SelectionPlan") -> SelectionResult:
+        """Run the strategy on the fitted embedding for a :func:`plan_selection` of this pool."""
+        self._check_fitted()
+        if len(plan.excluded) != len(self.pool_):
+            raise ValueError(f"the plan covers {len(plan.excluded)} items, the pool has {len(self.pool_)}")
         strat = self.strategy if isinstance(self.strategy, Strategy) else get_strategy(self.strategy, **self.strategy_params)
-        return select_embeddings(self.embeddings_, budget, mask, strat, self.seed, self.pool_.ids,
-                                 self.pool_.root, info={"labeled_missing": missing, "duplicates": int(dup.sum())},
-                                 labels=y)
+        return select_embeddings(self.embeddings_, plan.budget, plan.excluded, strat, self.seed, self.pool_.ids,
+                                 self.pool_.root, info=plan.info, labels=plan.labels)
+
+
+@dataclass
+class SelectionPlan:
+    """What a selection may choose, decided before any slow work by :func:`plan_selection`.
+
+    Attributes:
+        budget: how many to choose (the asked budget, or fewer with ``allow_smaller``).
+        excluded: (n,) bool, never chosen: labeled, sent out, or a byte-identical copy of another item.
+        labels: (n,) int64 known classes of labeled items (-1 unknown), or None when none is known.
+        n_labeled: items excluded as labeled or sent out.
+        n_duplicates: items excluded as copies of another.
+        missing: entries of the labels that name no item.
+        info: ``round`` (next labeling round), ``class_names`` (from labels files), ``labeled_missing``,
+            ``duplicates``; copied to :attr:`SelectionResult.info`.
+    """
+
+    budget: int
+    excluded: np.ndarray
+    labels: np.ndarray | None
+    n_labeled: int
+    n_duplicates: int
+    missing: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_selection(budget: int, ids: Sequence[str], labeled: Any = None, *,
+                   files: Sequence[str | os.PathLike] = (), exclude: Sequence[str | os.PathLike] = (),
+                   root: Path | None = None, duplicate_mask: Callable[[np.ndarray], np.ndarray] | None = None,
+                   allow_smaller: bool = False, where: str = "the pool", **read_kw) -> SelectionPlan:
+    """The one place that decides the labeled mask, the duplicates and the budget, for
+    :meth:`Selector.select`, ``selector select`` (pool and ``--embeddings``) alike.
+
+    Args:
+        budget: items asked for.
+        ids: (n,) item ids of the pool or embedding rows.
+        labeled: labels in any form :meth:`Selector.labeled_mask` takes (None, a mask, indices, item
+            ids, a {id: label} mapping, one labels file); not together with ``files``/``exclude``.
+        files: labels files, e.g. one export per round; their union (see
+            :func:`selector.labels.read_label_files`).
+        exclude: files of items sent out but not labeled yet: excluded, not counted as labeled.
+        root: the pool folder, to match absolute paths and URLs in labels files.
+        duplicate_mask: ``Pool.duplicate_mask``: given the excluded mask, the copies to exclude too.
+        allow_smaller: a budget above the free items takes them all (with a warning) instead of failing.
+        where: names the pool in messages.
+        **read_kw: passed to :func:`selector.labels.read_labels` (``skipped``, ``url_prefix``,
+            ``document_root``).
+
+    Raises:
+        SelectionError: nothing is left to choose, or the budget exceeds the free items.
+        ValueError: ``labeled`` together with ``files``/``exclude``, or a malformed mask.
+        LabelFileError: an unreadable or contradictory labels file.
+    """
+    from selector.strategies import SelectionError
+
+    files, exclude = list(files), list(exclude)
+    info: dict[str, Any] = {"round": 1}
+    if files or exclude:
+        if labeled is not None:
+            raise ValueError("give labels either as labeled= or as files=/exclude=, not both")
+        from .labels import _class_order, last_round, read_label_files
+
+        labeled = read_label_files(files, exclude, root, **read_kw)
+        info = {"round": last_round([*files, *exclude]) + 1,
+                "class_names": _class_order({v for v in labeled.values() if v is not None})}
+    elif read_kw:
+        raise ValueError(f"{', '.join(sorted(read_kw))} apply to labels files (files=, exclude=)")
+    mask, y, missing = labeled_and_labels(labeled, ids, root)
+    named = [*files, *exclude] or ([labeled] if isinstance(labeled, (str, os.PathLike)) else [])
+    if named and not mask.any() and not missing:
+        log.warning("%s list no images; nothing is excluded", ", ".join(map(str, named)))
+    if missing:
+        log.warning("%d entries of %s name no item of %s; ignored", missing,
+                    ", ".join(map(str, named)) or "the labels", where)
+    dup = duplicate_mask(mask) if duplicate_mask is not None else np.zeros(len(ids), dtype=bool)
+    excluded = mask | dup
+    n_free = int((~excluded).sum())
+    if n_free == 0:
+        raise SelectionError(f"every image in {where} is already labeled; nothing to choose")
+    if budget > n_free:
+        if not allow_smaller:
+            raise SelectionError(f"budget {budget} > {n_free} unlabeled images in {where} "
+                                 "(pass --allow-smaller to take them all)")
+        log.warning("budget %d > %d unlabeled images in %s: taking all %d", budget, n_free, where, n_free)
+        budget = n_free
+    info.update(labeled_missing=missing, duplicates=int(dup.sum()))
+    return SelectionPlan(budget=int(budget), excluded=excluded, labels=y, n_labeled=int(mask.sum()),
+                         n_duplicates=int(dup.sum()), missing=missing, info=info)
 
 
 def labeled_mask_for(labeled: Any, ids: Sequence[str], root: Path | None) -> tuple[np.ndarray, int]:

@@ -253,25 +253,15 @@ def _parse_class_names(text: str | None) -> list[str] | None:
     return names
 
 
-def _read_labels_in(labels_in: dict, ids, root):
-    """(mask, y, missing, info) from the --labeled/--exclude files: their union over the pool."""
-    from .api import labeled_and_labels
-    from .labels import last_round, read_label_files
+def _plan(budget, ids, root, labels_in: dict, allow_smaller: bool, where: str, duplicate_mask=None):
+    """The API's :func:`selector.api.plan_selection` with the --labeled/--exclude options."""
+    from .api import plan_selection
 
-    files = (*labels_in["labeled"], *labels_in["exclude"])
-    if not files:
-        mask, y, missing = labeled_and_labels(None, ids, root)
-        return mask, y, missing, {"round": 1}
-    mapping = read_label_files(labels_in["labeled"], labels_in["exclude"], root, skipped=labels_in["skipped"],
-                               url_prefix=labels_in["url_prefix"], document_root=labels_in["document_root"])
-    mask, y, missing = labeled_and_labels(mapping, ids, root)
-    from .labels import _class_order
-
-    info = {"round": last_round(files) + 1,
-            "class_names": _class_order({v for v in mapping.values() if v is not None})}
-    if not mask.any() and not missing:
-        log.warning("%s list no images; nothing is excluded", ", ".join(map(str, files)))
-    return mask, y, missing, info
+    read_kw = {}
+    if labels_in["labeled"] or labels_in["exclude"]:
+        read_kw = {k: labels_in[k] for k in ("skipped", "url_prefix", "document_root")}
+    return plan_selection(budget, ids, files=labels_in["labeled"], exclude=labels_in["exclude"], root=root,
+                          duplicate_mask=duplicate_mask, allow_smaller=allow_smaller, where=where, **read_kw)
 
 
 def _one_line(e: BaseException) -> str:
@@ -327,13 +317,13 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
         emb, file_ids = _read_embeddings(embeddings, normalize)
         item_ids = (_read_ids(ids, len(emb)) if ids is not None else file_ids if file_ids is not None
                     else [str(i) for i in range(len(emb))])
-        mask, y, missing, info = _read_labels_in(labels_in, item_ids, image_root)
+        plan = _plan(budget, item_ids, image_root, labels_in, allow_smaller, f"embeddings {embeddings}")
         if labeled:
-            summary.append(("labeled", _labeled_line(mask, y, missing)))
-        budget = _fit_budget(budget, int((~mask).sum()), f"embeddings {embeddings}", allow_smaller)
+            summary.append(("labeled", _labeled_line(plan, labels_in)))
         summary.append(("embeddings", f"{len(emb)} x {emb.shape[1]} from {embeddings}"
                                       + (" (normalised)" if normalize else "")))
-        result = select_embeddings(emb, budget, mask, strat, seed, item_ids, image_root, labels=y, info=info)
+        result = select_embeddings(emb, plan.budget, plan.excluded, strat, seed, item_ids, image_root,
+                                   labels=plan.labels, info=plan.info)
     else:
         cache = cache_dir if cache_dir is not None else out.resolve().parent / CACHE_DIRNAME
         size, channels = _encoder_input(encoder, image_size)
@@ -341,18 +331,16 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
         p = _read_pool(pool, image_size=size, channels=channels, on_bad=on_bad_image, workers=workers,
                        decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=cache, quiet=quiet)
         summary.append(("pool", _pool_line(p, pool)))
-        mask, y, missing, info = _read_labels_in(labels_in, p.ids, p.root)
-        dup = p.duplicate_mask(mask)
+        plan = _plan(budget, p.ids, p.root, labels_in, allow_smaller, f"{pool}", duplicate_mask=p.duplicate_mask)
         if labeled:
-            summary.append(("labeled", _labeled_line(mask, y, missing)))
-        budget = _fit_budget(budget, int((~(mask | dup)).sum()), f"{pool}", allow_smaller)
-        sel = Selector(encoder=encoder, strategy=strategy, seed=seed, device=device, epochs=epochs, loss=loss,
+            summary.append(("labeled", _labeled_line(plan, labels_in)))
+        sel = Selector(encoder=encoder, strategy=strat, seed=seed, device=device, epochs=epochs, loss=loss,
                        arch=arch, batch_size=batch_size, image_size=size, cache_dir=cache, on_bad=on_bad_image,
                        progress=not quiet, embed_chunk=embed_chunk)
         from .losses import LOSSES
 
         # Known labels train the label-using losses (KCL, SupCon-spread) and let balanced balance true classes.
-        sel.fit(p, labels=y if getattr(LOSSES[loss], "needs_labels", False) else None)
+        sel.fit(p, labels=plan.labels if getattr(LOSSES[loss], "needs_labels", False) else None)
         if encoder is not None:
             summary.append(("encoder", f"{encoder}"))
         else:
@@ -362,32 +350,18 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
         n_unique = len(p) - p.n_duplicates
         summary.append(("embedding", f"{sel.embeddings_.shape[1]}-d, {sel.n_embedded_} images embedded, "
                                      f"{n_unique - sel.n_embedded_} from cache ({sel.timings_['embed']:.1f} s)"))
-        result = select_embeddings(sel.embeddings_, budget, mask | dup, strat, seed, p.ids, p.root,
-                                   labels=y, info=info)
-    if missing:
-        log.warning("%d entries of %s name no item of the pool; ignored", missing, ", ".join(map(str, labeled)))
+        result = sel.select_plan(plan)
     k = result.n_groups
     summary.append(("strategy", f"{strategy} ({result.seconds:.2f} s)"
                                 + (f", estimated classes: {k}" if k is not None else "")))
     return result, summary
 
 
-def _labeled_line(mask: np.ndarray, y, missing: int) -> str:
-    known = int((y >= 0).sum()) if y is not None else 0
-    return (f"{int(mask.sum())} images excluded (labeled or sent out; {known} with a known class)"
-            + (f"; {missing} entries name no item of the pool" if missing else ""))
-
-
-def _fit_budget(budget: int, n_free: int, where: str, allow_smaller: bool) -> int:
-    if n_free == 0:
-        raise click.ClickException(f"every image in {where} is already labeled; nothing to choose")
-    if budget > n_free:
-        if allow_smaller:
-            log.warning("budget %d > %d unlabeled images in %s: taking all %d", budget, n_free, where, n_free)
-            return n_free
-        raise click.ClickException(f"budget {budget} > {n_free} unlabeled images in {where} "
-                                   "(pass --allow-smaller to take them all)")
-    return budget
+def _labeled_line(plan, labels_in: dict) -> str:
+    files = [*labels_in["labeled"], *labels_in["exclude"]]
+    what = "already labeled or sent out" if labels_in["exclude"] else "already labeled"
+    return (f"{plan.n_labeled} images {what} excluded"
+            + (f"; {plan.missing} entries of {', '.join(map(str, files))} are not in the pool" if plan.missing else ""))
 
 
 def _read_embeddings(path: Path, normalize: bool) -> tuple[np.ndarray, list[str] | None]:

@@ -122,7 +122,7 @@ def test_labeled_file_with_labels_trains_kcl_and_balances(digits_pool, tmp_path)
     r = _run("select", "-b", 10, "-p", digits_pool, "--loss", "kcl", "--epochs", 1, "-o", out, "-q",
              "--labeled", labels)
     assert r.exit_code == 0, r.output
-    assert "10 images already labeled excluded" in r.output
+    assert "10 images excluded (labeled or sent out; 10 with a known class)" in r.output
     assert not {x["path"] for x in first} & {x["path"] for x in _rows(out)}
 
 

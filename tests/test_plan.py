@@ -1,0 +1,95 @@
+"""plan_selection: the one function that decides the labeled mask, the duplicates and the budget for
+the API and the command line (pool and --embeddings paths)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import selector.api
+from selector.api import plan_selection
+from selector.strategies import SelectionError
+
+IDS = [f"img_{i}.png" for i in range(10)]
+
+
+def _dups_of_first(mask):
+    """A pool where items 8 and 9 are copies of item 0 (the Pool.duplicate_mask contract)."""
+    from selector.data import duplicate_mask
+
+    return duplicate_mask(["a"] + [f"u{i}" for i in range(1, 8)] + ["a", "a"], mask)
+
+
+def test_labeled_ids_and_duplicates_are_excluded():
+    plan = plan_selection(4, IDS, ["img_1.png", "img_2.png", "nowhere.png"], duplicate_mask=_dups_of_first)
+    assert np.flatnonzero(plan.excluded).tolist() == [1, 2, 8, 9]
+    assert (plan.n_labeled, plan.n_duplicates, plan.missing, plan.budget) == (2, 2, 1, 4)
+    assert plan.labels is None and plan.info["duplicates"] == 2 and plan.info["labeled_missing"] == 1
+
+
+def test_a_labeled_copy_excludes_every_copy():
+    plan = plan_selection(1, IDS, [0], duplicate_mask=_dups_of_first)
+    assert np.flatnonzero(plan.excluded).tolist() == [0, 8, 9]
+
+
+def test_budget_above_the_free_items(caplog):
+    with pytest.raises(SelectionError, match=r"budget 9 > 8 unlabeled images in the pool \(pass --allow-smaller"):
+        plan_selection(9, IDS, [0, 1])
+    with caplog.at_level(logging.WARNING, logger="selector"):
+        plan = plan_selection(9, IDS, [0, 1], allow_smaller=True)
+    assert plan.budget == 8 and "taking all 8" in caplog.text
+    with pytest.raises(SelectionError, match="every image in emb.npy is already labeled"):
+        plan_selection(1, IDS, np.ones(10, dtype=bool), where="emb.npy")
+
+
+def test_labels_files_and_sent_out_files(tmp_path):
+    done = tmp_path / "round1.csv"
+    done.write_text("path,label\nimg_0.png,cat\nimg_1.png,dog\n", encoding="utf-8")
+    sent = tmp_path / "round2.txt"
+    sent.write_text("img_5.png\nimg_6.png\n", encoding="utf-8")
+    plan = plan_selection(3, IDS, files=[done], exclude=[sent])
+    assert np.flatnonzero(plan.excluded).tolist() == [0, 1, 5, 6]
+    assert plan.labels.tolist() == [0, 1] + [-1] * 8  # sent-out items carry no class
+    assert plan.info["class_names"] == ["cat", "dog"] and plan.n_labeled == 4
+    with pytest.raises(ValueError, match="not both"):
+        plan_selection(3, IDS, [0], files=[done])
+    with pytest.raises(ValueError, match="skipped apply to labels files"):
+        plan_selection(3, IDS, [0], skipped="seen")
+
+
+def test_cli_and_api_decide_through_plan_selection(digits_pool, tmp_path, monkeypatch):
+    calls = []
+    real = selector.api.plan_selection
+
+    def spy(*args, **kw):
+        plan = real(*args, **kw)
+        calls.append(plan)
+        return plan
+
+    monkeypatch.setattr(selector.api, "plan_selection", spy)
+    from selector import Selector
+    from selector.cli import main
+
+    sel = Selector(strategy="random", epochs=1, seed=0, device="cpu", cache_dir=tmp_path / "c").fit(digits_pool)
+    api_ids = sel.select(5, labeled=sel.pool_.ids[:3]).paths
+    assert len(calls) == 1 and calls[0].n_labeled == 3
+
+    labeled = tmp_path / "done.txt"
+    labeled.write_text("".join(p + "\n" for p in sel.pool_.ids[:3]), encoding="utf-8")
+    r = CliRunner().invoke(main, ["select", "-b", "5", "-p", str(digits_pool), "-s", "random", "--epochs", "1",
+                                  "--device", "cpu", "--cache-dir", str(tmp_path / "c"), "--labeled", str(labeled),
+                                  "-o", str(tmp_path / "s.txt"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 2 and calls[1].n_labeled == 3
+    assert (tmp_path / "s.txt").read_text(encoding="utf-8").split() == api_ids  # same decision, same picks
+
+    np.save(tmp_path / "e.npy", sel.embeddings_)
+    (tmp_path / "e.ids.txt").write_text("".join(p + "\n" for p in sel.pool_.ids), encoding="utf-8")
+    r = CliRunner().invoke(main, ["select", "-b", "5", "--embeddings", str(tmp_path / "e.npy"), "--ids",
+                                  str(tmp_path / "e.ids.txt"), "-s", "random", "--labeled", str(labeled),
+                                  "-o", str(tmp_path / "e.txt")])
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 3 and calls[2].n_labeled == 3
+    assert (tmp_path / "e.txt").read_text(encoding="utf-8").split() == api_ids
