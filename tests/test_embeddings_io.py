@@ -1,0 +1,133 @@
+"""selector.embeddings_io: every format reads to the same selection as the .npy of the same rows."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from selector.cli import main
+from selector.embeddings_io import READERS, EmbeddingsError, non_unit_rows, normalize_rows, read_embeddings
+
+N, D = 80, 12
+
+
+@pytest.fixture
+def rows():
+    rng = np.random.default_rng(3)
+    e = rng.normal(size=(N, D)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    ids = [f"imgs/cls {i % 4}/{i:03d}.jpg" for i in range(N)]
+    return e, ids
+
+
+def write_all(tmp, e, ids):
+    """The same rows (and ids) in every supported format; returns {suffix: path}."""
+    files = {}
+    np.savez(tmp / "e.npz", embeddings=e, ids=np.array(ids))
+    files[".npz"] = tmp / "e.npz"
+    with open(tmp / "lightly.csv", "w", newline="", encoding="utf-8") as f:  # Lightly's embeddings CSV
+        w = csv.writer(f)
+        w.writerow(["filenames", *[f"embedding_{j}" for j in range(D)], "labels"])
+        for i, row in zip(ids, e):
+            w.writerow([i, *[repr(float(v)) for v in row], 0])
+    files[".csv"] = tmp / "lightly.csv"
+    torch.save({"embeddings": torch.from_numpy(e), "filenames": ids}, tmp / "lightly_train.pth")  # lightly-train
+    files[".pth"] = tmp / "lightly_train.pth"
+    torch.save(torch.from_numpy(e), tmp / "tensor.pt")
+    files[".pt"] = tmp / "tensor.pt"
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"filename": ids, "embedding": [r.tolist() for r in e]}), tmp / "e.parquet")
+        files[".parquet"] = tmp / "e.parquet"
+    except ImportError:
+        pass
+    return files
+
+
+def test_every_format_reads_the_same_rows_and_ids(tmp_path, rows):
+    e, ids = rows
+    files = write_all(tmp_path, e, ids)
+    for suffix, path in files.items():
+        got, got_ids = read_embeddings(path)
+        assert got.dtype == np.float32 and got.shape == (N, D), suffix
+        np.testing.assert_allclose(got, e, rtol=0, atol=1e-7 if suffix == ".csv" else 0)
+        assert got_ids == (None if suffix == ".pt" else ids), suffix
+
+
+def _select(args, with_output=False):
+    r = CliRunner().invoke(main, [str(a) for a in ["select", "-b", 15, "-s", "kcenter", *args]],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    with open(args[args.index("-o") + 1], encoding="utf-8") as f:
+        paths = [row["path"] for row in csv.DictReader(f)]
+    return (paths, r.output) if with_output else paths
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".csv", ".pth", ".pt", ".parquet"])
+def test_each_format_gives_the_same_selection_as_npy(tmp_path, rows, suffix):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    e, ids = rows
+    np.save(tmp_path / "e.npy", e)
+    (tmp_path / "ids.txt").write_text("".join(i + "\n" for i in ids), encoding="utf-8")
+    want = _select(["--embeddings", tmp_path / "e.npy", "--ids", tmp_path / "ids.txt", "-o", tmp_path / "npy.csv"])
+    path = write_all(tmp_path, e, ids)[suffix]
+    extra = ["--ids", tmp_path / "ids.txt"] if suffix == ".pt" else []  # a bare tensor has no ids
+    got = _select(["--embeddings", path, *extra, "-o", tmp_path / "other.csv"])
+    assert got == want and len(set(got)) == 15
+
+
+def test_rows_not_unit_length_warn_and_normalize(tmp_path, rows):
+    e, ids = rows
+    scale = np.linspace(0.2, 5, N, dtype=np.float32)[:, None]
+    np.save(tmp_path / "raw.npy", e * scale)
+    np.save(tmp_path / "unit.npy", e)
+    assert non_unit_rows(e) == 0 and non_unit_rows(e * scale) == N  # no scale is within 1e-3 of 1
+    _, out = _select(["--embeddings", tmp_path / "raw.npy", "-o", tmp_path / "raw.csv"], with_output=True)
+    assert f"WARNING: {N} of {N} rows of" in out and "--normalize" in out
+    normed = _select(["--embeddings", tmp_path / "raw.npy", "--normalize", "-o", tmp_path / "n.csv"])
+    assert normed == _select(["--embeddings", tmp_path / "unit.npy", "-o", tmp_path / "u.csv"])
+    np.testing.assert_allclose(normalize_rows(e * scale), e, atol=1e-6)
+    with pytest.raises(EmbeddingsError, match="all zero"):
+        normalize_rows(np.zeros((2, 3), dtype=np.float32))
+
+
+class NotATensor:
+    pass
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: p.with_suffix(".h5").write_bytes(b"x") and p.with_suffix(".h5"), "unknown suffix"),
+    (lambda p: np.save(p.with_suffix(".npy"), np.zeros(5)) or p.with_suffix(".npy"), r"shape \(5,\)"),
+    (lambda p: np.save(p.with_suffix(".npy"), np.array([[1.0, np.nan]])) or p.with_suffix(".npy"), "NaN"),
+    (lambda p: np.savez(p.with_suffix(".npz"), a=np.zeros((2, 2)), b=np.zeros((2, 3))) or p.with_suffix(".npz"),
+     "name the"),
+    (lambda p: np.savez(p.with_suffix(".npz"), embeddings=np.zeros((2, 2)), ids=np.array(["a"]))
+     or p.with_suffix(".npz"), "1 ids for 2 rows"),
+    (lambda p: torch.save({"embeddings": torch.zeros(2, 2), "ids": ["a", "a"]}, p.with_suffix(".pt"))
+     or p.with_suffix(".pt"), "ids repeat"),
+    (lambda p: torch.save({"w": torch.zeros(2)}, p.with_suffix(".pt")) or p.with_suffix(".pt"), "'embeddings'"),
+    (lambda p: torch.save(NotATensor(), p.with_suffix(".pt")) or p.with_suffix(".pt"), "weights_only"),
+    (lambda p: p.with_suffix(".csv").write_text("path,label\na,1\n") and p.with_suffix(".csv"), "embedding_0"),
+    (lambda p: p.with_suffix(".csv").write_text("filenames,embedding_0\na,x\n") and p.with_suffix(".csv"),
+     "not numeric"),
+])
+def test_bad_files_name_the_file(tmp_path, make, match):
+    path = make(tmp_path / "bad")
+    with pytest.raises(EmbeddingsError, match=match) as ei:
+        read_embeddings(path)
+    assert str(path) in str(ei.value)
+
+
+def test_cli_error_is_one_line(tmp_path):
+    np.savez(tmp_path / "two.npz", a=np.zeros((4, 2)), b=np.zeros((4, 3)))
+    r = CliRunner().invoke(main, ["select", "-b", "2", "--embeddings", str(tmp_path / "two.npz"),
+                                  "-o", str(tmp_path / "s.csv")])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1 and "two.npz" in r.output
+    assert not (tmp_path / "s.csv").exists()
+    assert set(READERS) == {".npy", ".npz", ".csv", ".pt", ".pth", ".parquet"}
