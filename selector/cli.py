@@ -5,6 +5,7 @@ one-line ``Error: ...`` with exit status 1, and prints the summary. Paths and I/
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -37,8 +38,14 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    """Log to stderr: warnings and errors by default and with --quiet, info with -v, debug with -vv."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
+
+
+def _progress(quiet: bool) -> bool:
+    """Progress bars only on a terminal: a redirected stderr (a log file, CI) gets none."""
+    return not quiet and sys.stderr.isatty()
 
 
 class Budget(click.ParamType):
@@ -109,7 +116,9 @@ common_pool_options = [
     click.option("--max-pixels", type=click.IntRange(min=1), default=89_478_485, show_default=True,
                  help="Larger images are refused as unreadable (decompression-bomb guard)."),
     click.option("-v", "--verbose", count=True, help="More log output (-vv for debug)."),
-    click.option("-q", "--quiet", is_flag=True, help="No progress bars, only errors and the result."),
+    click.option("-q", "--quiet", is_flag=True,
+                 help="No progress bars and no info messages; warnings, errors and the result still show "
+                      "(progress bars show only when stderr is a terminal)."),
 ]
 
 
@@ -144,7 +153,7 @@ def encoder_options(f):
 @click.option("--normalize", is_flag=True,
               help="With --embeddings: scale rows to unit length (the encoder's embeddings are; others are "
                    "warned about).")
-@click.option("--image-root", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--image-root", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
               help="With --embeddings: the folder the ids are relative to (image URLs, CVAT sizes, absolute paths).")
 @click.option("--strategy", "-s", type=LazyChoice(names_of("selector.strategies", "STRATEGIES")),
               default="balanced", show_default=True,
@@ -152,9 +161,11 @@ def encoder_options(f):
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="A hyperparameter of the strategy, repeatable: --param explore=0 (balanced without "
                    "exploration), --param k_nn=10.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("selection.csv"), show_default=True,
+@click.option("--out", "-o", type=click.Path(path_type=Path, allow_dash=True), default=Path("selection.csv"),
+              show_default=True,
               help="Output file; the format follows the suffix: .csv, .jsonl, .json (Label Studio), "
-                   ".xml (CVAT), .txt (paths).")
+                   ".xml (CVAT), .txt (paths). '-' writes the selection to stdout (csv, or --format jsonl/paths) "
+                   "and the summary to stderr.")
 @click.option("--labeled", type=click.Path(path_type=Path), multiple=True,
               help="Already-labeled files to exclude (.csv path[,label], .txt, .jsonl, Label Studio .json, "
                    "CVAT .xml); repeatable (one per round): their union, an image labeled differently in two "
@@ -187,6 +198,8 @@ def encoder_options(f):
               help=f"Where the trained encoder and embeddings are cached [default: {CACHE_DIRNAME}/ beside --out].")
 @click.option("--allow-smaller", is_flag=True, help="If the budget exceeds the unlabeled pool, take all of it.")
 @click.option("--force", "-f", is_flag=True, help="Overwrite the output file if it exists.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the run summary as one JSON object on stdout (nothing else goes to stdout).")
 @click.option("--batch-size", type=click.IntRange(min=2), default=256, show_default=True,
               help="Training batch size.")
 @click.option("--embed-chunk", type=click.IntRange(min=1), default=None, hidden=True,
@@ -195,7 +208,7 @@ def encoder_options(f):
 @pool_options
 def select_cmd(budget, pool, embeddings, ids, normalize, image_root, strategy, params, out, labeled, exclude, skipped,
                fmt, class_names, no_predictions, predict_groups, round_, document_root, url_prefix, encoder,
-               cache_dir, allow_smaller, force, batch_size, embed_chunk, arch, loss, epochs, image_size, device, seed,
+               cache_dir, allow_smaller, force, as_json, batch_size, embed_chunk, arch, loss, epochs, image_size, device, seed,
                on_bad_image, workers, decode_timeout, max_pixels, verbose, quiet):
     """Choose BUDGET images of a pool to send to annotators and write them to --out."""
     _setup_logging(verbose, quiet)
@@ -213,7 +226,13 @@ def select_cmd(budget, pool, embeddings, ids, normalize, image_root, strategy, p
         strat = get_strategy(strategy, **parse_params(strategy, params))
     except (ValueError, TypeError) as e:
         raise click.BadParameter(str(e), param_hint="--param") from None
-    _check_out(out, force, export_format=True, fmt=fmt)
+    to_stdout = str(out) == "-"
+    if to_stdout and as_json:
+        raise click.UsageError("--json and -o - both write to stdout; give --out a file name")
+    if to_stdout:
+        stdout_suffix = _stdout_suffix(fmt)
+    else:
+        _check_out(out, force, export_format=True, fmt=fmt)
     t0 = time.perf_counter()
     try:
         result, summary = _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder, cache_dir,
@@ -228,7 +247,10 @@ def select_cmd(budget, pool, embeddings, ids, normalize, image_root, strategy, p
         if url_prefix is not None:
             export_kw["url_prefix"] = None if url_prefix == "none" else url_prefix
         try:
-            files = result.export(out, fmt, **export_kw)
+            if to_stdout:
+                files = _export_to_stdout(result, fmt, stdout_suffix, export_kw)
+            else:
+                files = result.export(out, fmt, **export_kw)
         except OSError as e:  # disk full, permission: the atomic write left nothing behind
             raise click.ClickException(f"cannot write {out}: {e.strerror or e} (nothing was written)") from e
     except click.ClickException:
@@ -239,8 +261,44 @@ def select_cmd(budget, pool, embeddings, ids, normalize, image_root, strategy, p
     counts = result.group_counts()
     if counts and set(counts) != {-1}:
         summary.append(("per group", " ".join(f"{g}:{c}" for g, c in counts.items())))
-    summary.append(("time", f"{time.perf_counter() - t0:.1f} s"))
-    _print_summary(summary)
+    seconds = time.perf_counter() - t0
+    summary.append(("time", f"{seconds:.1f} s"))
+    if as_json:
+        click.echo(json.dumps(_summary_json(summary, result, files, seconds), default=str))
+    else:
+        _print_summary(summary, err=to_stdout)
+
+
+# Formats that are one text file, which `-o -` can stream, and the suffix each is written with.
+STDOUT_FORMATS = {"csv": ".csv", "jsonl": ".jsonl", "paths": ".txt"}
+
+
+def _stdout_suffix(fmt: str | None) -> str:
+    key = fmt or "csv"
+    if key not in STDOUT_FORMATS:
+        raise click.BadParameter(f"-o - writes {', '.join(STDOUT_FORMATS)}; {key} is written to a file",
+                                 param_hint="--format")
+    return STDOUT_FORMATS[key]
+
+
+def _export_to_stdout(result, fmt: str | None, suffix: str, export_kw: dict) -> list[str]:
+    """Write the selection through the exporter into a temporary file, then copy it to stdout."""
+    with tempfile.TemporaryDirectory(prefix="selector-stdout-") as tmp:
+        written = result.export(Path(tmp) / f"selection{suffix}", fmt, **export_kw)
+        data = written[0].read_bytes()
+    stream = click.get_binary_stream("stdout")
+    stream.write(data)
+    stream.flush()
+    return ["<stdout>"]
+
+
+def _summary_json(summary: list[tuple[str, str]], result, files, seconds: float) -> dict:
+    """The run summary for --json: the text lines by key, plus the numbers and the chosen ids."""
+    return {"chosen": len(result), "outputs": [str(f) for f in files], "strategy": result.strategy,
+            "estimated_classes": result.n_groups,
+            "per_group": {str(g): c for g, c in result.group_counts().items()},
+            "seconds": round(seconds, 3), "info": result.info, "paths": result.paths,
+            "summary": {k: v for k, v in summary}}
 
 
 def _parse_class_names(text: str | None) -> list[str] | None:
@@ -293,7 +351,7 @@ def _encoder_input(encoder: Path | None, image_size: int | None) -> tuple[int | 
 def _read_pool(pool: Path, *, image_size, channels, on_bad, workers, decode_timeout, max_pixels, scratch, quiet):
     from .data import load_pool
 
-    return load_pool(pool, image_size=image_size, channels=channels, on_bad=on_bad, progress=not quiet,
+    return load_pool(pool, image_size=image_size, channels=channels, on_bad=on_bad, progress=_progress(quiet),
                      workers=workers, timeout_s=decode_timeout, max_pixels=max_pixels, scratch_dir=scratch)
 
 
@@ -336,7 +394,7 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
             summary.append(("labeled", _labeled_line(plan, labels_in)))
         sel = Selector(encoder=encoder, strategy=strat, seed=seed, device=device, epochs=epochs, loss=loss,
                        arch=arch, batch_size=batch_size, image_size=size, cache_dir=cache, on_bad=on_bad_image,
-                       progress=not quiet, embed_chunk=embed_chunk)
+                       progress=_progress(quiet), embed_chunk=embed_chunk)
         from .losses import LOSSES
 
         # Known labels train the label-using losses (KCL, SupCon-spread) and let balanced balance true classes.
@@ -387,10 +445,10 @@ def _read_ids(path: Path, n: int) -> list[str]:
     return lines
 
 
-def _print_summary(rows: list[tuple[str, str]]) -> None:
+def _print_summary(rows: list[tuple[str, str]], err: bool = False) -> None:
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
-        click.echo(f"{k + ':':<{w + 1}} {v}")
+        click.echo(f"{k + ':':<{w + 1}} {v}", err=err)
 
 
 @main.command("train")
@@ -424,7 +482,7 @@ def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_si
         tc = TrainConfig(loss=loss, epochs=epochs or auto_epochs(len(p)), batch_size=batch_size, seed=seed)
         enc_cfg = EncoderConfig(arch=arch, in_channels=p.channels, image_size=p.size)
         ckpt = Path(str(out) + ".ckpt")
-        train_encoder(p.images, enc_cfg, tc, device=device, checkpoint_path=ckpt, labels=y, progress=not quiet)
+        train_encoder(p.images, enc_cfg, tc, device=device, checkpoint_path=ckpt, labels=y, progress=_progress(quiet))
         os.replace(ckpt, out)
     except click.ClickException:
         raise
@@ -456,7 +514,7 @@ def embed_cmd(pool, encoder, out, force, device, seed, on_bad_image, workers, de
         p = _read_pool(pool, image_size=size, channels=channels, on_bad=on_bad_image, workers=workers,
                        decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=None, quiet=quiet)
         sel = Selector(encoder=encoder, strategy="random", device=device, seed=seed, on_bad=on_bad_image,
-                       progress=not quiet).fit(p)
+                       progress=_progress(quiet)).fit(p)
         ids_path = out.with_suffix(".ids.txt")
         with atomic_write(out, "wb") as f:
             np.save(f, sel.embeddings_)

@@ -298,6 +298,22 @@ def _read_cvat(path: Path, text: str, root) -> dict[str, str | None]:
     return out
 
 
+def _cvat_zip_xml(path: Path) -> str:
+    """The ``annotations.xml`` of a CVAT for images 1.1 dataset zip (at the top or one folder down)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.rsplit("/", 1)[-1] == "annotations.xml" and n.count("/") <= 1]
+            if not names:
+                raise LabelFileError(f"{path}: no annotations.xml in the zip (a CVAT for images 1.1 dataset has one)")
+            return z.read(min(names, key=len)).decode("utf-8-sig")
+    except FileNotFoundError:
+        raise LabelFileError(f"labels file {path} does not exist") from None
+    except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as e:
+        raise LabelFileError(f"{path}: not a readable CVAT zip ({e})") from None
+
+
 def read_labels(path: str | os.PathLike, root: str | os.PathLike | None = None, *,
                 url_prefix: str | None = None, document_root: str | os.PathLike | None = None,
                 from_name: str | None = None, data_key: str = "image",
@@ -306,7 +322,8 @@ def read_labels(path: str | os.PathLike, root: str | os.PathLike | None = None, 
 
     Args:
         path: ``.csv``/``.tsv``, ``.txt``/``.lst``, ``.jsonl``/``.ndjson``, ``.json`` (Label
-            Studio export or ``{path: label}``) or ``.xml`` (CVAT for images 1.1).
+            Studio export or ``{path: label}``), ``.xml`` (CVAT for images 1.1) or ``.zip`` (a CVAT
+            dataset export holding ``annotations.xml``).
         root: the pool folder, to turn absolute paths under it into relative ones.
         url_prefix: the ``url_prefix`` used at export when it was not Label Studio's local-files
             one (e.g. ``"http://localhost:8081/"``); tasks exported by :mod:`selector.export`
@@ -326,6 +343,8 @@ def read_labels(path: str | os.PathLike, root: str | os.PathLike | None = None, 
     if skipped not in SKIPPED:
         raise ValueError(f"skipped must be one of {', '.join(SKIPPED)}, got {skipped!r}")
     suffix = p.suffix.lower()
+    if suffix == ".zip":
+        return _read_cvat(p, _cvat_zip_xml(p), root)
     text = _read_text(p)
     if suffix in (".csv", ".tsv"):
         return _read_csv(p, text, root)
@@ -338,7 +357,7 @@ def read_labels(path: str | os.PathLike, root: str | os.PathLike | None = None, 
     if suffix == ".xml":
         return _read_cvat(p, text, root)
     raise LabelFileError(f"labels file {p}: unknown suffix {suffix!r}; use .csv, .tsv, .txt, .jsonl, "
-                         f".json (Label Studio export) or .xml (CVAT)")
+                         f".json (Label Studio export), .xml or .zip (CVAT)")
 
 
 def read_label_files(labeled: Sequence[str | os.PathLike] = (), exclude: Sequence[str | os.PathLike] = (),
