@@ -8,6 +8,7 @@ choose, retrains on the chosen labels only and scores on the balanced test split
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def embed_dataset(x_train, x_test, name: str, cache: Path, encoder, epochs, loss
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="Encoder/embedding/dataset cache [default: OUT/.selector-cache].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars (they show only when stderr is a terminal).")
 def eval_cmd(data, pool_spec, strategy_names, budgets, seeds, rounds, retrainer, out, encoder, epochs, loss, arch,
              train_per_class, test_per_class, data_dir, cache_dir, device, quiet):
     """Compare strategies: hide the labels, let each strategy choose, retrain on the chosen labels,
@@ -112,6 +113,7 @@ def eval_cmd(data, pool_spec, strategy_names, budgets, seeds, rounds, retrainer,
     from .pools import parse_pool_spec
     from .report import write_report
 
+    progress = not quiet and sys.stderr.isatty()  # no bars in logs
     names = [s.strip() for s in strategy_names.split(",") if s.strip()]
     unknown = [s for s in names if s not in _strategy_names()]
     if unknown:
@@ -128,7 +130,7 @@ def eval_cmd(data, pool_spec, strategy_names, budgets, seeds, rounds, retrainer,
     try:
         xtr, ytr, xte, yte, name = load_split(data, train_per_class if data == "cifar10" else None, test_per_class,
                                               0, cache, data_dir)
-        etr, ete, sel = embed_dataset(xtr, xte, name, cache, encoder, epochs, loss, arch, device, 0, not quiet)
+        etr, ete, sel = embed_dataset(xtr, xte, name, cache, encoder, epochs, loss, arch, device, 0, progress)
         retrain = retrainer
         if retrainer == "finetune":
             from selector.data import load_pool
@@ -140,7 +142,7 @@ def eval_cmd(data, pool_spec, strategy_names, budgets, seeds, rounds, retrainer,
                                          device=sel.encoder_.head[0].weight.device)
             retrain.__name__ = "finetune"
         rows = run_eval(etr, ytr, ete, yte, strategies=names, budgets=budget_list, seeds=list(range(seeds)),
-                        pool_spec=pool_spec, rounds=rounds, retrainer=retrain, progress=not quiet, dataset=name)
+                        pool_spec=pool_spec, rounds=rounds, retrainer=retrain, progress=progress, dataset=name)
         files = write_report(rows, out, title=f"{name}, pool {pool_spec}")
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from e

@@ -286,9 +286,9 @@ def _export_to_stdout(result, fmt: str | None, suffix: str, export_kw: dict) -> 
     with tempfile.TemporaryDirectory(prefix="selector-stdout-") as tmp:
         written = result.export(Path(tmp) / f"selection{suffix}", fmt, **export_kw)
         data = written[0].read_bytes()
-    stream = click.get_binary_stream("stdout")
-    stream.write(data)
-    stream.flush()
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
     return ["<stdout>"]
 
 

@@ -27,6 +27,11 @@ class LazyChoice(click.Choice):
     def choices(self, value: Iterable[str]) -> None:
         self._choices = tuple(value)
 
+    def convert(self, value, param, ctx):
+        if ctx is not None and ctx.resilient_parsing:  # shell completion: defaults pass unchecked, unloaded
+            return value
+        return super().convert(value, param, ctx)
+
 
 def names_of(module: str, attr: str, sort: bool = True) -> Callable[[], list[str]]:
     """A loader for :class:`LazyChoice`: the keys (or items) of ``module.attr``, sorted unless told."""
