@@ -6,6 +6,8 @@ projection head (Chen et al., 2020). The backbone output, not the projection, is
   35x fewer than the CIFAR ResNet-18 (1.1 GFLOP): the default, sized for a CPU. Embedding dimension 256.
 * ``resnet18``: torchvision's ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool; He et al.,
   2016, as used for CIFAR by SimCLR). Embedding dimension 512. For a GPU.
+* pretrained ImageNet backbones (``efficientnet-lite0``, ``torchvision:NAME``; :mod:`selector.pretrained`),
+  either frozen (``mode="frozen"``: no projection head, no training) or fine-tuned from their weights.
 """
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ class EncoderConfig:
     in_channels: int = 3
     image_size: int = 32
     proj_dim: int = 128
+    mode: str = "trained"  # "trained" (on the pool; from pretrained weights if any) or "frozen" (no training)
+    input_size: int = 0  # network input side of a pretrained backbone (images are resized to it); 0: image_size
+    weights_digest: str = ""  # content digest of a pretrained backbone's weights file
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,24 +80,53 @@ class Encoder(nn.Module):
     backbone features, the embedding used for selection. ``x`` is (B, C, S, S) float in [0, 1].
     """
 
-    def __init__(self, config: EncoderConfig):
+    def __init__(self, config: EncoderConfig, weights: str | None = None, load_weights: bool = True):
         super().__init__()
-        if config.arch not in ARCHS:
+        from .pretrained import is_pretrained
+
+        pretrained = is_pretrained(config.arch)
+        if config.arch not in ARCHS and not pretrained:
             raise ValueError(f"unknown encoder architecture {config.arch!r}; choose from {', '.join(ARCHS)}")
+        if config.mode not in ("trained", "frozen"):
+            raise ValueError(f"unknown encoder mode {config.mode!r}; use trained or frozen")
         self.config = config
-        if config.arch == "resnet-small":
+        self.pretrained = pretrained
+        if pretrained:
+            self.backbone = _pretrained_backbone(config, weights, load_weights)
+            self.dim = self.backbone.dim
+        elif config.arch == "resnet-small":
             self.backbone = small_resnet(config.in_channels, config.image_size)
             self.dim = 256
         else:
             self.backbone = resnet18_cifar(config.in_channels)
             self.dim = 512
-        self.head = nn.Sequential(
-            nn.Linear(self.dim, self.dim), nn.BatchNorm1d(self.dim), nn.ReLU(inplace=True),
-            nn.Linear(self.dim, config.proj_dim),
-        )
+        if config.mode == "frozen":  # nothing is trained: no head (and no random weights in the cache key)
+            self.head = None
+        else:
+            self.head = nn.Sequential(
+                nn.Linear(self.dim, self.dim), nn.BatchNorm1d(self.dim), nn.ReLU(inplace=True),
+                nn.Linear(self.dim, config.proj_dim),
+            )
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pretrained:  # resizes and normalises as its weights expect
+            return self.backbone(x)
         return self.backbone((x - 0.5) / 0.25)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.head is None:
+            raise RuntimeError("a frozen encoder has no projection head; it is not trained")
         return self.head(self.embed(x))
+
+
+def _pretrained_backbone(config: EncoderConfig, weights: str | None, load: bool) -> nn.Module:
+    from .pretrained import PretrainedBackbone, PretrainedError, file_digest, weights_path
+
+    size = config.input_size or config.image_size
+    if load and config.weights_digest:
+        path = weights_path(config.arch, weights)
+        found = file_digest(path)
+        if found != config.weights_digest:
+            raise PretrainedError(f"weights {path} (digest {found}) are not the ones this encoder was "
+                                  f"configured with (digest {config.weights_digest})")
+    return PretrainedBackbone(config.arch, size, weights=weights, load=load)

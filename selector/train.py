@@ -17,6 +17,9 @@ unknown labels are replaced by k-means pseudo-labels of the current embedding, r
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
 import logging
 import math
 import os
@@ -57,6 +60,9 @@ class TrainConfig:
     pseudo_label_every: int = 5
     n_pseudo_labels: int = 0  # 0: estimated from the embedding
     seed: int = 0
+    time_budget_s: float | None = None  # plan the steps to end within this many seconds; epochs is then a cap (0: none)
+    flip: bool = True  # horizontal flips in the views (off for digits and text: --no-flip)
+    crop_scale: float | None = None  # smallest random-crop scale; None: the augmentation's default
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,7 +98,8 @@ def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
 
 def save_checkpoint(path: str | os.PathLike, encoder: Encoder, train_cfg: TrainConfig, *, epoch: int,
                     step: int, optimizer=None, scheduler=None, rng_state=None, pseudo=None,
-                    elapsed: float = 0.0) -> None:
+                    elapsed: float = 0.0, total_steps: int | None = None, steps_done: int | None = None,
+                    steps_per_epoch: int | None = None) -> None:
     """Write an encoder checkpoint atomically (tensors and plain Python values only)."""
     state = {
         "format": CHECKPOINT_FORMAT,
@@ -104,18 +111,53 @@ def save_checkpoint(path: str | os.PathLike, encoder: Encoder, train_cfg: TrainC
         "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
         "elapsed_s": float(elapsed),
     }
+    if total_steps is not None:  # the plan (a time budget's is measured, so it must be kept) and progress
+        state.update(total_steps=int(total_steps), steps_done=int(steps_done), steps_per_epoch=int(steps_per_epoch))
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
         state["scheduler"] = scheduler.state_dict()
         state["rng"] = rng_state
         state["pseudo"] = None if pseudo is None else torch.as_tensor(pseudo)
+    buf = io.BytesIO()  # serialised first: a full disk is then one OSError of the write, named by atomic_write
+    torch.save(state, buf)
     with atomic_write(path, "wb") as f:
-        torch.save(state, f)
+        f.write(buf.getbuffer())
+
+
+#: The training recipe: the code whose change must retrain a cached encoder (files or folders of this package).
+RECIPE_MODULES = ("train.py", "augment.py", "backbones.py", "losses")
+
+
+def recipe_files() -> list[Path]:
+    """The source files of the training recipe (:data:`RECIPE_MODULES`), in a fixed order."""
+    here = Path(__file__).resolve().parent
+    out: list[Path] = []
+    for name in RECIPE_MODULES:
+        p = here / name
+        out.extend(sorted(p.rglob("*.py")) if p.is_dir() else [p])
+    return out
+
+
+def _file_bytes(f: Path) -> bytes:
+    return f.read_bytes()
+
+
+@functools.lru_cache(maxsize=1)
+def recipe_digest() -> str:
+    """Hex digest of the training recipe's code (:func:`recipe_files`): part of the encoder cache key,
+    so an upgrade that changes how encoders are trained never reuses an encoder cached before it."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.blake2b(digest_size=12)
+    for f in recipe_files():
+        h.update(f.relative_to(here).as_posix().encode() + b"\0" + _file_bytes(f) + b"\0")
+    return h.hexdigest()
 
 
 def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Load and check a checkpoint with ``weights_only=True`` (a pickle with code in it is refused)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"encoder {path} is a folder; give the checkpoint file (from 'selector train')")
     if not path.is_file():
         raise CheckpointError(f"encoder file {path} does not exist")
     try:
@@ -137,7 +179,7 @@ def load_encoder(path: str | os.PathLike, map_location="cpu") -> tuple[Encoder, 
     state = read_checkpoint(path, map_location)
     try:
         cfg = EncoderConfig(**state["config"])
-        enc = Encoder(cfg)
+        enc = Encoder(cfg, load_weights=False)  # a pretrained backbone's own file is not needed
         enc.load_state_dict(state["state_dict"])
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"{path}: weights do not fit the stored architecture: {str(e).splitlines()[0][:200]}") from e
@@ -169,6 +211,8 @@ def train_encoder(
     checkpoint_every_s: float = 120.0,
     compile: bool = False,
     stop_after_steps: int | None = None,
+    weights: str | os.PathLike | None = None,
+    clock=time.monotonic,
 ) -> Encoder:
     """Train an encoder on ``images`` (n, C, S, S) uint8 with a contrastive loss.
 
@@ -178,6 +222,16 @@ def train_encoder(
             written with another architecture or training configuration).
         stop_after_steps: stop (after checkpointing) once this many optimizer steps ran in this call;
             for tests of resume.
+        weights: weights file of a pretrained backbone (default: where :mod:`selector.pretrained`
+            looks for it); fine-tuning starts from it.
+        clock: seconds, monotonic (read once per step); injectable so a test can run a time budget on a
+            fake clock.
+
+    With ``train_config.time_budget_s`` the first steps are timed and the number of steps is planned
+    (:func:`plan_steps`) so the full cosine schedule, warm-up included, ends within the budget;
+    ``train_config.epochs`` is then a cap (0: none). The plan is stored in the checkpoint, so a resumed
+    run keeps it. The returned encoder's ``train_report`` says what was done (steps, epochs, images
+    seen, seconds).
     Returns the encoder in eval mode, on ``device``.
     """
     from .losses import get_loss
@@ -191,18 +245,28 @@ def train_encoder(
         raise ValueError(f"need at least 2 images to train, got {n}")
     bs = int(min(cfg.batch_size, n))
     steps_per_epoch = max(1, n // bs)  # drop the last partial batch: equal-sized contrastive batches
-    total_steps = cfg.epochs * steps_per_epoch
+    if encoder_config.mode == "frozen":
+        raise ValueError("a frozen encoder is not trained; use its features directly (backbone mode frozen)")
+    if cfg.epochs < 1 and cfg.time_budget_s is None:
+        raise ValueError(f"epochs must be at least 1 without a time budget, got {cfg.epochs}")
+    if cfg.time_budget_s is not None and cfg.time_budget_s <= 0:
+        raise ValueError(f"time budget must be positive, got {cfg.time_budget_s} s")
+    max_steps = cfg.epochs * steps_per_epoch if cfg.epochs > 0 else None  # with a time budget: a cap, if any
 
     torch.manual_seed(cfg.seed)
-    model = Encoder(encoder_config).to(device)
+    model = Encoder(encoder_config, weights=weights).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     loss_fn = get_loss(cfg.loss, **cfg.loss_params)
     needs_labels = bool(getattr(loss_fn, "needs_labels", False))
-    opt = _make_optimizer(model, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_lambda(total_steps, max(1, int(cfg.warmup_frac * total_steps))))
+    aug = make_augment(encoder_config.in_channels, encoder_config.image_size, flip=cfg.flip,
+                       crop_scale=cfg.crop_scale).to(device)
+    images_t = torch.from_numpy(np.ascontiguousarray(images))
+    known = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    train_step = _make_step(model, loss_fn, aug, device, compile)
 
-    start_epoch, start_step, elapsed, pseudo = 0, 0, 0.0, None
+    start_epoch, start_step, elapsed, pseudo, state = 0, 0, 0.0, None, None
+    total_steps = max_steps
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         state = read_checkpoint(checkpoint_path, map_location="cpu")  # RNG states must stay on the CPU
         if state["config"] != encoder_config.to_dict() or state["train"] != cfg.to_dict():
@@ -211,20 +275,31 @@ def train_encoder(
         model.load_state_dict(state["state_dict"])
         start_epoch, start_step = state["epochs_done"], state["step_in_epoch"]
         elapsed = state.get("elapsed_s", 0.0)
-        if "optimizer" in state:
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            _set_rng_state(state["rng"], device)  # used when resuming inside an epoch
-            if state.get("pseudo") is not None:
-                pseudo = state["pseudo"].cpu().numpy()
+        total_steps = state.get("total_steps", total_steps)  # a time budget's plan is kept across resumes
         log.info("resuming training from %s at epoch %d step %d", checkpoint_path, start_epoch, start_step)
-        if start_epoch >= cfg.epochs:
+        if checkpoint_finished(state):
+            model.train_report = _report(state, bs, elapsed, cfg)
             return model.eval()
 
-    aug = make_augment(encoder_config.in_channels, encoder_config.image_size).to(device)
-    images_t = torch.from_numpy(np.ascontiguousarray(images))
-    known = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int64))
-    train_step = _make_step(model, loss_fn, aug, device, compile)
+    t0 = clock() - elapsed
+    if total_steps is None or (cfg.time_budget_s is not None and state is None):
+        # Time budget: time a few steps (forward, backward; weights, statistics and RNG restored after),
+        # then plan the number of steps so the whole cosine schedule ends within the budget.
+        step_s = _time_steps(model, train_step, images_t, known, pseudo, needs_labels, bs, device, clock, cfg)
+        planned = plan_steps(cfg.time_budget_s, clock() - t0, step_s)
+        total_steps = planned if max_steps is None else min(planned, max_steps)
+        log.info("time budget %.0f s: %.3f s per step, %d steps planned (%.1f epochs)", cfg.time_budget_s, step_s,
+                 total_steps, total_steps / steps_per_epoch)
+    n_epochs = -(-total_steps // steps_per_epoch)
+
+    opt = _make_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_lambda(total_steps, max(1, int(cfg.warmup_frac * total_steps))))
+    if state is not None and "optimizer" in state:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"], device)  # used when resuming inside an epoch
+        if state.get("pseudo") is not None:
+            pseudo = state["pseudo"].cpu().numpy()
 
     bar = None
     if progress:
@@ -233,16 +308,18 @@ def train_encoder(
         bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch + start_step, desc=f"training ({cfg.loss})",
                    unit="step", leave=False, dynamic_ncols=True)
     steps_run = 0
-    last_ckpt = time.monotonic()
-    t0 = time.monotonic() - elapsed
+    now = clock()
+    last_ckpt = now
 
-    def ckpt(epoch: int, step: int) -> None:
+    def ckpt(done: int) -> None:
         if checkpoint_path is not None:
+            epoch, step = divmod(done, steps_per_epoch)
             save_checkpoint(checkpoint_path, model, cfg, epoch=epoch, step=step, optimizer=opt, scheduler=sched,
-                            rng_state=_rng_state(device), pseudo=pseudo,
-                            elapsed=time.monotonic() - t0)
+                            rng_state=_rng_state(device), pseudo=pseudo, elapsed=now - t0,
+                            total_steps=total_steps, steps_done=done, steps_per_epoch=steps_per_epoch)
 
-    for epoch in range(start_epoch, cfg.epochs):
+    done = start_epoch * steps_per_epoch + start_step
+    for epoch in range(start_epoch, n_epochs):
         model.train()
         if not (epoch == start_epoch and start_step > 0):
             # An epoch that starts from step 0 re-seeds: its draws depend on (seed, epoch) only, so a
@@ -254,6 +331,8 @@ def train_encoder(
                 torch.cuda.manual_seed(cfg.seed * 100_003 + epoch)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7_919 + epoch))
         for step in range(start_step if epoch == start_epoch else 0, steps_per_epoch):
+            if done >= total_steps:
+                break
             idx = perm[step * bs:(step + 1) * bs]
             batch = images_t[idx].to(device, non_blocking=True)
             lab = None
@@ -266,27 +345,80 @@ def train_encoder(
             opt.step()
             sched.step()
             steps_run += 1
+            done += 1
+            now = clock()  # the one clock reading per step
             if bar is not None:
                 bar.update(1)
-                rate = steps_run * bs / max(1e-9, time.monotonic() - t0 - elapsed)
+                rate = steps_run * bs / max(1e-9, now - t0 - elapsed)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
             if stop_after_steps is not None and steps_run >= stop_after_steps:
-                ckpt(*divmod(epoch * steps_per_epoch + step + 1, steps_per_epoch))
+                ckpt(done)
                 if bar is not None:
                     bar.close()
                 return model.eval()
-            if checkpoint_path is not None and time.monotonic() - last_ckpt > checkpoint_every_s:
-                ckpt(epoch, step + 1)
-                last_ckpt = time.monotonic()
+            if checkpoint_path is not None and now - last_ckpt > checkpoint_every_s and done < total_steps:
+                ckpt(done)
+                last_ckpt = now
         start_step = 0
-        ckpt(epoch + 1, 0)
-        last_ckpt = time.monotonic()
+        ckpt(done)
+        last_ckpt = now
     if bar is not None:
         bar.close()
-    log.info("trained %s for %d epochs (%d steps of %d) in %.1f s", cfg.loss, cfg.epochs, total_steps, bs,
-             time.monotonic() - t0)
+    model.train_report = {"steps": int(done), "batch_size": bs, "epochs": done / steps_per_epoch,
+                          "images_seen": int(done) * bs, "seconds": float(now - t0),
+                          "time_budget_s": cfg.time_budget_s}
+    log.info("trained %s for %.1f epochs (%d steps of %d) in %.1f s", cfg.loss, done / steps_per_epoch, done, bs,
+             now - t0)
     return model.eval()
 
+
+def plan_steps(budget_s: float, spent_s: float, step_s: float, margin: float = 0.05) -> int:
+    """Optimizer steps that fit in what is left of a time budget: ``(budget (1 - margin) - spent) / step``,
+    at least 1. ``margin`` covers what a step time does not (checkpoints at epoch ends, pseudo-labels)."""
+    if budget_s <= 0 or step_s <= 0:
+        raise ValueError(f"budget and step time must be positive, got {budget_s} s and {step_s} s")
+    return max(1, int((budget_s * (1.0 - margin) - spent_s) // step_s))
+
+
+TIMING_STEPS = 3  # steps timed before a time budget is planned; the first (warm-up) is not counted
+
+
+def _time_steps(model: Encoder, train_step, images_t: torch.Tensor, known, pseudo, needs_labels: bool, bs: int,
+                device: torch.device, clock, cfg: TrainConfig) -> float:
+    """Seconds per training step (forward and backward of a batch of two views), measured on the first
+    batches; the model's weights and statistics and the RNG are restored, so training is unchanged."""
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    rng = _rng_state(device)
+    model.train()
+    perm = torch.randperm(images_t.shape[0], generator=torch.Generator().manual_seed(cfg.seed * 7_919))
+    reads = [clock()]
+    for j in range(TIMING_STEPS):
+        idx = perm[:bs]
+        lab = torch.from_numpy(_batch_labels(idx.numpy(), known, pseudo)).to(device) if needs_labels else None
+        loss = train_step(images_t[idx].to(device), lab)
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        reads.append(clock())
+    model.load_state_dict(saved)
+    _set_rng_state(rng, device)
+    steps = np.diff(reads)[1:] if TIMING_STEPS > 1 else np.diff(reads)
+    return float(max(np.mean(steps), 1e-6))
+
+
+def checkpoint_finished(state: dict) -> bool:
+    """True when a checkpoint holds a finished training (every planned step done)."""
+    if "total_steps" in state and "steps_done" in state:
+        return state["steps_done"] >= state["total_steps"]
+    return state["epochs_done"] >= state["train"]["epochs"]
+
+
+def _report(state: dict, bs: int, elapsed: float, cfg: TrainConfig) -> dict:
+    spe = int(state.get("steps_per_epoch", 0)) or 1
+    done = int(state.get("steps_done", state["epochs_done"] * spe))
+    return {"steps": done, "batch_size": bs, "epochs": done / spe, "images_seen": done * bs,
+            "seconds": float(elapsed), "time_budget_s": cfg.time_budget_s}
 
 def _make_step(model: Encoder, loss_fn, aug, device: torch.device, compile: bool):
     fwd = torch.compile(model) if compile else model
