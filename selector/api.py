@@ -117,6 +117,20 @@ class Selector:
         progress: show progress bars (stderr).
         embed_chunk: images per embedding-cache file (the unit of resume; default
             :data:`selector.embed.CHUNK`).
+        backbone: overrides ``arch`` when given: "resnet-small", "resnet18", a pretrained backbone
+            ("efficientnet-lite0", "torchvision:NAME"; :mod:`selector.pretrained`) or "auto"
+            (:func:`selector.pretrained.choose_backbone`, by the pool's kind; the reason is in
+            ``backbone_reason_``).
+        backbone_mode: "auto" (frozen for a pretrained backbone, trained for the others), "frozen"
+            (no training: the backbone's pooled features; a random-weight baseline for the small
+            ResNets) or "finetune" (contrastive training on the pool, from the pretrained weights if any).
+        weights: weights file of a ``torchvision:NAME`` backbone (default: torchvision's cache,
+            ``$TORCH_HOME/hub/checkpoints``) or of ``efficientnet-lite0`` (default: the package's).
+            Nothing is ever downloaded.
+        backbone_size: input side of a pretrained backbone (images are resized to it); default
+            :data:`selector.pretrained.DEFAULT_INPUT_SIZE`.
+        time_budget: minutes of training: the first steps are timed and the number of steps is planned
+            so the whole learning-rate schedule ends within it (``epochs``, if given, is then a cap).
     """
 
     def __init__(self, encoder: str | os.PathLike | None = None, strategy: str | Strategy = "balanced",
@@ -124,13 +138,25 @@ class Selector:
                  epochs: int | None = None, loss: str = "simclr", arch: str = "resnet-small",
                  batch_size: int = 256, image_size: int | None = None,
                  cache_dir: str | os.PathLike | None = None, on_bad: str = "skip", progress: bool = False,
-                 embed_chunk: int | None = None):
+                 embed_chunk: int | None = None, backbone: str | None = None, backbone_mode: str = "auto",
+                 weights: str | os.PathLike | None = None, backbone_size: int | None = None,
+                 time_budget: float | None = None):
         if isinstance(strategy, str) and strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(sorted(STRATEGIES))}")
         if arch not in ARCHS:
             raise ValueError(f"unknown encoder architecture {arch!r}; choose from {', '.join(ARCHS)}")
         if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {epochs}")
+        from .pretrained import MODES, check_backbone
+
+        if backbone is not None:
+            check_backbone(backbone)
+        if backbone_mode not in MODES:
+            raise ValueError(f"unknown backbone mode {backbone_mode!r}; choose from {', '.join(MODES)}")
+        if time_budget is not None and not time_budget > 0:
+            raise ValueError(f"time budget must be a positive number of minutes, got {time_budget}")
+        if backbone_size is not None and backbone_size < 32:
+            raise ValueError(f"backbone size must be at least 32 px, got {backbone_size}")
         self.encoder = encoder
         self.strategy = strategy
         self.strategy_params = dict(strategy_params or {})
@@ -145,6 +171,11 @@ class Selector:
         self.on_bad = on_bad
         self.progress = progress
         self.embed_chunk = embed_chunk
+        self.backbone = backbone
+        self.backbone_mode = backbone_mode
+        self.weights = weights
+        self.backbone_size = backbone_size
+        self.time_budget = time_budget
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -173,6 +204,7 @@ class Selector:
         t1 = time.perf_counter()
         self.encoder_cached_ = False  # set by _get_encoder when a finished checkpoint is reused
         self.encoder_ = self._get_encoder(pool, device, labels)
+        self.train_report_ = getattr(self.encoder_, "train_report", None)  # steps, epochs, images seen, seconds
         self.timings_["train"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -182,13 +214,38 @@ class Selector:
         self.timings_["embed"] = time.perf_counter() - t2
         return self
 
-    def train_config(self, n: int) -> TrainConfig:
-        """The training configuration used for a pool of ``n`` images."""
-        return TrainConfig(loss=self.loss, epochs=self.epochs or auto_epochs(n),
-                           batch_size=self.batch_size, seed=self.seed)
+    def train_config(self, n: int, backbone: str | None = None) -> TrainConfig:
+        """The training configuration used for a pool of ``n`` images (``backbone``: the resolved one,
+        default: the one ``fit`` used, else the one asked for)."""
+        kw = {}
+        if self.time_budget is not None:  # the budget plans the steps; epochs, if given, caps them
+            kw = {"epochs": self.epochs or 0, "time_budget_s": float(self.time_budget) * 60.0}
+        else:
+            kw = {"epochs": self.epochs or auto_epochs(n)}
+        from .pretrained import is_pretrained
+
+        if is_pretrained(backbone or getattr(self, "backbone_", None) or self.backbone or self.arch):
+            kw["lr"] = TrainConfig.lr / 10  # fine-tuning pretrained weights: a tenth of the from-scratch rate
+        return TrainConfig(loss=self.loss, batch_size=self.batch_size, seed=self.seed, **kw)
+
+    def resolve_backbone(self, pool: Pool) -> tuple[str, str, str]:
+        """(backbone, "frozen" or "trained", reason) used for ``pool``; ``auto`` is decided here."""
+        from .pretrained import choose_backbone, pretrained_installed, resolve_mode
+
+        name = self.backbone or self.arch
+        if name == "auto":
+            name, mode, reason = choose_backbone(pool.channels, pool.size, len(pool), pretrained_installed())
+            if self.backbone_mode != "auto":
+                mode = resolve_mode(name, self.backbone_mode)
+            return name, mode, reason
+        mode = resolve_mode(name, self.backbone_mode)
+        return name, mode, f"{name} as asked"
 
     def encoder_config(self, pool: Pool) -> EncoderConfig:
-        return EncoderConfig(arch=self.arch, in_channels=pool.channels, image_size=pool.size)
+        from .pretrained import encoder_config
+
+        name, mode, _ = self.resolve_backbone(pool)
+        return encoder_config(name, pool.channels, pool.size, mode, size=self.backbone_size, weights=self.weights)
 
     def _get_encoder(self, pool: Pool, device, labels) -> Encoder:
         if self.encoder is not None:
@@ -197,26 +254,34 @@ class Selector:
                 raise ValueError(f"encoder {self.encoder} expects {enc.config.in_channels}-channel "
                                  f"{enc.config.image_size} px images, the pool has {pool.channels}-channel {pool.size} px")
             return enc.to(device)
-        enc_cfg, tr_cfg = self.encoder_config(pool), self.train_config(len(pool))
+        self.backbone_, mode, self.backbone_reason_ = self.resolve_backbone(pool)
+        enc_cfg = self.encoder_config(pool)
+        self.checkpoint_ = None
+        if mode == "frozen":  # nothing to train: the backbone's features (cached by content as any other)
+            import torch
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)  # a random-weight baseline is the same for the same seed
+                return Encoder(enc_cfg, weights=self.weights).eval().to(device)
+        tr_cfg = self.train_config(len(pool), backbone=self.backbone_)
         ckpt = None
         if self.cache_dir is not None:
-            h = hashlib.blake2b(digest_size=10)
-            h.update(pool.key.encode())
-            h.update(repr(sorted(enc_cfg.to_dict().items())).encode())
-            h.update(repr(sorted(tr_cfg.to_dict().items())).encode())
-            if labels is not None:
-                h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
             folder = Path(self.cache_dir) / "encoders"
             folder.mkdir(parents=True, exist_ok=True)
-            ckpt = folder / f"encoder-{h.hexdigest()}.pt"
+            ckpt = folder / f"encoder-{encoder_cache_key(pool.key, enc_cfg.to_dict(), tr_cfg.to_dict(), labels)}.pt"
         self.checkpoint_ = ckpt
         self.encoder_cached_ = False
         if ckpt is not None and ckpt.exists():
-            from .train import read_checkpoint
+            from .train import CheckpointError, checkpoint_finished, read_checkpoint
 
-            self.encoder_cached_ = read_checkpoint(ckpt)["epochs_done"] >= tr_cfg.epochs
+            try:
+                self.encoder_cached_ = checkpoint_finished(read_checkpoint(ckpt))
+            except CheckpointError as e:  # our own cache entry, damaged (truncated, disk error): redo it
+                log.warning("ignoring damaged cached encoder %s (%s); training again", ckpt,
+                            str(e).replace(f"{ckpt}: ", "").replace(f" {ckpt}", ""))
+                ckpt.unlink(missing_ok=True)
         return train_encoder(pool.images, enc_cfg, tr_cfg, device, checkpoint_path=ckpt, labels=labels,
-                             progress=self.progress)
+                             progress=self.progress, weights=self.weights)
 
     def embed(self, pool: Pool | str | os.PathLike) -> np.ndarray:
         """Embed another pool with the fitted encoder: (n, dim) float32, L2-normalised."""
@@ -330,10 +395,11 @@ def plan_selection(budget: int, ids: Sequence[str], labeled: Any = None, *,
     mask, y, missing = labeled_and_labels(labeled, ids, root)
     named = [*files, *exclude] or ([labeled] if isinstance(labeled, (str, os.PathLike)) else [])
     if named and not mask.any() and not missing:
-        log.warning("%s list no images; nothing is excluded", ", ".join(map(str, named)))
+        log.warning("labeled file%s %s list%s no images; nothing is excluded", "s" if len(named) > 1 else "",
+                    ", ".join(map(str, named)), "" if len(named) > 1 else "s")
     if missing:
-        log.warning("%d entries of %s name no item of %s; ignored", missing,
-                    ", ".join(map(str, named)) or "the labels", where)
+        log.warning("%d entries of %s name no item of the pool; ignored", missing,
+                    ", ".join(map(str, named)) or "the labels")
     dup = duplicate_mask(mask) if duplicate_mask is not None else np.zeros(len(ids), dtype=bool)
     excluded = mask | dup
     n_free = int((~excluded).sum())
@@ -348,6 +414,25 @@ def plan_selection(budget: int, ids: Sequence[str], labeled: Any = None, *,
     info.update(labeled_missing=missing, duplicates=int(dup.sum()))
     return SelectionPlan(budget=int(budget), excluded=excluded, labels=y, n_labeled=int(mask.sum()),
                          n_duplicates=int(dup.sum()), missing=missing, info=info)
+
+
+def encoder_cache_key(pool_key: str, encoder_config: Mapping[str, Any], train_config: Mapping[str, Any],
+                      labels: np.ndarray | None = None) -> str:
+    """The name (``encoder-<key>.pt``) of a trained encoder in the cache: a hash of the pool's content
+    key, the encoder and training configurations, the known labels that trained it, the package version
+    and the training recipe's code (:func:`selector.train.recipe_digest`), so an upgrade that changes
+    how encoders are trained never reuses one cached before it."""
+    from . import __version__
+    from .train import recipe_digest
+
+    h = hashlib.blake2b(digest_size=10)
+    h.update(f"selector {__version__}\nrecipe {recipe_digest()}\n".encode())
+    h.update(pool_key.encode())
+    h.update(repr(sorted(dict(encoder_config).items())).encode())
+    h.update(repr(sorted(dict(train_config).items())).encode())
+    if labels is not None:
+        h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()
 
 
 def labeled_mask_for(labeled: Any, ids: Sequence[str], root: Path | None) -> tuple[np.ndarray, int]:
@@ -395,6 +480,32 @@ def _mask_from_array(labeled: Any, ids: Sequence[str], root: Path | None) -> tup
     return labeled_mask_for({str(p): None for p in arr.tolist()}, ids, root)
 
 
+#: Largest magnitude accepted in an embedding: squared distances summed over a million rows of a few
+#: thousand dimensions stay far inside float32 (3.4e38), where faiss computes them.
+MAX_ABS_EMBEDDING = 1e12
+
+
+def check_embeddings(embeddings: np.ndarray, step: int = 65_536) -> None:
+    """Refuse, with a one-line ValueError, embeddings that are not finite or so large that float32
+    distances overflow (over :data:`MAX_ABS_EMBEDDING`; faiss would abort the interpreter). Checked in
+    blocks of ``step`` rows, so no copy of the whole array is made."""
+    x = np.asarray(embeddings)
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"embeddings must be a numeric (n, d) array, got {x.dtype} of shape {x.shape}")
+    top = 0.0
+    for s in range(0, x.shape[0], step):
+        block = np.abs(x[s:s + step].astype(np.float64, copy=False))
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            raise ValueError(f"embeddings row {s + int(np.flatnonzero(bad)[0])} holds NaN or inf")
+        if block.size:
+            top = max(top, float(block.max()))
+    if top > MAX_ABS_EMBEDDING:
+        raise ValueError(f"embeddings hold values up to {top:.2g} in magnitude, over the {MAX_ABS_EMBEDDING:.0e} "
+                         "at which float32 distances overflow: scale them down (e.g. L2-normalise the rows, "
+                         "--normalize)")
+
+
 def select_embeddings(embeddings: np.ndarray, budget: int, labeled_mask: np.ndarray | None,
                       strategy: str | Strategy, seed: int | np.random.Generator, ids: Sequence[str] | None = None,
                       root: Path | None = None, info: dict | None = None, labels: np.ndarray | None = None,
@@ -403,6 +514,9 @@ def select_embeddings(embeddings: np.ndarray, budget: int, labeled_mask: np.ndar
     API and ``selector select``. ``labels`` (n,) int, -1 unknown: known classes of labeled items, which
     label-aware strategies (``balanced``) balance across."""
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy, **strategy_params)
+    check_embeddings(embeddings)
+    if ids is not None and len(ids) != len(embeddings):
+        raise ValueError(f"{len(ids)} ids for {len(embeddings)} embedding rows")
     ids = list(ids) if ids is not None else [str(i) for i in range(len(embeddings))]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     t = time.perf_counter()

