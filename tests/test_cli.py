@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import os
+from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
@@ -36,7 +38,7 @@ def test_select_writes_csv_and_summary_then_reuses_cache(digits_pool, tmp_path):
     assert "60 images in" in r.output and "60 images embedded, 0 from cache" in r.output
     rows = _rows(out)
     assert len(rows) == 12 and len({r["path"] for r in rows}) == 12
-    assert (tmp_path / ".selector-cache" / "encoders").is_dir()
+    assert (Path(os.environ["XDG_CACHE_HOME"]) / "selector" / "encoders").is_dir()  # the user cache folder
 
     r2 = _run(*args, "--force")
     assert r2.exit_code == 0, r2.output
@@ -122,7 +124,7 @@ def test_labeled_file_with_labels_trains_kcl_and_balances(digits_pool, tmp_path)
     r = _run("select", "-b", 10, "-p", digits_pool, "--loss", "kcl", "--epochs", 1, "-o", out, "-q",
              "--labeled", labels)
     assert r.exit_code == 0, r.output
-    assert "10 images excluded (labeled or sent out; 10 with a known class)" in r.output
+    assert "10 images already labeled excluded" in r.output
     assert not {x["path"] for x in first} & {x["path"] for x in _rows(out)}
 
 
