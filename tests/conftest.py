@@ -38,3 +38,9 @@ def digits_images() -> np.ndarray:
 
     x = np.clip(np.rint(load_digits().images[:48] * (255 / 16)), 0, 255).astype(np.uint8)[:, None]
     return resize_images(x, 16)
+
+
+@pytest.fixture(autouse=True)
+def _user_cache_in_tmp(tmp_path_factory, monkeypatch):
+    """No test writes into the real home: the default cache folder ($XDG_CACHE_HOME/selector) is a tmp dir."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))

@@ -35,7 +35,8 @@ STRATEGY = next((s for s in ("kcenter", "typiclust", "balanced") if s in STRATEG
 
 def _args(pool, out, *extra):
     return ["select", "--pool", str(pool), "--out", str(out), "--strategy", STRATEGY, "--budget", "10",
-            "--seed", "3", "--batch-size", "16", "--workers", "1", "-q", *[str(a) for a in extra]]
+            "--seed", "3", "--batch-size", "16", "--workers", "1", "-q",
+            "--cache-dir", str(Path(out).parent / ".selector-cache"), *[str(a) for a in extra]]
 
 
 def _rows(path):

@@ -403,6 +403,11 @@ def test_decoder_that_hangs_or_crashes_does_not_stop_the_run(pool, tmp_path, enc
 # ----------------------------------------------------------------------------- budget
 
 
+def user_cache() -> Path:
+    """The default cache folder of this test (conftest points XDG_CACHE_HOME at a tmp dir)."""
+    return Path(os.environ["XDG_CACHE_HOME"]) / "selector"
+
+
 @pytest.mark.parametrize("bad,msg", [("0", "budget must be positive, got 0"), ("-5", "budget must be positive, got -5"),
                                      ("ten", "budget must be a whole number, got 'ten'"),
                                      ("2.5", "budget must be a whole number, got '2.5'")])
@@ -410,7 +415,7 @@ def test_budget_not_a_positive_number(pool, tmp_path, encoder_file, unchanged, b
     unchanged(pool)
     r = select(pool, tmp_path / "s.csv", encoder_file, "-b", bad)
     assert r.exit_code == 2 and msg in error_line(r)  # a malformed option: click's usage error status
-    assert not (tmp_path / ".selector-cache").exists()  # refused before anything ran
+    assert not user_cache().exists()  # refused before anything ran
 
 
 def test_budget_larger_than_pool(pool, tmp_path, encoder_file, unchanged):
@@ -565,7 +570,7 @@ def test_output_refused_before_any_work(pool, tmp_path, encoder_file, unchanged,
            "no-parent": f"output folder {tmp_path / 'missing'} does not exist"}[case]
     r = select(pool, out, encoder_file, "-b", 3)
     assert r.exit_code == 1 and msg in error_line(r)
-    assert not (tmp_path / ".selector-cache").exists()
+    assert not user_cache().exists()
 
 
 @pytest.mark.skipif(IS_ROOT, reason="root may write anywhere; see the simulated test")
