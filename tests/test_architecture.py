@@ -85,3 +85,26 @@ def test_lazy_names_still_resolve():
     loaded = _loaded_after("import selector\nassert selector.Selector.__name__ == 'Selector'\n"
                            "assert 'balanced' in selector.STRATEGIES", ("selector.api", "torch"))
     assert loaded == ["selector.api", "torch"]  # the first use loads the pipeline
+
+
+def test_only_the_cli_imports_the_evaluation_package():
+    folder = _package_dir("selector")
+    users = sorted(f.name for f in folder.glob("*.py")
+                   if any(m == "selector.eval" or m.startswith("selector.eval.")
+                          for m in _selector_imports(f, "selector")))
+    assert users == ["cli.py"]
+
+
+def test_lazy_option_choices_are_the_registries():
+    """The CLI's lazily loaded choices list exactly what the registries hold."""
+    from selector.backbones import ARCHS
+    from selector.cli import main
+    from selector.export import FORMATS
+    from selector.losses import LOSSES
+    from selector.strategies import STRATEGIES
+
+    params = {p.name: p for p in main.commands["select"].params}
+    assert list(params["strategy"].type.choices) == sorted(STRATEGIES)
+    assert list(params["loss"].type.choices) == sorted(LOSSES)
+    assert list(params["arch"].type.choices) == list(ARCHS)
+    assert list(params["fmt"].type.choices) == list(FORMATS)
