@@ -34,8 +34,11 @@ import io
 import logging
 import multiprocessing as mp
 import os
+import signal
+import stat
 import struct
 import tempfile
+import threading
 import time
 import warnings
 import zipfile
@@ -47,6 +50,8 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from .names import display_name, name_problem
 
 log = logging.getLogger(__name__)
 
@@ -177,22 +182,47 @@ def alloc_images(shape: tuple[int, ...], scratch_dir: str | os.PathLike | None =
 # Folder discovery
 
 
-def list_image_files(root: str | os.PathLike) -> list[str]:
-    """Relative POSIX paths of image files under ``root``, recursively, sorted.
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+SYSTEM_DIRS = ("/proc", "/sys", "/dev")  # never walked into, even with follow_links
 
-    Follows symbolic links to folders but never enters the same folder twice (no loop); skips hidden
-    files and folders.
+
+def _not_regular(mode: int) -> str | None:
+    """'not a regular file (a FIFO)' and the like, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((k for test, k in _KINDS if test(mode)), "a special file")
+    return f"not a regular file ({kind})"
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def list_pool_files(root: str | os.PathLike, follow_links: bool = False
+                    ) -> tuple[list[str], list[tuple[str, str]], list[tuple[str, str]]]:
+    """The files of a pool folder: (image files, skipped files, skipped folders), paths relative POSIX.
+
+    Image files are those with an image suffix, recursively, sorted; hidden files and folders are left
+    out. Skipped, each with its reason: files that are not regular files (FIFOs, sockets, devices: reading
+    them could block forever) and files whose path is not valid UTF-8 or holds a control character (see
+    :mod:`selector.names`); folders reached by a symbolic link that leaves the pool (unless
+    ``follow_links``) or that lie on the system's special file systems (``/proc``, ``/sys``, ``/dev``,
+    never read). No folder is entered twice (no loop).
     """
     root = Path(root)
     if not root.exists():
-        raise PoolError(f"pool {root} does not exist")
+        raise PoolError(f"pool {display_name(root)} does not exist")
     if not root.is_dir():
-        raise PoolError(f"pool {root} is not a folder")
+        raise PoolError(f"pool {display_name(root)} is not a folder")
+    real_root = os.path.realpath(root)
     found: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    folders: list[tuple[str, str]] = []
     seen: set[tuple[int, int]] = set()
 
     def onerror(err: OSError) -> None:
-        raise PoolError(f"cannot read folder {err.filename}: {err.strerror}")
+        raise PoolError(f"cannot read folder {display_name(err.filename)}: {err.strerror}")
 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=onerror):
         st = os.stat(dirpath)
@@ -200,14 +230,56 @@ def list_image_files(root: str | os.PathLike) -> list[str]:
             dirnames[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel_dir = Path(dirpath).relative_to(root)
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            full = os.path.join(dirpath, d)
+            real = os.path.realpath(full)
+            if any(_within(real, s) for s in SYSTEM_DIRS) and not any(_within(real_root, s) for s in SYSTEM_DIRS):
+                folders.append(((rel_dir / d).as_posix(), f"it is {real}, a system folder (never read)"))
+            elif os.path.islink(full) and not follow_links and not _within(real, real_root):
+                folders.append(((rel_dir / d).as_posix(),
+                                f"a link to {real}, outside the pool (pass --follow-links to read it)"))
+            else:
+                keep.append(d)
+        dirnames[:] = keep
         for name in filenames:
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            found.append((rel_dir / name).as_posix())
+            rel = (rel_dir / name).as_posix()
+            problem = name_problem(rel)
+            if problem is None:
+                try:
+                    problem = _not_regular(os.stat(os.path.join(dirpath, name)).st_mode)
+                except OSError:
+                    problem = None  # a broken or looping link: the decoder reports it like any unreadable file
+            if problem is None:
+                found.append(rel)
+            else:
+                skipped.append((rel, problem))
     found.sort()
-    return found
+    skipped.sort()
+    folders.sort()
+    return found, skipped, folders
+
+
+def list_image_files(root: str | os.PathLike, follow_links: bool = False) -> list[str]:
+    """Relative POSIX paths of the usable image files under ``root``, sorted (see :func:`list_pool_files`)."""
+    return list_pool_files(root, follow_links)[0]
+
+
+def open_regular(path: str | os.PathLike):
+    """Open a pool file for reading without ever blocking on it: opened non-blocking, then refused
+    unless it is a regular file (a FIFO, socket or device named like an image raises PoolError)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        problem = _not_regular(os.fstat(fd).st_mode)
+        if problem is not None:
+            raise PoolError(problem)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +335,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     w, h = img.size
     if w * h > max_pixels:
-        raise PoolError(f"{w}x{h} px is over the {max_pixels:,}-pixel limit (decompression-bomb guard)")
+        raise PoolError(f"{w}x{h} px is over the {max_pixels:,}-pixel limit (decompression-bomb guard; "
+                        "raise it with --max-pixels)")
     if w < 1 or h < 1:
         raise PoolError(f"image has no pixels ({w}x{h})")
     return img
@@ -272,15 +345,17 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 def decode_file(path: Path, channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
                 ) -> tuple[np.ndarray, str]:
     """Read, hash and decode one file -> ((channels, size, size) uint8, hex digest of the bytes)."""
-    data = path.read_bytes()
+    with open_regular(path) as f:
+        data = f.read()
     if not data:
         raise PoolError("empty file (0 bytes)")
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     with warnings.catch_warnings():
-        # Our own limit (max_pixels) decides; Pillow's global one is lifted to it for this call.
+        # Our own limit (max_pixels) decides, with the same message at any size; Pillow's global one is
+        # lifted for this call (it would raise its own error, without the size, above twice its limit).
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         pillow_limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = max(int(max_pixels), int(pillow_limit or 0))
+        Image.MAX_IMAGE_PIXELS = None
         try:
             img = _open(data, max_pixels)
         finally:
@@ -293,8 +368,8 @@ def decode_file(path: Path, channels: int, size: int, max_pixels: int = DEFAULT_
 
 def _inspect(path: Path) -> tuple[str, int] | None:
     """(mode, short side) from the header, or None when unreadable."""
-    try:
-        with Image.open(path) as img:
+    try:  # opened without blocking: a FIFO or device that slipped in is refused, not waited on
+        with open_regular(path) as f, Image.open(f) as img:
             return img.mode, min(img.size)
     except Exception:  # noqa: BLE001 - any unreadable file is simply not counted here
         return None
@@ -310,7 +385,8 @@ def _evenly_spaced(items: Sequence[str], k: int) -> list[str]:
 def load_folder(root: str | os.PathLike, *, channels: int | None = None, image_size: int | None = None,
                 on_bad: str = "skip", max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = False,
                 workers: int | None = None, timeout_s: float = DEFAULT_DECODE_TIMEOUT_S,
-                scratch_dir: str | os.PathLike | None = None, mmap_threshold: int = MMAP_THRESHOLD) -> Pool:
+                scratch_dir: str | os.PathLike | None = None, mmap_threshold: int = MMAP_THRESHOLD,
+                follow_links: bool = False) -> Pool:
     """Read every image under ``root`` (see module docstring).
 
     Args:
@@ -323,11 +399,22 @@ def load_folder(root: str | os.PathLike, *, channels: int | None = None, image_s
         timeout_s: seconds one file may take to decode before its worker is killed and the file is
             treated as unreadable.
         scratch_dir, mmap_threshold: see :func:`alloc_images`.
+        follow_links: also read folders that symbolic links lead to outside ``root`` (see
+            :func:`list_pool_files`; the system's special file systems are never read).
     """
     if on_bad not in ("skip", "fail"):
         raise PoolError(f"on_bad must be 'skip' or 'fail', got {on_bad!r}")
     root = Path(root)
-    rel = list_image_files(root)
+    rel, unusable, folders = list_pool_files(root, follow_links)
+    for r, reason in folders:
+        log.warning("not reading %s: %s", display_name(root / r), reason)
+    if unusable and on_bad == "fail":
+        r, reason = unusable[0]
+        raise PoolError(f"cannot read image {display_name(root / r)}: {reason}")
+    if not rel and unusable:
+        r, reason = unusable[0]
+        raise PoolError(f"none of the {len(unusable)} image files in {display_name(root)} could be read "
+                        f"(first: {display_name(r)}: {reason})")
     if not rel:
         n_other = sum(len(f) for _, _, f in os.walk(root))
         what = "the folder is empty" if n_other == 0 else f"{n_other} other files"
@@ -358,16 +445,16 @@ def load_folder(root: str | os.PathLike, *, channels: int | None = None, image_s
     if bar is not None:
         bar.close()
 
-    skipped = [(rel[i], errors[i]) for i in sorted(errors)]
+    skipped = sorted([(rel[i], errors[i]) for i in sorted(errors)] + unusable)
     if on_bad == "fail" and skipped:
         r, reason = skipped[0]
-        raise PoolError(f"cannot read image {root / r}: {reason}")
-    for r, reason in skipped:
-        log.warning("skipping %s: %s", root / r, reason)
+        raise PoolError(f"cannot read image {display_name(root / r)}: {display_name(reason)}")
+    for r, reason in skipped:  # names and reasons escaped: nothing raw reaches the terminal
+        log.warning("skipping %s: %s", display_name(root / r), display_name(reason))
     keep = np.flatnonzero(ok)
     if len(keep) == 0:
-        raise PoolError(f"none of the {n} image files in {root} could be read "
-                        f"(first: {skipped[0][0]}: {skipped[0][1]})")
+        raise PoolError(f"none of the {len(skipped)} image files in {display_name(root)} could be read "
+                        f"(first: {display_name(skipped[0][0])}: {display_name(skipped[0][1])})")
     if len(keep) < n:  # close the gaps left by skipped files, in order (in place: j <= i always)
         for j, i in enumerate(keep):
             if i != j:
@@ -395,8 +482,43 @@ def _decode_serial(root: Path, rel: list[str], spec, images: np.ndarray, on_bad:
     return ok, digests, errors
 
 
-def _worker_main(conn, spec) -> None:
-    """Decode the files the parent sends, one message back per file (index, array, digest, error)."""
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """Make this (worker) process end when process ``parent`` does, however it ends (``kill -9`` too).
+
+    On Linux the kernel does it: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` (through ctypes). Everywhere, as a
+    fallback, a daemon thread checks every ``poll_s`` seconds that the parent is still this process's
+    parent (an orphan is adopted by another process) and exits at once if not. A parent that already
+    died before the call is caught by the first check."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the thread below does the job
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+def _worker_main(conn, spec, parent: int | None = None) -> None:
+    """Decode the files the parent sends, one message back per file (index, array, digest, error).
+
+    The worker dies with its parent (:func:`die_with_parent`) and ignores SIGINT: Ctrl-C reaches the
+    whole process group, and the parent alone handles it (it stops its workers)."""
+    if parent is not None:
+        die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     root, channels, size, max_pixels = spec
     root = Path(root)
     while True:
@@ -417,7 +539,7 @@ def _worker_main(conn, spec) -> None:
 class _Worker:
     def __init__(self, ctx, spec):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, spec), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, spec, os.getpid()), daemon=True)
         self.proc.start()
         child.close()
         self.task: list[tuple[int, str]] = []

@@ -2,8 +2,8 @@
 
 One entry point, :func:`export_selection`, picks a writer from ``fmt`` or the output suffix:
 
-* ``.csv`` / ``"csv"``: header ``rank,path,group,score``, one row per chosen image.
-* ``.jsonl`` / ``"jsonl"``: one JSON object per line: rank, path, index, group, score.
+* ``.csv`` / ``"csv"``: header ``rank,path,group,score,abs_path``, one row per chosen image.
+* ``.jsonl`` / ``"jsonl"``: one JSON object per line: rank, path, index, group, score, abs_path.
 * ``.json`` / ``"label-studio"``: Label Studio tasks with the rank, estimated group and round
   as data fields and a prediction scored in (0, 1] from the rank, plus ``<stem>.config.xml``, a
   labeling config offering the class names (when known).
@@ -53,7 +53,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from selector.atomic import atomic_write
+from selector.atomic import atomic_write, check_outputs
+from selector.names import display_name, name_problem
 from selector.strategies.base import Selection
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,9 @@ def selection_rows(selection: Selection, paths: Sequence[str]) -> list[dict[str,
         p = paths[i]
         if not isinstance(p, str) or not p:
             raise ExportError(f"paths[{i}] must be a non-empty string, got {p!r}")
+        problem = name_problem(p)
+        if problem is not None:  # would break a line-based, CSV or XML file, or a terminal
+            raise ExportError(f"paths[{i}] '{display_name(p)}' cannot be exported: {problem.replace('file ', '')}")
         rows.append({"rank": r + 1, "index": int(i), "path": p, "group": int(g),
                      "score": float(s) if math.isfinite(s) else None})
     return rows
@@ -125,34 +129,45 @@ def _group_name(group: int, group_names: Mapping[int, str] | Sequence[str] | Non
 # ----------------------------------------------------------------------------- csv / jsonl / txt
 
 
+def absolute_path(path: str, root: str | os.PathLike | None) -> str | None:
+    """The image's absolute file path when the pool is a folder (for FiftyOne and other tools that
+    open files directly), else None (array ids, or no root)."""
+    if root is None or is_array_id(path) or not Path(root).is_dir():
+        return None
+    return str(Path(root).resolve() / Path(path))
+
+
 def write_csv(selection: Selection, paths: Sequence[str], out_path: str | os.PathLike,
-              **_: Any) -> list[Path]:
-    """CSV with header ``rank,path,group,score`` (rank 1-based, UTF-8, RFC 4180 quoting)."""
+              force: bool = True, root=None, **_: Any) -> list[Path]:
+    """CSV with header ``rank,path,group,score,abs_path`` (rank 1-based, UTF-8, RFC 4180 quoting;
+    ``abs_path`` empty when the pool is not a folder)."""
     rows = selection_rows(selection, paths)
     out_path = Path(out_path)
-    with atomic_write(out_path, "w", newline="") as f:
+    with atomic_write(out_path, "w", newline="", overwrite=force) as f:
         w = csv.writer(f)
-        w.writerow(["rank", "path", "group", "score"])
+        w.writerow(["rank", "path", "group", "score", "abs_path"])
         for r in rows:
-            w.writerow([r["rank"], r["path"], r["group"], "" if r["score"] is None else repr(r["score"])])
+            w.writerow([r["rank"], r["path"], r["group"], "" if r["score"] is None else repr(r["score"]),
+                        absolute_path(r["path"], root) or ""])
     return [out_path]
 
 
 def write_jsonl(selection: Selection, paths: Sequence[str], out_path: str | os.PathLike,
-                **_: Any) -> list[Path]:
-    """JSON Lines: one ``{"rank", "path", "index", "group", "score"}`` object per line."""
+                force: bool = True, root=None, **_: Any) -> list[Path]:
+    """JSON Lines: one ``{"rank", "path", "index", "group", "score", "abs_path"}`` object per line
+    (``abs_path`` null when the pool is not a folder)."""
     rows = selection_rows(selection, paths)
     out_path = Path(out_path)
-    with atomic_write(out_path, "w") as f:
+    with atomic_write(out_path, "w", overwrite=force) as f:
         for r in rows:
             obj = {"rank": r["rank"], "path": r["path"], "index": r["index"],
-                   "group": r["group"], "score": r["score"]}
+                   "group": r["group"], "score": r["score"], "abs_path": absolute_path(r["path"], root)}
             f.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
     return [out_path]
 
 
 def write_paths(selection: Selection, paths: Sequence[str], out_path: str | os.PathLike,
-                **_: Any) -> list[Path]:
+                force: bool = True, **_: Any) -> list[Path]:
     """The chosen paths, one per line, in rank order (a list Label Studio, CVAT's CLI and
     ``rsync --files-from`` accept)."""
     rows = selection_rows(selection, paths)
@@ -160,7 +175,7 @@ def write_paths(selection: Selection, paths: Sequence[str], out_path: str | os.P
         if "\n" in r["path"] or "\r" in r["path"]:
             raise ExportError(f"path {r['path']!r} contains a line break; use .csv or .jsonl")
     out_path = Path(out_path)
-    with atomic_write(out_path, "w") as f:
+    with atomic_write(out_path, "w", overwrite=force) as f:
         for r in rows:
             f.write(r["path"] + "\n")
     return [out_path]
@@ -265,7 +280,7 @@ def label_studio_tasks(selection: Selection, paths: Sequence[str], root=None, st
 
         {"data": {"image": <url>, "path": <pool path>, "rank": <1-based rank>,
                   "group": <estimated group, -1 for none>, "round": <round>},
-         "meta": {"rank", "index", "path", "group", "score", "strategy"},
+         "meta": {"rank", "index", "path", "group", "score", "strategy", "abs_path"},
          "predictions": [{"model_version": "selector-<strategy>", "score": <rank score>,
                           "result": []}]}
 
@@ -294,7 +309,8 @@ def label_studio_tasks(selection: Selection, paths: Sequence[str], root=None, st
         task: dict[str, Any] = {
             "data": data,
             "meta": {"rank": r["rank"], "index": r["index"], "path": r["path"],
-                     "group": r["group"], "score": r["score"], "strategy": name},
+                     "group": r["group"], "score": r["score"], "strategy": name,
+                     "abs_path": absolute_path(r["path"], root)},
         }
         if predictions:
             result = []
@@ -313,7 +329,8 @@ def write_label_studio(selection: Selection, paths: Sequence[str], out_path: str
                        document_root=None, from_name: str = "choice", to_name: str = "image",
                        data_key: str = "image", group_names=None, predictions: bool = True,
                        predict_groups: bool = False, class_names: Sequence[str] | None = None,
-                       round: int | None = None, write_config: bool = True, **_: Any) -> list[Path]:
+                       round: int | None = None, write_config: bool = True, force: bool = True,
+                       **_: Any) -> list[Path]:
     """Label Studio tasks JSON (a list of tasks; see :func:`label_studio_tasks` and
     :func:`image_url` for the options).
 
@@ -339,15 +356,15 @@ def write_label_studio(selection: Selection, paths: Sequence[str], out_path: str
         choices = config_choices(np.asarray(selection.groups).reshape(-1).tolist(), class_names,
                                  predict_groups and predictions, group_names)
         if choices:
-            cfg_path = out_path.with_name(out_path.stem + ".config.xml")
+            cfg_path = side_path(out_path, ".config.xml")
             text = label_studio_config(choices, from_name, to_name, data_key)
-            with atomic_write(cfg_path, "w") as f:
+            with atomic_write(cfg_path, "w", overwrite=force) as f:
                 f.write(text)
             written.append(cfg_path)
         else:
             logger.warning("no class names given: no Label Studio labeling config written "
                            "(pass class_names / --class-names a,b,c)")
-    with atomic_write(out_path, "w") as f:
+    with atomic_write(out_path, "w", overwrite=force) as f:
         json.dump(tasks, f, ensure_ascii=False, allow_nan=False, indent=1)
         f.write("\n")
     return [out_path, *written]
@@ -444,7 +461,7 @@ def cvat_xml(rows: Sequence[dict], sizes: Sequence[tuple[int, int]], label_names
 def write_cvat(selection: Selection, paths: Sequence[str], out_path: str | os.PathLike, root=None,
                strategy: str | None = None, sizes=None, group_names=None, manifest: bool = True,
                labels: bool = True, class_names: Sequence[str] | None = None, predict_groups: bool = False,
-               predictions: bool = True, **_: Any) -> list[Path]:
+               predictions: bool = True, force: bool = True, **_: Any) -> list[Path]:
     """CVAT files for a new task holding the chosen images, pre-tagged with their group.
 
     Writes ``out_path`` ("CVAT for images 1.1" XML), and unless turned off
@@ -471,26 +488,27 @@ def write_cvat(selection: Selection, paths: Sequence[str], out_path: str | os.Pa
     out_path = Path(out_path)
     written = []
     if manifest:
-        man_path = out_path.with_name(out_path.stem + ".manifest.jsonl")
-        with atomic_write(man_path, "w") as f:
+        man_path = side_path(out_path, ".manifest.jsonl")
+        with atomic_write(man_path, "w", overwrite=force) as f:
             for line in cvat_manifest_lines(rows, wh):
                 f.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
         written.append(man_path)
     if labels:
-        lab_path = out_path.with_name(out_path.stem + ".labels.json")
-        with atomic_write(lab_path, "w") as f:
+        lab_path = side_path(out_path, ".labels.json")
+        with atomic_write(lab_path, "w", overwrite=force) as f:
             json.dump(cvat_labels(names), f, ensure_ascii=False, indent=1)
             f.write("\n")
         written.append(lab_path)
     task_name = f"selector-{strategy}" if strategy else "selector"
-    with atomic_write(out_path, "w") as f:
+    with atomic_write(out_path, "w", overwrite=force) as f:
         f.write(cvat_xml(rows, wh, names, group_names, task_name, tag_groups=tag_groups))
     return [out_path, *written]
 
 
 def write_cvat_zip(selection: Selection, paths: Sequence[str], out_path: str | os.PathLike, root=None,
                    strategy: str | None = None, group_names=None, class_names: Sequence[str] | None = None,
-                   predict_groups: bool = False, predictions: bool = True, **_: Any) -> list[Path]:
+                   predict_groups: bool = False, predictions: bool = True, force: bool = True,
+                   **_: Any) -> list[Path]:
     """A "CVAT for images 1.1" dataset as one ``.zip``: ``annotations.xml`` plus the chosen
     images under ``images/<pool path>``, the layout CVAT's "Import dataset" and datumaro's
     ``cvat`` format read (https://docs.cvat.ai/docs/dataset_management/formats/format-cvat/).
@@ -509,7 +527,7 @@ def write_cvat_zip(selection: Selection, paths: Sequence[str], out_path: str | o
     task_name = f"selector-{strategy}" if strategy else "selector"
     xml = cvat_xml(rows, wh, names, group_names, task_name, tag_groups=tag_groups)
     out_path = Path(out_path)
-    with atomic_write(out_path, "wb") as f:
+    with atomic_write(out_path, "wb", overwrite=force) as f:
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
             z.writestr("annotations.xml", xml.encode("utf-8"))
             for r in rows:
@@ -559,9 +577,37 @@ def format_for(out_path: str | os.PathLike, fmt: str | None = None) -> str:
     return SUFFIX_FORMATS[suffix]
 
 
+def side_path(out_path: str | os.PathLike, suffix: str) -> Path:
+    """A companion file of ``out_path``: ``<stem><suffix>`` beside it (``tasks.json`` ->
+    ``tasks.config.xml``)."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.stem + suffix)
+
+
+def output_paths(out_path: str | os.PathLike, fmt: str | None = None, **kw: Any) -> list[Path]:
+    """Every file an export (or ``selector embed``, ``fmt="embeddings"``) to ``out_path`` may write,
+    main file first: the side files follow the writers' options (``write_config`` for Label Studio,
+    whose config is listed even when it turns out to have no choice to offer and is not written;
+    ``manifest``, ``labels`` for CVAT). The one list that :func:`selector.atomic.check_outputs` checks before any work, in
+    :func:`export_selection` and in the command line alike."""
+    out_path = Path(out_path)
+    if fmt == "embeddings":
+        return [out_path, out_path.with_suffix(".ids.txt")]
+    name = format_for(out_path, fmt)
+    out = [out_path]
+    if name == "label-studio" and kw.get("write_config", True):  # listed even if it turns out empty
+        out.append(side_path(out_path, ".config.xml"))
+    if name == "cvat":
+        if kw.get("manifest", True):
+            out.append(side_path(out_path, ".manifest.jsonl"))
+        if kw.get("labels", True):
+            out.append(side_path(out_path, ".labels.json"))
+    return out
+
+
 def export_selection(selection: Selection, paths: Sequence[str], out_path: str | os.PathLike,
                      fmt: str | None = None, root: str | os.PathLike | None = None,
-                     strategy: str | None = None, **kw: Any) -> list[Path]:
+                     strategy: str | None = None, force: bool = True, **kw: Any) -> list[Path]:
     """Write ``selection`` for annotators; returns the files written (main file first).
 
     Args:
@@ -571,6 +617,9 @@ def export_selection(selection: Selection, paths: Sequence[str], out_path: str |
         fmt: one of :data:`FORMATS`; None picks it from the suffix (:data:`SUFFIX_FORMATS`).
         root: the pool folder (Label Studio absolute paths / document root, CVAT image sizes).
         strategy: the strategy's name, recorded as Label Studio's ``model_version``.
+        force: overwrite existing files. False refuses, before writing anything, when any file
+            of :func:`output_paths` exists (:class:`selector.atomic.OutputExistsError`), and never
+            replaces a file that appears meanwhile (another run writing the same output).
         **kw: format options (``url_prefix``, ``document_root``, ``group_names``, ``sizes``...);
             options a format does not use are ignored.
     """
@@ -578,6 +627,7 @@ def export_selection(selection: Selection, paths: Sequence[str], out_path: str |
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise ExportError(f"output folder {out_path.parent} does not exist")
-    files = FORMATS[name](selection, paths, out_path, root=root, strategy=strategy, **kw)
+    check_outputs(output_paths(out_path, name, **kw), force)
+    files = FORMATS[name](selection, paths, out_path, root=root, strategy=strategy, force=force, **kw)
     logger.info("wrote %d chosen items as %s to %s", len(selection), name, files[0])
     return files

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
+import numbers
+import types
+import typing
 from typing import Any, Callable, Iterable, TypeVar
 
 from .base import Strategy
@@ -31,14 +35,57 @@ def get_strategy(name: str, **params) -> Strategy:
         cls = STRATEGIES[name]
     except KeyError:
         raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(sorted(STRATEGIES))}") from None
+    check_params(cls, params)
     return cls(**params)
+
+
+def _is_bool(v: Any) -> bool:
+    return type(v).__name__ in ("bool", "bool_")  # Python's and numpy's
+
+
+def check_param(key: str, value: Any, annotation: Any) -> None:
+    """Raise ValueError naming ``key`` when ``value`` does not fit the annotation ``int``, ``float``,
+    ``bool`` (each optionally ``| None``): a whole number, a finite number, True/False. Other
+    annotations are left to the constructor."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = set(typing.get_args(annotation))
+    else:
+        kinds = {annotation}
+    optional = type(None) in kinds
+    kinds.discard(type(None))
+    if value is None and optional:
+        return
+    if kinds == {bool}:
+        if not _is_bool(value):
+            raise ValueError(f"{key} must be True, False{' or None' if optional else ''}, got {value!r}")
+    elif kinds == {int}:
+        if _is_bool(value) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{key} must be a whole number{' or None' if optional else ''}, got {value!r}")
+    elif kinds in ({float}, {int, float}):
+        if _is_bool(value) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{key} must be a number{' or None' if optional else ''}, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number, got {value!r}")
+
+
+def check_params(cls: type[Strategy], params: dict[str, Any]) -> None:
+    """Type-check keyword hyperparameters against the constructor's annotations (see
+    :func:`check_param`), so a wrong value is a one-line error before any work, not a TypeError deep
+    inside a selection."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: leave checking to the constructor
+        return
+    for key, value in params.items():
+        if key in hints:
+            check_param(key, value, hints[key])
 
 
 def parse_params(name: str, items: Iterable[str]) -> dict[str, Any]:
     """``["explore=0", "k_nn=10"]`` -> ``{"explore": 0, "k_nn": 10}`` for strategy ``name``.
 
-    Values are Python literals (numbers, None, True/False, quoted strings); anything else is kept as
-    a string. Raises ValueError naming the item for a missing ``=`` or a keyword the strategy's
+    Values are Python literals (numbers, None, True/False, quoted strings) or nan/inf; anything else is
+    kept as a string (and refused by :func:`check_params` where a number is expected). Raises ValueError naming the item for a missing ``=`` or a keyword the strategy's
     constructor does not take (and lists the ones it does).
     """
     if name not in STRATEGIES:
@@ -55,5 +102,6 @@ def parse_params(name: str, items: Iterable[str]) -> dict[str, Any]:
         try:
             out[key] = ast.literal_eval(val.strip())
         except (ValueError, SyntaxError):
-            out[key] = val.strip()
+            text = val.strip()  # nan, inf: numbers that are not Python literals (refused by check_params)
+            out[key] = float(text) if text.lower().lstrip("+-") in ("nan", "inf", "infinity") else text
     return out

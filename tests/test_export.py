@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 import selector.export as export_mod
+from selector.atomic import WriteError
 from selector.export import (
     FORMATS,
     ExportError,
@@ -80,7 +81,7 @@ def test_csv_schema_and_quoting(pool, tmp_path):
     assert export_selection(make_selection(), paths, out, root=root) == [out]
     with open(out, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["rank", "path", "group", "score"]
+    assert rows[0] == ["rank", "path", "group", "score", "abs_path"]
     body = rows[1:]
     assert [int(r[0]) for r in body] == [1, 2, 3, 4, 5]  # 1-based rank
     assert [r[1] for r in body] == [paths[i] for i in [4, 1, 3, 0, 5]]  # commas/quotes survive
@@ -88,17 +89,22 @@ def test_csv_schema_and_quoting(pool, tmp_path):
     assert float(body[0][3]) == 0.9 and body[3][3] == ""  # NaN score -> empty cell
     for r in body:
         assert (root / r[1]).is_file()
+        assert Path(r[4]).is_absolute() and Path(r[4]) == (root / r[1]).resolve()  # FiftyOne opens these
+    export_selection(make_selection(), paths, tmp_path / "noroot.csv")
+    with open(tmp_path / "noroot.csv", newline="", encoding="utf-8") as f:
+        assert {r[4] for r in list(csv.reader(f))[1:]} == {""}  # no pool folder: left empty
 
 
 def test_jsonl_schema(pool, tmp_path):
     root, paths = pool
     out = tmp_path / "sel.jsonl"
-    export_selection(make_selection(), paths, out)
+    export_selection(make_selection(), paths, out, root=root)
     lines = out.read_text(encoding="utf-8").splitlines()
     objs = [json.loads(line) for line in lines]  # strict JSON: NaN would not parse as null
     assert len(objs) == 5
     for rank, (o, i) in enumerate(zip(objs, [4, 1, 3, 0, 5]), start=1):
-        assert set(o) == {"rank", "path", "index", "group", "score"}
+        assert set(o) == {"rank", "path", "index", "group", "score", "abs_path"}
+        assert Path(o["abs_path"]) == (root / paths[i]).resolve() and Path(o["abs_path"]).is_file()
         assert o["rank"] == rank and o["index"] == i and o["path"] == paths[i]
         assert isinstance(o["group"], int)
         assert o["score"] is None or isinstance(o["score"], float)
@@ -112,7 +118,7 @@ def test_paths_txt(pool, tmp_path):
     export_selection(make_selection(), paths, out)
     assert out.read_text(encoding="utf-8").splitlines() == [paths[i] for i in [4, 1, 3, 0, 5]]
     sel = Selection(np.array([0]), np.zeros(1), np.zeros(1, dtype=np.int64))
-    with pytest.raises(ExportError, match="line break"):
+    with pytest.raises(ExportError, match="control character"):
         export_selection(sel, ["bad\nname.png"], tmp_path / "x.txt")
 
 
@@ -229,6 +235,7 @@ def test_label_studio_tasks_schema(pool, tmp_path):
         assert (root / paths[i]).is_file()
         assert task["meta"]["rank"] == rank and task["meta"]["index"] == i
         assert task["data"]["path"] == paths[i] and task["data"]["round"] == 2
+        assert task["meta"]["abs_path"] == str((root / paths[i]).resolve())
         assert task["data"]["group"] == [2, 0, -1, 1, 0][rank - 1]
         pred = task["predictions"][0]
         assert pred["model_version"] == "selector-typiclust"
@@ -438,8 +445,9 @@ def test_failed_write_leaves_no_file(pool, tmp_path, failing_disk, suffix):
     root, paths = pool
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    with pytest.raises(DiskFull):
+    with pytest.raises(WriteError, match=r"cannot write .*: No space left on device \(nothing was written\)") as e:
         export_selection(make_selection(), paths, out_dir / f"sel{suffix}", root=root)
+    assert isinstance(e.value.__cause__, DiskFull)
     assert list(out_dir.iterdir()) == []  # no output, no temp file
 
 
@@ -450,7 +458,7 @@ def test_failed_write_keeps_existing_file(pool, tmp_path, failing_disk, suffix):
     out_dir.mkdir()
     out = out_dir / f"sel{suffix}"
     out.write_text("previous export\n", encoding="utf-8")
-    with pytest.raises(DiskFull):
+    with pytest.raises(WriteError, match="No space left on device"):
         export_selection(make_selection(), paths, out, root=root)
     assert out.read_text(encoding="utf-8") == "previous export\n"
     assert sorted(p.name for p in out_dir.iterdir()) == [out.name]
