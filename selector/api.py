@@ -109,7 +109,8 @@ class Selector:
         device: "auto" (CUDA when present), "cpu" or "cuda".
         epochs: training epochs; None chooses from the pool size (:func:`selector.train.auto_epochs`).
         loss: contrastive loss name (see ``selector.losses.LOSSES``).
-        arch: encoder architecture ("resnet-small" or "resnet18").
+        arch: encoder architecture ("resnet-small" or "resnet18"); None (default) and no ``backbone``
+            means ``backbone="auto"``.
         batch_size: training batch size.
         image_size: encoder input side; None chooses from the pool.
         cache_dir: folder for the trained encoder and the embedding cache (None: no disk cache).
@@ -120,7 +121,7 @@ class Selector:
         backbone: overrides ``arch`` when given: "resnet-small", "resnet18", a pretrained backbone
             ("efficientnet-lite0", "torchvision:NAME"; :mod:`selector.pretrained`) or "auto"
             (:func:`selector.pretrained.choose_backbone`, by the pool's kind; the reason is in
-            ``backbone_reason_``).
+            ``backbone_reason_``). Default: ``arch`` if given, else "auto".
         backbone_mode: "auto" (frozen for a pretrained backbone, trained for the others), "frozen"
             (no training: the backbone's pooled features; a random-weight baseline for the small
             ResNets) or "finetune" (contrastive training on the pool, from the pretrained weights if any).
@@ -131,19 +132,23 @@ class Selector:
             :data:`selector.pretrained.DEFAULT_INPUT_SIZE`.
         time_budget: minutes of training: the first steps are timed and the number of steps is planned
             so the whole learning-rate schedule ends within it (``epochs``, if given, is then a cap).
+        pixel_view: concatenate the pixel view (PCA-50 of the pixels, :mod:`selector.pixels`) to the
+            encoder's embedding, each block L2-normalised. None (default): on when the backbone is
+            chosen automatically (the embedding benchmark's default), off for a backbone or encoder
+            named explicitly.
     """
 
     def __init__(self, encoder: str | os.PathLike | None = None, strategy: str | Strategy = "balanced",
                  strategy_params: Mapping[str, Any] | None = None, seed: int = 0, device: str = "auto",
-                 epochs: int | None = None, loss: str = "simclr", arch: str = "resnet-small",
+                 epochs: int | None = None, loss: str = "simclr", arch: str | None = None,
                  batch_size: int = 256, image_size: int | None = None,
                  cache_dir: str | os.PathLike | None = None, on_bad: str = "skip", progress: bool = False,
                  embed_chunk: int | None = None, backbone: str | None = None, backbone_mode: str = "auto",
                  weights: str | os.PathLike | None = None, backbone_size: int | None = None,
-                 time_budget: float | None = None):
+                 time_budget: float | None = None, pixel_view: bool | None = None):
         if isinstance(strategy, str) and strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(sorted(STRATEGIES))}")
-        if arch not in ARCHS:
+        if arch is not None and arch not in ARCHS:
             raise ValueError(f"unknown encoder architecture {arch!r}; choose from {', '.join(ARCHS)}")
         if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -176,6 +181,7 @@ class Selector:
         self.weights = weights
         self.backbone_size = backbone_size
         self.time_budget = time_budget
+        self.pixel_view = pixel_view
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -183,12 +189,15 @@ class Selector:
         """Read ``pool`` (a folder, an .npz, or a :class:`Pool`), get an encoder, embed the pool.
 
         Args:
-            labels: optional (n,) int64 known labels (-1 unknown) for losses that use them.
+            labels: optional (n,) int64 known labels (-1 unknown) for losses that use them (KCL,
+                SupCon-spread); ignored by the others, so they neither change training nor the cache key.
         Sets ``pool_``, ``encoder_``, ``embeddings_`` (n, dim) float32, ``timings_`` (seconds per step)
         and ``n_embedded_`` (images the encoder ran on; 0 when all came from the cache).
         """
         t0 = time.perf_counter()
         self.timings_: dict[str, float] = {}
+        if labels is not None and not self._loss_uses_labels():
+            labels = None
         if not isinstance(pool, Pool):
             size, channels = self.image_size, None
             if self.encoder is not None and size is None:  # read the pool the way the encoder expects
@@ -211,8 +220,19 @@ class Selector:
         self.embeddings_, self.n_embedded_ = embed_pool(pool.images, pool.digests, self.encoder_, device,
                                                         cache_dir=self.cache_dir, progress=self.progress,
                                                         chunk=self.embed_chunk)
+        self.pixel_view_ = None
+        if self.uses_pixel_view():
+            from .pixels import PixelPCA, concat_views
+
+            self.pixel_view_ = PixelPCA().fit(pool.images, seed=self.seed)
+            self.embeddings_ = concat_views(self.embeddings_, self.pixel_view_.transform(pool.images))
         self.timings_["embed"] = time.perf_counter() - t2
         return self
+
+    def _loss_uses_labels(self) -> bool:
+        from .losses import LOSSES
+
+        return bool(getattr(LOSSES.get(self.loss), "needs_labels", False))
 
     def train_config(self, n: int, backbone: str | None = None) -> TrainConfig:
         """The training configuration used for a pool of ``n`` images (``backbone``: the resolved one,
@@ -224,15 +244,26 @@ class Selector:
             kw = {"epochs": self.epochs or auto_epochs(n)}
         from .pretrained import is_pretrained
 
-        if is_pretrained(backbone or getattr(self, "backbone_", None) or self.backbone or self.arch):
+        if is_pretrained(backbone or getattr(self, "backbone_", None) or self.backbone_name):
             kw["lr"] = TrainConfig.lr / 10  # fine-tuning pretrained weights: a tenth of the from-scratch rate
         return TrainConfig(loss=self.loss, batch_size=self.batch_size, seed=self.seed, **kw)
+
+    @property
+    def backbone_name(self) -> str:
+        """The backbone asked for: ``backbone``, else ``arch``, else "auto"."""
+        return self.backbone or self.arch or "auto"
+
+    def uses_pixel_view(self) -> bool:
+        """Whether :meth:`fit` adds the pixel view (see ``pixel_view``)."""
+        if self.pixel_view is not None:
+            return bool(self.pixel_view)
+        return self.encoder is None and self.backbone_name == "auto"
 
     def resolve_backbone(self, pool: Pool) -> tuple[str, str, str]:
         """(backbone, "frozen" or "trained", reason) used for ``pool``; ``auto`` is decided here."""
         from .pretrained import choose_backbone, pretrained_installed, resolve_mode
 
-        name = self.backbone or self.arch
+        name = self.backbone_name
         if name == "auto":
             name, mode, reason = choose_backbone(pool.channels, pool.size, len(pool), pretrained_installed())
             if self.backbone_mode != "auto":
@@ -290,6 +321,10 @@ class Selector:
             pool = load_pool(pool, image_size=self.pool_.size, channels=self.pool_.channels, on_bad=self.on_bad)
         emb, _ = embed_pool(pool.images, pool.digests, self.encoder_, resolve_device(self.device),
                             cache_dir=self.cache_dir, progress=self.progress, chunk=self.embed_chunk)
+        if self.pixel_view_ is not None:  # the same views, the pixel PCA fitted on the first pool
+            from .pixels import concat_views
+
+            emb = concat_views(emb, self.pixel_view_.transform(pool.images))
         return emb
 
     # -- selecting -----------------------------------------------------------------------------

@@ -481,10 +481,7 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
         sel = Selector(encoder=encoder, strategy=strat, seed=seed, device=device, epochs=epochs, loss=loss,
                        arch=arch, batch_size=batch_size, image_size=size, cache_dir=cache, on_bad=on_bad_image,
                        progress=_progress(quiet), embed_chunk=embed_chunk, **_backbone_kwargs())
-        from .losses import LOSSES
-
-        # Known labels train the label-using losses (KCL, SupCon-spread) and let balanced balance true classes.
-        sel.fit(p, labels=plan.labels if getattr(LOSSES[loss], "needs_labels", False) else None)
+        sel.fit(p, labels=plan.labels)  # known labels train the losses that use them (KCL, SupCon-spread)
         if encoder is not None:
             summary.append(("encoder", f"{encoder}"))
         else:
@@ -502,7 +499,7 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
 def _encoder_line(sel, n: int, cache) -> str:
     """What the encoder was: backbone, why (for auto), frozen or how it was trained (epochs, images seen)."""
     name = sel.backbone_
-    why = f"; {sel.backbone_reason_}" if (sel.backbone or sel.arch) == "auto" else ""
+    why = f"; {sel.backbone_reason_}" if sel.backbone_name == "auto" else ""
     if sel.encoder_.config.mode == "frozen":
         return f"{name}, frozen (no training){why}"
     tc = sel.train_config(n)

@@ -96,3 +96,14 @@ def test_labels_from_a_file_reach_label_aware_strategies(tmp_path):
     # A plain list of paths carries no labels: the documented even split.
     mask2, y2, _ = labeled_and_labels(ids[:8], ids, None)
     assert y2 is None and mask2.sum() == 8
+
+
+def test_labels_reach_only_the_losses_that_use_them(digits_pool, tmp_path):
+    """SimCLR ignores known labels: fitting with them reuses the encoder cached without them."""
+    y = np.arange(60) % 3
+    kw = dict(strategy="random", epochs=1, seed=0, device="cpu", cache_dir=tmp_path / "cache")
+    first = Selector(loss="simclr", **kw).fit(digits_pool)
+    again = Selector(loss="simclr", **kw).fit(digits_pool, labels=y)
+    assert not first.encoder_cached_ and again.encoder_cached_
+    kcl = Selector(loss="kcl", **kw).fit(digits_pool, labels=y)
+    assert not kcl.encoder_cached_  # a label-using loss trains its own encoder
