@@ -198,13 +198,8 @@ class Selector:
         self.timings_: dict[str, float] = {}
         if labels is not None and not self._loss_uses_labels():
             labels = None
-        if not isinstance(pool, Pool):
-            size, channels = self.image_size, None
-            if self.encoder is not None and size is None:  # read the pool the way the encoder expects
-                from .train import read_checkpoint
-
-                cfg = read_checkpoint(self.encoder)["config"]
-                size, channels = cfg["image_size"], cfg["in_channels"]
+        if not isinstance(pool, Pool):  # read the pool the way the encoder expects
+            size, channels = encoder_input(self.encoder, self.image_size)
             pool = load_pool(pool, image_size=size, channels=channels, on_bad=self.on_bad, progress=self.progress)
         self.pool_ = pool
         self.timings_["read"] = time.perf_counter() - t0
@@ -360,6 +355,27 @@ class Selector:
         strat = self.strategy if isinstance(self.strategy, Strategy) else get_strategy(self.strategy, **self.strategy_params)
         return select_embeddings(self.embeddings_, plan.budget, plan.excluded, strat, self.seed, self.pool_.ids,
                                  self.pool_.root, info=plan.info, labels=plan.labels)
+
+
+def encoder_input(encoder: str | os.PathLike | None, image_size: int | None = None, what: str = "image_size"
+                  ) -> tuple[int | None, int | None]:
+    """(image size, channels) a pool must be read at for ``encoder`` (a checkpoint path, or None to
+    train one: then ``image_size`` and any channel count). Raises CheckpointError for a checkpoint
+    without a valid input size and ValueError when ``image_size`` (named ``what`` in the message)
+    differs from the encoder's."""
+    if encoder is None:
+        return image_size, None
+    from .train import CheckpointError, read_checkpoint
+
+    cfg = read_checkpoint(encoder)["config"]
+    try:
+        size, channels = int(cfg["image_size"]), int(cfg["in_channels"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{encoder}: the stored configuration has no valid input size") from e
+    if image_size is not None and image_size != size:
+        raise ValueError(f"encoder {encoder} expects {size} px images, but {what} {image_size} was given; "
+                         f"leave {what} out")
+    return size, channels
 
 
 @dataclass

@@ -194,8 +194,11 @@ def _backbone_kwargs(train: bool = False) -> dict:
     if train and mode == "auto":
         mode = "finetune"  # selector train trains: a pretrained backbone is fine-tuned
     budget = meta.get("time_budget")
-    return {"backbone": meta.get("backbone"), "backbone_mode": mode, "weights": meta.get("weights"),
-            "backbone_size": meta.get("backbone_size"), "time_budget": budget}
+    out = {"backbone": meta.get("backbone"), "backbone_mode": mode, "weights": meta.get("weights"),
+           "backbone_size": meta.get("backbone_size"), "time_budget": budget}
+    if not train:
+        out["pixel_view"] = meta.get("pixel_view")
+    return out
 
 
 def encoder_options(f):
@@ -205,8 +208,12 @@ def encoder_options(f):
                           "planned so the whole learning-rate schedule ends within it (--epochs then caps it). "
                           "The summary says what was done.")(f)
     f = backbone_options(f)
-    f = click.option("--arch", type=LazyChoice(names_of("selector.backbones", "ARCHS", sort=False)), default="resnet-small", show_default=True,
-                     help="Encoder architecture (resnet-small for CPU, resnet18 for a GPU).")(f)
+    f = click.option("--pixel-view/--no-pixel-view", default=None, expose_value=False, callback=_meta("pixel_view"),
+                     help="Concatenate PCA-50 of the pixels to the encoder's embedding (each part L2-normalised) "
+                          "[default: on with the automatic backbone, off for one named by --backbone/--arch/--encoder].")(f)
+    f = click.option("--arch", type=LazyChoice(names_of("selector.backbones", "ARCHS", sort=False)), default=None,
+                     help="Encoder architecture trained on the pool (resnet-small for CPU, resnet18 for a GPU) "
+                          "[default: --backbone auto for select; resnet-small for train].")(f)
     f = click.option("--loss", type=LazyChoice(names_of("selector.losses", "LOSSES")), default="simclr", show_default=True,
                      help="Contrastive objective for training the encoder on the pool.")(f)
     f = click.option("--epochs", type=click.IntRange(min=1), default=None,
@@ -414,22 +421,10 @@ def _one_line(e: BaseException) -> str:
 
 
 def _encoder_input(encoder: Path | None, image_size: int | None) -> tuple[int | None, int | None]:
-    """(image size, channels) the pool must be read at: the encoder's, checked against --image-size."""
-    if encoder is None:
-        return image_size, None
-    from .train import read_checkpoint
+    """(image size, channels) the pool must be read at; see :func:`selector.api.encoder_input`."""
+    from .api import encoder_input
 
-    cfg = read_checkpoint(encoder)["config"]
-    try:
-        size, channels = int(cfg["image_size"]), int(cfg["in_channels"])
-    except (KeyError, TypeError, ValueError) as e:
-        from .train import CheckpointError
-
-        raise CheckpointError(f"{encoder}: the stored configuration has no valid input size") from e
-    if image_size is not None and image_size != size:
-        raise click.ClickException(f"encoder {encoder} expects {size} px images, but --image-size {image_size} "
-                                   "was given; leave --image-size out")
-    return size, channels
+    return encoder_input(encoder, image_size, what="--image-size")
 
 
 def _read_pool(pool: Path, *, image_size, channels, on_bad, workers, decode_timeout, max_pixels, scratch, quiet):
@@ -589,6 +584,8 @@ def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_si
 
             _, y, _ = labeled_and_labels(str(labels), p.ids, p.root)
         bk = _backbone_kwargs(train=True)
+        if arch is None and bk["backbone"] is None:
+            arch = "resnet-small"  # selector train trains a small ResNet unless told otherwise
         sel = Selector(seed=seed, epochs=epochs, loss=loss, arch=arch, batch_size=batch_size, **bk)
         name, mode, reason = sel.resolve_backbone(p)
         if mode == "frozen":
