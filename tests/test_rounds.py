@@ -150,8 +150,8 @@ def test_labeled_files_that_disagree_are_one_line_error(emb_pool):
 
 def test_no_predictions_and_predict_groups_flags(emb_pool):
     tmp, _ = emb_pool
-    r = select(tmp, "n.json", "--no-predictions", "--class-names", "cat,dog")
-    assert all("predictions" not in t for t in r)
+    r = select(tmp, "n.json", "--no-predictions", "--class-names", "cat,dog", "--round", 7)
+    assert all("predictions" not in t for t in r) and {t["data"]["round"] for t in r} == {7}
     g = select(tmp, "g.json", "--predict-groups", "--class-names", "cat,dog")
     validate(g, tmp / "g.config.xml")
     assert all(t["predictions"][0]["result"][0]["value"]["choices"] == [f"group-{t['data']['group']}"] for t in g
