@@ -21,6 +21,7 @@ Mean (and std over seeds) are printed as a markdown table.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 import warnings
@@ -93,6 +94,10 @@ def main(argv=None) -> None:
     ap.add_argument("--strategies", nargs="+", default=DEFAULT_STRATEGIES,
                     help="registered names, optionally with parameters: balanced:explore=0")
     ap.add_argument("--test-per-class", type=int, default=100)
+    ap.add_argument("--summary", type=Path, default=None,
+                    help="also write the table to this markdown file (e.g. eval/runs/<name>/summary.md), "
+                         "headed by the command that produced it")
+    raw_args = list(sys.argv[1:] if argv is None else argv)
     a = ap.parse_args(argv)
     if a.builtin == "mnist":
         emb, y = mnist_pca(a.data_dir or default_data_dir())
@@ -112,9 +117,15 @@ def main(argv=None) -> None:
         ap.error("give --builtin mnist or --embeddings and --labels")
     train_idx, test_idx = train_test_split_balanced(y, a.test_per_class, rng=np.random.default_rng(12345))
     x_te, y_te = emb[test_idx], y[test_idx]
-    print(f"embeddings: {source}; n={len(y)}, d={emb.shape[1]}, held-out test {len(test_idx)} (balanced)\n")
-    print("| pool | pool size | B | strategy | classes covered | norm. entropy | probe acc | est. K | time (s) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    lines: list[str] = []
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    emit(f"embeddings: {source}; n={len(y)}, d={emb.shape[1]}, held-out test {len(test_idx)} (balanced)\n")
+    emit("| pool | pool size | B | strategy | classes covered | norm. entropy | probe acc | est. K | time (s) |")
+    emit("|---|---|---|---|---|---|---|---|---|")
     for pool_kind in a.pools:
         for b in a.budgets:
             for s in a.strategies:
@@ -134,9 +145,20 @@ def main(argv=None) -> None:
                     if sel.n_groups is not None and s.startswith("balanced"):
                         ks.append(sel.n_groups)
                 kstr = f"{np.mean(ks):.1f}" if ks else "-"
-                print(f"| {pool_kind} | {int(np.mean(sizes))} | {b} | {s} | {np.mean(cov):.1f}/{K} "
-                      f"(min {min(cov)}) | {np.mean(ent):.3f} ± {np.std(ent):.3f} | "
-                      f"{np.mean(acc):.3f} ± {np.std(acc):.3f} | {kstr} | {np.mean(secs):.2f} |", flush=True)
+                emit(f"| {pool_kind} | {int(np.mean(sizes))} | {b} | {s} | {np.mean(cov):.1f}/{K} "
+                     f"(min {min(cov)}) | {np.mean(ent):.3f} ± {np.std(ent):.3f} | "
+                     f"{np.mean(acc):.3f} ± {np.std(acc):.3f} | {kstr} | {np.mean(secs):.2f} |")
+    if a.summary is not None:
+        write_summary(a.summary, "python eval/quality_strategies.py " + " ".join(map(shlex.quote, raw_args)),
+                      lines)
+
+
+def write_summary(path: Path, command: str, lines: list[str]) -> None:
+    """The table as markdown under the command that produced it (atomic write)."""
+    from selector.atomic import atomic_write
+
+    with atomic_write(path, "w") as f:
+        f.write(f"# Strategy quality\n\nProduced by:\n\n```\n{command}\n```\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

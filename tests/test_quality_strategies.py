@@ -26,3 +26,17 @@ def test_quality_table_on_blobs(tmp_path, capsys):
     assert len(rows) == 2
     # ten well-separated blobs, one typical pick per group: every class, perfect probe
     assert "| balanced:explore=0 | 10.0/10 (min 10) |" in rows[1]
+
+
+def test_summary_file_holds_the_command_and_the_table(tmp_path, capsys):
+    x, y = sphere_blobs([60] * 4, d=8, seed=1)
+    np.save(tmp_path / "e.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    args = ["--embeddings", str(tmp_path / "e.npy"), "--labels", str(tmp_path / "y.npy"), "--pools", "balanced",
+            "--budgets", "4", "--seeds", "1", "--test-per-class", "10", "--strategies", "random",
+            "--summary", str(tmp_path / "summary.md")]
+    main(args)
+    printed = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| balanced |")]
+    text = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "python eval/quality_strategies.py --embeddings" in text.split("```")[1]
+    assert len(printed) == 1 and printed[0] in text.splitlines()
