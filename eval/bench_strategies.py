@@ -13,6 +13,7 @@ sphere with sizes decaying geometrically (largest/smallest = 20); both L2-normal
     python eval/bench_strategies.py --full                # n in {10k,100k,1M}, d in {128,512}
     python eval/bench_strategies.py --n 1000000 --d 128 --budget 1000 --data random \\
         --strategies balanced typiclust probcover kcenter --baseline-timeout 300
+    python eval/bench_strategies.py --coverage            # TypiClust parity: blobs covered of 50
 
 Prints a markdown table.
 """
@@ -31,8 +32,9 @@ import numpy as np
 STRATEGY_NAMES = ["random", "stratified-random", "kcenter", "typiclust", "probcover", "balanced"]
 
 
-def make_data(n: int, d: int, kind: str, seed: int = 0) -> np.ndarray:
-    """(n, d) L2-normalised float32 embeddings, generated in chunks."""
+def make_data(n: int, d: int, kind: str, seed: int = 0, return_labels: bool = False):
+    """(n, d) L2-normalised float32 embeddings, generated in chunks; with ``return_labels`` also
+    the (n,) int64 blob of each row ("clustered"; -1 for "random")."""
     rng = np.random.default_rng(seed)
     x = np.empty((n, d), dtype=np.float32)
     if kind == "clustered":
@@ -48,6 +50,8 @@ def make_data(n: int, d: int, kind: str, seed: int = 0) -> np.ndarray:
             z = c[lab[s:e]] + (0.5 / np.sqrt(d)) * z
         x[s:e] = z
     x /= np.linalg.norm(x, axis=1, keepdims=True)
+    if return_labels:
+        return x, (lab.astype(np.int64) if kind == "clustered" else np.full(n, -1, dtype=np.int64))
     return x
 
 
@@ -190,6 +194,25 @@ def worker(spec: dict) -> dict:
     return {"time_s": dt, "peak_mb": max(rss1 - rss0, 0) / 1024.0, "n_out": n_out, "info": extra}
 
 
+def coverage(budgets=(50, 100), seeds=range(5), n=10_000, d=128, params=None) -> list[dict]:
+    """TypiClust parity (issue 13): blobs covered (of 50) by our ``typiclust`` and by the
+    scikit-learn reference (:func:`sk_typiclust`: ``KMeans`` with greedy k-means++ on all points, as
+    the published code) on the "clustered" data, per budget and seed, with the time of each."""
+    from selector.strategies import get_strategy
+    x, y = make_data(n, d, "clustered", return_labels=True)
+    rows = []
+    for b in budgets:
+        for s in seeds:
+            t0 = time.perf_counter()
+            ours = get_strategy("typiclust", **(params or {})).select(x, b, rng=s).indices
+            t1 = time.perf_counter()
+            ref = sk_typiclust(x, b, s)
+            t2 = time.perf_counter()
+            rows.append({"budget": b, "seed": s, "ours": int(np.unique(y[ours]).shape[0]),
+                         "reference": int(np.unique(y[ref]).shape[0]), "ours_s": t1 - t0, "reference_s": t2 - t1})
+    return rows
+
+
 def run_one(spec: dict, timeout: float) -> dict | None:
     cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)]
     try:
@@ -215,6 +238,9 @@ def main(argv=None) -> None:
     ap.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
                     help="hyperparameter of our strategy (repeatable; one --strategies name), e.g. "
                          "--strategies kcenter --param shortlist=1000000000 (one full pass per pick)")
+    ap.add_argument("--coverage", action="store_true",
+                    help="TypiClust parity instead: blobs covered of 50 (ours vs the scikit-learn reference) "
+                         "at each --budget (default 50 100), 5 seeds, n=10,000, d=128")
     ap.add_argument("--_worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a._worker:
@@ -231,6 +257,19 @@ def main(argv=None) -> None:
             params = parse_params(a.strategies[0], a.params)
         except ValueError as e:
             ap.error(str(e))
+    if a.coverage:
+        budgets = a.budget if "--budget" in (argv or sys.argv) else [50, 100]
+        rows = coverage(budgets, params=params)
+        print("| B | seed | ours: blobs covered of 50 | reference | ours (s) | reference (s) |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['budget']} | {r['seed']} | {r['ours']} | {r['reference']} | {r['ours_s']:.2f} | "
+                  f"{r['reference_s']:.2f} |")
+        for b in budgets:
+            rb = [r for r in rows if r["budget"] == b]
+            print(f"| {b} | mean | {np.mean([r['ours'] for r in rb]):.1f} | {np.mean([r['reference'] for r in rb]):.1f} "
+                  f"| {np.mean([r['ours_s'] for r in rb]):.2f} | {np.mean([r['reference_s'] for r in rb]):.2f} |")
+        return
     print("| strategy | n | d | data | B | ours (s) | ours peak MB | sklearn (s) | sklearn peak MB | speed-up | info |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in a.n:

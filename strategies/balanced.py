@@ -54,7 +54,7 @@ import numpy as np
 from selector.cluster import group_rows, kmeans
 
 from .base import Selection, Strategy
-from .class_count import estimate_num_classes, spectral_groups
+from .class_count import estimate_class_range, spectral_groups
 from .kcenter import kcenter_greedy
 from .registry import register
 from .typiclust import typiclust_pick
@@ -206,14 +206,17 @@ class Balanced(Strategy):
         n_classes: K when known; None estimates it.
         explore: share of the budget (``floor(explore * budget)`` picks) spent on k-center
             exploration, in [0, 1); 0 gives the purely typical, group-balanced selection.
-        max_k: largest K the estimate considers. n_sample / k_graph: estimate's subsample size
-            and graph degree. k_nn, min_cluster_size, max_cluster_points: TypiClust inside groups.
+        max_k: largest K the estimate considers; None: from the pool size and the budget
+            (:func:`selector.strategies.class_count.auto_max_k`, up to 1,000). n_sample / k_graph:
+            estimate's subsample size (raised for a large max_k) and graph degree. k_repeats:
+            subsample seeds of the estimate; K is their median and ``info["k_range"]`` their range. k_nn, min_cluster_size, max_cluster_points: TypiClust inside groups.
     """
 
-    def __init__(self, n_classes: int | None = None, max_k: int = 30, n_sample: int = 5_000,
+    def __init__(self, n_classes: int | None = None, max_k: int | None = None, n_sample: int = 5_000,
                  k_graph: int = 10, k_nn: int = 20, min_cluster_size: int = 5,
                  max_cluster_points: int = 5_000, kmeans_iter: int = 20, max_points_per_centroid: int = 32,
-                 kmeanspp_max: int = 256, explore: float = 0.5, use_gpu: bool | None = None):
+                 kmeanspp_max: int = 256, explore: float = 0.5, use_gpu: bool | None = None,
+                 k_repeats: int = 3):
         if not 0.0 <= explore < 1.0:
             raise ValueError(f"explore must be in [0, 1), got {explore}")
         self.kmeanspp_max = kmeanspp_max
@@ -228,6 +231,9 @@ class Balanced(Strategy):
         self.kmeans_iter = kmeans_iter
         self.max_points_per_centroid = max_points_per_centroid
         self.use_gpu = use_gpu
+        if int(k_repeats) < 1:
+            raise ValueError(f"k_repeats must be >= 1, got {k_repeats}")
+        self.k_repeats = int(k_repeats)
 
     uses_labels = True
 
@@ -256,8 +262,8 @@ class Balanced(Strategy):
         seed = int(rng.integers(2**31 - 1))
         est = None
         if self.n_classes is None:
-            est = estimate_num_classes(x, max_k=self.max_k, n_sample=self.n_sample, k_graph=self.k_graph,
-                                       seed=seed)
+            est = estimate_class_range(x, max_k=self.max_k, n_sample=self.n_sample, k_graph=self.k_graph,
+                                       seed=seed, repeats=self.k_repeats, budget=budget)
             k, k_source = est.k, "estimated"
         else:
             k, k_source = int(self.n_classes), "given"
@@ -297,5 +303,8 @@ class Balanced(Strategy):
         # rank order: round-robin over groups (each group's first pick, then each second pick...)
         order = np.lexsort((groups, np.concatenate(rank)))
         return Selection(indices=idx[order], scores=scores[order], groups=groups[order], n_groups=g,
-                         info={"k_source": k_source, "k": int(k), "allocation": alloc.tolist(),
+                         info={"k_source": k_source, "k": int(k),
+                               **({} if est is None else {"k_range": list(est.k_range), "k_per_seed": list(est.k_per_seed),
+                                                         "max_k": est.max_k}),
+                               "allocation": alloc.tolist(),
                                "group_sizes": np.bincount(assign, minlength=g).tolist(), "n_explore": 0}), assign

@@ -61,6 +61,28 @@ log = logging.getLogger(__name__)
 ZERO_EIG = 1e-9
 
 
+#: the largest class count the estimate ever considers (issue 13: pools of up to 1,000 classes).
+MAX_K = 1_000
+
+
+def auto_max_k(n: int, budget: int | None = None, min_class_size: int = 10) -> int:
+    """The largest K worth considering for a pool of ``n`` rows and a labeling budget.
+
+    ``min(1000, n // min_class_size, max(30, 2 * budget))``: a class needs about ``min_class_size``
+    rows (the kNN graph's degree) to form a group of its own, and more than twice the budget in
+    groups cannot change a class-balanced allocation (most groups would get no pick either way)
+    while it costs eigenvectors. Never below 2.
+    """
+    want = 30 if budget is None else max(30, 2 * int(budget))
+    return int(max(2, min(MAX_K, int(n) // max(1, int(min_class_size)), want)))
+
+
+def sample_size(n_sample: int, max_k: int, per_class: int = 10) -> int:
+    """Subsample size for the estimate: ``n_sample``, raised to ``per_class * max_k`` so that each of
+    ``max_k`` classes can have about ``per_class`` sampled rows (5,000 covers max_k <= 500)."""
+    return int(max(int(n_sample), int(per_class) * int(max_k)))
+
+
 @dataclass(frozen=True)
 class ClassCountEstimate:
     """Result of :func:`estimate_num_classes`.
@@ -78,6 +100,13 @@ class ClassCountEstimate:
     gaps: np.ndarray
     sample: np.ndarray
     vectors: np.ndarray
+    #: (low, high): the smallest and largest K found over the subsample seeds of
+    #: :func:`estimate_class_range` (``(k, k)`` for a single estimate).
+    k_range: tuple[int, int] | None = None
+    #: K found with each subsample seed (:func:`estimate_class_range`); empty for a single estimate.
+    k_per_seed: tuple[int, ...] = ()
+    #: the largest K that was considered.
+    max_k: int | None = None
 
 
 def affinity_graph(x: np.ndarray, k: int = 10, scale_nn: int = 7) -> sp.csr_matrix:
@@ -186,13 +215,47 @@ def estimate_num_classes(x: np.ndarray, max_k: int = 30, n_sample: int = 5_000, 
     sample = sample_rows(n, n_sample, seed)
     m = sample.shape[0]
     if m < 4:
-        return ClassCountEstimate(1, np.zeros(1), np.zeros(0), sample, np.ones((m, 1)) / np.sqrt(max(m, 1)))
+        return ClassCountEstimate(1, np.zeros(1), np.zeros(0), sample, np.ones((m, 1)) / np.sqrt(max(m, 1)),
+                                  k_range=(1, 1), max_k=1)
     max_k = max(k_min, min(max_k, m // 2))
     W = affinity_graph(x[sample], k=k_graph)
     vals, vecs = laplacian_spectrum(W, max_k + 1)
     k = eigengap_k(vals, k_min=k_min, k_max=max_k)
     log.debug("class count: K=%d from eigenvalues %s", k, np.round(vals, 4))
-    return ClassCountEstimate(k, vals, np.diff(vals), sample, vecs)
+    return ClassCountEstimate(k, vals, np.diff(vals), sample, vecs, k_range=(k, k), max_k=max_k)
+
+
+def estimate_class_range(x: np.ndarray, max_k: int | None = None, n_sample: int = 5_000, k_graph: int = 10,
+                         seed: int = 0, repeats: int = 3, budget: int | None = None) -> ClassCountEstimate:
+    """The eigengap estimate repeated on ``repeats`` subsamples (seeds ``seed, seed + 1, ...``):
+    K is the median of the per-seed estimates, ``k_range`` their (min, max).
+
+    Args:
+        x: (n, d) float32. max_k: largest K considered; None: :func:`auto_max_k` of the pool size
+            and ``budget``. n_sample: subsample size, raised by :func:`sample_size` for a large
+            max_k; when the pool is no larger than the subsample every repeat sees every row and
+            the range only reflects the spectrum solver (it is then a single estimate).
+        repeats: subsample seeds (>= 1).
+
+    Returns:
+        The :class:`ClassCountEstimate` of the seed whose K is the median (lower median for an
+        even count), with ``k_range`` and ``k_per_seed`` filled in.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = x.shape[0]
+    max_k = auto_max_k(n, budget) if max_k is None else int(max_k)
+    m = sample_size(n_sample, max_k)
+    if m >= n:
+        repeats = 1  # every subsample is the whole pool
+    ests = [estimate_num_classes(x, max_k=max_k, n_sample=m, k_graph=k_graph, seed=seed + r) for r in range(repeats)]
+    ks = [e.k for e in ests]
+    order = np.argsort(ks, kind="stable")
+    mid = ests[int(order[(len(ks) - 1) // 2])]
+    log.debug("class count: K=%d, range %d-%d over %d subsamples (max_k=%d)", mid.k, min(ks), max(ks), len(ks), max_k)
+    return ClassCountEstimate(mid.k, mid.eigenvalues, mid.gaps, mid.sample, mid.vectors,
+                              k_range=(min(ks), max(ks)), k_per_seed=tuple(ks), max_k=mid.max_k)
 
 
 def spectral_groups(x: np.ndarray, k: int, estimate: ClassCountEstimate | None = None, seed: int = 0,

@@ -104,3 +104,51 @@ def test_allowed_rows_are_the_only_picks_and_match_brute_force():
     assert first[0] == rows[np.argmin(((x[rows] - x.mean(0)) ** 2).sum(1))]
     with pytest.raises(ValueError, match="free rows"):
         kcenter_greedy(x, centers, int(allowed.sum()) + 1, allowed=allowed)
+
+
+def test_one_blas_thread_limits_blas_and_restores_it():
+    from threadpoolctl import threadpool_info
+
+    from selector.strategies.kcenter import one_blas_thread
+
+    before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    with one_blas_thread():
+        inside = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    after = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    assert inside and set(inside) == {1}
+    assert after == before
+
+
+def test_greedy_loop_runs_on_one_blas_thread(monkeypatch):
+    # record the BLAS thread count every time the per-pick loop enters its context
+    import contextlib
+
+    from threadpoolctl import threadpool_info
+
+    from selector.strategies import kcenter
+
+    seen = []
+    real = kcenter.one_blas_thread
+
+    @contextlib.contextmanager
+    def spy():
+        with real():
+            seen.append({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+            yield
+
+    monkeypatch.setattr(kcenter, "one_blas_thread", spy)
+    x = np.random.default_rng(0).standard_normal((3000, 8)).astype(np.float32)
+    for shortlist in (None, 50):  # full passes and shortlist refreshes
+        seen.clear()
+        picked, _ = kcenter.kcenter_greedy(x, np.zeros(0, np.int64), 40, shortlist=shortlist)
+        assert seen and all(s == {1} for s in seen)
+        assert np.unique(picked).shape[0] == 40
+
+
+def test_default_shortlist_matches_full_passes_on_a_larger_pool():
+    # the default shortlist (max(1024, 2n)) is used at n = 5000 rows, 300 picks: same picks as full passes
+    x = np.random.default_rng(3).standard_normal((5000, 16)).astype(np.float32)
+    full, r_full = kcenter_greedy(x, np.zeros(0, np.int64), 300, shortlist=10**9)
+    short, r_short = kcenter_greedy(x, np.zeros(0, np.int64), 300)
+    np.testing.assert_allclose(r_short, r_full, rtol=1e-5)
+    assert (short == full).mean() > 0.99  # only float32 near-ties may differ
