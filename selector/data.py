@@ -25,7 +25,11 @@ whatever the scheduling. Pools larger than ``mmap_threshold`` bytes once decoded
 memory-mapped scratch file (removed as soon as it is mapped, so even ``kill -9`` leaves nothing), and
 uncompressed ``.npz`` archives are memory-mapped in place, so a pool of a million images is never held
 in memory. Byte-identical files are kept but marked by :meth:`Pool.duplicate_mask`, so a selection never
-takes two copies of the same image.
+takes two copies of the same image. Nothing that reads a pool file can block on it: files are opened
+non-blocking and must be regular files (a FIFO or device named like an image is skipped with the
+reason). Names that are not valid UTF-8 or hold a control character are skipped (:mod:`selector.names`),
+links to folders outside the pool are not followed unless asked, and ``/proc``, ``/sys``, ``/dev``
+never are. Workers die with the process that started them (:func:`die_with_parent`).
 """
 from __future__ import annotations
 
