@@ -238,6 +238,34 @@ def test_ctrl_c_prints_no_worker_traceback(pool, tmp_path, encoder_file):
             proc.wait(timeout=30)
 
 
+FALLBACK = """
+import ctypes, os, time
+import selector.data as d
+def no_prctl(*a, **k):
+    raise OSError("no prctl here")
+ctypes.CDLL = no_prctl  # as on a system without prctl: only the polling thread is left
+parent = os.getpid()
+pid = os.fork()
+if pid == 0:
+    d.die_with_parent(parent, poll_s=0.1)
+    time.sleep(60)
+    os._exit(0)
+print(pid, flush=True)
+os._exit(0)  # the parent dies at once; the child must follow it
+"""
+
+
+@pytest.mark.skipif(not IS_LINUX_PROC or not hasattr(os, "fork"), reason="forks; reads /proc")
+def test_die_with_parent_fallback_without_prctl():
+    r = subprocess.run([sys.executable, "-c", FALLBACK], capture_output=True, text=True, timeout=60, env=env())
+    child = int(r.stdout.split()[0])
+    try:
+        assert wait_until(lambda: not alive(child), 10), "the child outlived its parent"
+    finally:
+        if alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
 # ----------------------------------------------------------------------------- 3. every written file obeys --force
 
 
@@ -257,6 +285,20 @@ def test_side_files_obey_force(pool, tmp_path, encoder_file, out_name, side):
     r = select(pool, d / out_name, encoder_file, "-b", 3, "--cache-dir", cache, "--force", "--class-names", "a,b")
     assert r.exit_code == 0, r.output
     assert (d / side).read_text() != "mine\n"
+
+
+def test_check_outputs(tmp_path):
+    from selector.atomic import OutputExistsError, check_outputs
+
+    (tmp_path / "a.json").write_text("x")
+    (tmp_path / "d.csv").mkdir()
+    check_outputs([tmp_path / "new.json", tmp_path / "new.config.xml"], force=False)
+    check_outputs([tmp_path / "a.json"], force=True)
+    with pytest.raises(OutputExistsError, match=r"output .*a.json exists; pass --force to overwrite it") as e:
+        check_outputs([tmp_path / "new.json", tmp_path / "a.json"], force=False)
+    assert e.value.path == tmp_path / "a.json"
+    with pytest.raises(OutputExistsError, match="is a folder; give a file name"):
+        check_outputs([tmp_path / "d.csv"], force=True)
 
 
 def test_output_paths_lists_every_file_an_export_writes(tmp_path):
