@@ -247,6 +247,7 @@ ctypes.CDLL = no_prctl  # as on a system without prctl: only the polling thread 
 parent = os.getpid()
 pid = os.fork()
 if pid == 0:
+    os.closerange(0, 3)  # the test reads the parent's output to its end: the child must not hold it
     d.die_with_parent(parent, poll_s=0.1)
     time.sleep(60)
     os._exit(0)
