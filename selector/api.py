@@ -148,6 +148,10 @@ class Selector:
                  time_budget: float | None = None, pixel_view: bool | None = None):
         if isinstance(strategy, str) and strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(sorted(STRATEGIES))}")
+        if isinstance(strategy, str) and strategy_params:  # a wrong value fails here, not after training
+            from selector.strategies.registry import check_params
+
+            check_params(STRATEGIES[strategy], dict(strategy_params))
         if arch is not None and arch not in ARCHS:
             raise ValueError(f"unknown encoder architecture {arch!r}; choose from {', '.join(ARCHS)}")
         if epochs is not None and epochs < 1:

@@ -518,6 +518,10 @@ def test_strategy_parameters_type_checked_in_the_api():
     with pytest.raises(ValueError, match="explore must be a finite number"):
         get_strategy("balanced", explore=float("nan"))
     assert get_strategy("balanced", explore=0, k_nn=np.int64(10)).k_nn == 10  # ints are numbers too
+    from selector.api import Selector
+
+    with pytest.raises(ValueError, match="k_nn must be a whole number, got 'abc'"):  # at construction, before fit
+        Selector(strategy="typiclust", strategy_params={"k_nn": "abc"})
 
 
 # ----------------------------------------------------------------------------- 7. huge embeddings
