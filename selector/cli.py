@@ -486,8 +486,12 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
                                      f"{n_unique - sel.n_embedded_} from cache ({sel.timings_['embed']:.1f} s)"))
         result = sel.select_plan(plan)
     k = result.n_groups
-    summary.append(("strategy", f"{strategy} ({result.seconds:.2f} s)"
-                                + (f", estimated classes: {k}" if k is not None else "")))
+    k_range = result.selection.info.get("k_range")  # balanced: (min, max) over the estimate's subsamples
+    k_text = f", estimated classes: {k}" if k is not None else ""
+    if k is not None and k_range:
+        n_sub = len(result.selection.info.get("k_per_seed", []))
+        k_text += f" (range {k_range[0]}-{k_range[1]} over {n_sub} subsample{'' if n_sub == 1 else 's'})"
+    summary.append(("strategy", f"{strategy} ({result.seconds:.2f} s){k_text}"))
     return result, summary
 
 

@@ -1,6 +1,8 @@
 """Class-balanced selection: the project's default strategy.
 
-1. Estimate the number of classes K (eigengap, :mod:`selector.strategies.class_count`) unless given.
+1. Estimate the number of classes K (eigengap, :mod:`selector.strategies.class_count`) unless given:
+   the median over ``k_repeats`` subsamples, considering up to ``max_k`` classes (by default from the
+   pool size and the budget, up to 1,000); ``info["k_range"]`` is the range the subsamples gave.
 2. Group the pool into K groups by spectral clustering of a subsample extended to all points
    through the group means (:func:`selector.strategies.class_count.spectral_groups`); unlike k-means on
    the pool this does not split a large class to even out cluster sizes.
@@ -28,7 +30,7 @@
    against 6.4 with ``explore=0``, at a cost of probe accuracy on balanced pools (0.729 against
    0.840 at B = 20), where ``explore=0`` is the better choice. The exploring picks follow the
    geometry, not the groups: on well-separated blobs they favour the widest blobs (five blobs of
-   2000 to 20 points, B = 25: 9, 5, 6, 3, 2 picks; ``explore=0``: 5 each). Spreading them
+   2000 to 20 points, B = 25: 12, 4, 5, 2, 2 picks; ``explore=0``: 5 each). Spreading them
    round-robin over the groups instead evens that out but found fewer rare MNIST classes
    (tried while designing this, not kept).
 

@@ -160,3 +160,13 @@ def test_bad_strategy_params_fail_before_any_work(tmp_path):
         r = _run("select", "-b", 2, "--embeddings", tmp_path / "emb.npy", "--param", bad, "-o", tmp_path / "o.csv")
         assert r.exit_code == 2 and msg in r.output, r.output
         assert not (tmp_path / "o.csv").exists()
+
+
+def test_summary_prints_the_class_estimate_and_its_range(tmp_path):
+    from .blobs import sphere_blobs
+
+    x, _ = sphere_blobs([150, 100, 60, 40], d=16, seed=5)
+    np.save(tmp_path / "emb.npy", x)
+    r = _run("select", "-b", 8, "--embeddings", tmp_path / "emb.npy", "-s", "balanced", "-o", tmp_path / "o.csv")
+    assert r.exit_code == 0, r.output
+    assert "estimated classes: 4 (range 4-4 over 1 subsample)" in r.output, r.output

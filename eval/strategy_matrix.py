@@ -1,0 +1,302 @@
+"""The strategy matrix (issue 13): every strategy on the same embeddings, datasets, pool shapes and
+budgets, in one run.
+
+Axes:
+
+* embeddings: ``pca50`` (PCA-50 of the pixels, L2-normalised, computed here) and every
+  ``{dataset}__{embedding}.npy`` in ``--emb-dir`` (rows aligned to
+  ``selector.eval.datasets.load_dataset(dataset)``; cifar10 = ``load_dataset("cifar10",
+  n_per_class=1000)``; mixed20 = mnist10k rows then notmnist10k rows);
+* datasets: mnist10k, notmnist10k, cifar10, digits, mixed20 (MNIST + notMNIST, labels of notMNIST
+  offset by 10);
+* pool shapes (drawn per seed from the training split, :mod:`selector.eval.pools`): ``balanced``
+  (``--per-class`` items of each class), ``lt10`` and ``lt100`` (long tail, head/tail 10 and 100,
+  head ``--n-max``, classes ranked by a seeded permutation), ``subset`` (half of the classes, seeded,
+  with sizes falling geometrically from ``--n-max`` by 10);
+* budgets: K/2, K, 2K, 5K (K = classes in the pool);
+* seeds 0 .. ``--seeds`` - 1 (the pool and the strategy's rng).
+
+Metrics per selection: classes covered, normalised entropy of the chosen labels (over the pool's K),
+linear-probe accuracy (:func:`selector.eval.retrain.linear_probe` trained on the chosen items, scored
+on a held-out balanced split of ``--test-per-class`` items per class of the pool's classes), time.
+
+Output (``--out``, default ``eval/runs/strategy_matrix``): ``results.csv`` (one row per selection)
+and ``summary.md`` (written by :func:`summarise` from the CSV: the command, mean rank of every
+strategy over the cells, the worst cell of each, and the class-coverage gap of each strategy to the
+best one per (dataset, embedding, shape) at B = K and 2K). ``--summary-only`` rewrites the summary
+from ``results.csv`` and every ``*/results.csv`` under ``--out`` (runs split by dataset, e.g.
+``--datasets digits --out eval/runs/strategy_matrix/digits``).
+
+    nice python -m selector.eval.strategy_matrix --emb-dir .bench_data/embeddings
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = ("mnist10k", "notmnist10k", "cifar10", "digits", "mixed20")
+SHAPES = ("balanced", "lt10", "lt100", "subset")
+BUDGET_MULTS = (0.5, 1, 2, 5)
+STRATEGIES = ("random", "typiclust", "kcenter", "probcover", "balanced")
+FIELDS = ("embedding", "dataset", "shape", "n_classes", "pool_size", "budget_mult", "budget", "seed", "strategy",
+          "covered", "entropy", "probe_acc", "seconds", "est_k")
+METRICS = ("covered", "entropy", "probe_acc")
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def load_pixels(dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """(n, pixels) float32 in [0, 1] and (n,) int64 labels, rows in the order the embeddings use."""
+    from selector.eval.datasets import load_dataset
+    if dataset == "mixed20":
+        xa, ya = load_pixels("mnist10k")
+        xb, yb = load_pixels("notmnist10k")
+        return np.concatenate([xa, xb]), np.concatenate([ya, yb + 10])
+    kw = {"n_per_class": 1000} if dataset == "cifar10" else {}
+    x, y, _ = load_dataset(dataset, **kw)
+    return x.reshape(x.shape[0], -1).astype(np.float32) / 255.0, np.asarray(y, dtype=np.int64)
+
+
+def l2n(e: np.ndarray) -> np.ndarray:
+    e = np.ascontiguousarray(e, dtype=np.float32)
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+
+def pca50(pixels: np.ndarray) -> np.ndarray:
+    from sklearn.decomposition import PCA
+    return l2n(PCA(50, random_state=0).fit_transform(pixels))
+
+
+def embeddings_for(dataset: str, n: int, emb_dir: Path | None, only: list[str] | None) -> dict[str, np.ndarray]:
+    """``{"pca50": ..., name: ...}`` for every ``{dataset}__{name}.npy`` in ``emb_dir`` (n rows each)."""
+    out: dict[str, np.ndarray] = {}
+    if emb_dir is not None and emb_dir.is_dir():
+        for p in sorted(emb_dir.glob(f"{dataset}__*.npy")):
+            name = p.stem.split("__", 1)[1]
+            if only and name not in only:
+                continue
+            e = np.load(p, mmap_mode="r")
+            if e.ndim != 2 or e.shape[0] != n:
+                raise SystemExit(f"{p}: expected {n} rows aligned to load_dataset({dataset!r}), got shape {e.shape}")
+            out[name] = l2n(e)
+    return out
+
+
+def make_pool(shape: str, y: np.ndarray, train: np.ndarray, rng: np.random.Generator, per_class: int,
+              n_max: int) -> np.ndarray:
+    """Indices into ``y`` (a subset of ``train``) of one pool of the given shape."""
+    from selector.eval.pools import balanced_pool, long_tail_pool
+    yt = y[train]
+    counts = np.bincount(yt)
+    if shape == "balanced":
+        return train[balanced_pool(yt, min(per_class, int(counts[counts > 0].min())), rng=rng)]
+    if shape in ("lt10", "lt100"):
+        ratio = float(shape[2:])
+        try:
+            return train[long_tail_pool(yt, ratio, rng=rng, n_max=n_max, shuffle_classes=True)]
+        except ValueError:  # a small dataset (digits): the largest head every class can supply
+            return train[long_tail_pool(yt, ratio, rng=rng, n_max=None, shuffle_classes=True)]
+    if shape == "subset":
+        classes = np.flatnonzero(counts)
+        pick = np.sort(rng.choice(classes, size=max(2, classes.shape[0] // 2), replace=False))
+        c = pick.shape[0]
+        sizes = np.floor(n_max * 10.0 ** (-np.arange(c) / max(c - 1, 1))).astype(int)
+        rng.shuffle(sizes)
+        sizes = np.minimum(sizes, counts[pick])
+        rows = [rng.choice(np.flatnonzero(yt == k), int(s), replace=False) for k, s in zip(pick, sizes)]
+        return train[np.sort(np.concatenate(rows))]
+    raise ValueError(f"unknown pool shape {shape!r}; choose from {', '.join(SHAPES)}")
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+def parse_strategy(spec: str):
+    """``"balanced"`` or ``"balanced:explore=0,k_nn=10"`` -> a strategy instance."""
+    from selector.strategies import get_strategy
+    from selector.strategies.registry import parse_params
+    name, _, params = spec.partition(":")
+    return get_strategy(name, **parse_params(name, filter(None, params.split(","))))
+
+
+def run_cell(emb: np.ndarray, y: np.ndarray, pool: np.ndarray, test: np.ndarray, budget: int, seed: int,
+             spec: str) -> dict:
+    from selector.eval.metrics import classes_covered, normalised_entropy
+    from selector.eval.retrain import linear_probe
+    k = int(np.unique(y[pool]).shape[0])
+    t0 = time.perf_counter()
+    sel = parse_strategy(spec).select(emb[pool], budget, rng=seed)
+    dt = time.perf_counter() - t0
+    chosen = pool[sel.indices]
+    test = test[np.isin(y[test], np.unique(y[pool]))]  # scored on the pool's classes
+    pred = linear_probe(emb[chosen], y[chosen], emb[test], seed=seed)
+    return {"covered": classes_covered(y[chosen]), "entropy": round(normalised_entropy(y[chosen], k), 4),
+            "probe_acc": round(float((pred == y[test]).mean()), 4), "seconds": round(dt, 3),
+            "est_k": sel.info.get("k", "")}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--emb-dir", type=Path, default=None, help="folder of {dataset}__{embedding}.npy files")
+    ap.add_argument("--embeddings", nargs="+", default=None,
+                    help="only these embeddings (default: pca50 and every file found)")
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
+    ap.add_argument("--budget-mults", type=float, nargs="+", default=list(BUDGET_MULTS))
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
+                    help="registered names, optionally with parameters: balanced:explore=0")
+    ap.add_argument("--per-class", type=int, default=200, help="items per class of a balanced pool")
+    ap.add_argument("--n-max", type=int, default=400, help="head class size of long-tail and subset pools")
+    ap.add_argument("--test-per-class", type=int, default=100)
+    ap.add_argument("--out", type=Path, default=Path("eval/runs/strategy_matrix"))
+    ap.add_argument("--force", action="store_true", help="overwrite an existing results.csv")
+    ap.add_argument("--summary-only", action="store_true", help="rewrite summary.md from results.csv")
+    raw = list(sys.argv[1:] if argv is None else argv)
+    a = ap.parse_args(argv)
+    from selector.atomic import atomic_write
+    csv_path, md_path = a.out / "results.csv", a.out / "summary.md"
+    command = "python -m selector.eval.strategy_matrix " + " ".join(shlex.quote(r) for r in raw)
+    if a.summary_only:
+        parts = sorted(p for p in [csv_path, *a.out.glob("*/results.csv")] if p.is_file())
+        if not parts:
+            raise SystemExit(f"{csv_path}: no results to summarise (nor in {a.out}/*/results.csv)")
+        with atomic_write(md_path) as fh:
+            fh.write(summarise([r for p in parts for r in read_rows(p)], command))
+        print(md_path)
+        return
+    if csv_path.exists() and not a.force:
+        raise SystemExit(f"{csv_path} exists; pass --force to overwrite it")
+    for s in a.strategies:
+        try:
+            parse_strategy(s)
+        except ValueError as e:
+            raise SystemExit(f"--strategies {s}: {e}") from None
+    a.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    with atomic_write(csv_path, newline="") as fh:  # results.csv appears whole, at the end
+        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        w.writeheader()
+        for ds in a.datasets:
+            pixels, y = load_pixels(ds)
+            embs = {} if a.embeddings and "pca50" not in a.embeddings else {"pca50": pca50(pixels)}
+            embs.update(embeddings_for(ds, y.shape[0], a.emb_dir, a.embeddings))
+            del pixels
+            from selector.eval.pools import train_test_split_balanced
+            per_test = min(a.test_per_class, int(np.bincount(y).min()) // 3)
+            train, test = train_test_split_balanced(y, per_test, rng=np.random.default_rng(12345))
+            for shape in a.shapes:
+                for seed in range(a.seeds):
+                    pool = make_pool(shape, y, train, np.random.default_rng(seed), a.per_class, a.n_max)
+                    k = int(np.unique(y[pool]).shape[0])
+                    for mult in a.budget_mults:
+                        b = max(1, int(round(mult * k)))
+                        for ename, emb in embs.items():
+                            for s in a.strategies:
+                                r = {"embedding": ename, "dataset": ds, "shape": shape, "n_classes": k,
+                                     "pool_size": int(pool.shape[0]), "budget_mult": mult, "budget": b,
+                                     "seed": seed, "strategy": s, **run_cell(emb, y, pool, test, b, seed, s)}
+                                w.writerow(r)
+                                rows.append(r)
+                            fh.flush()
+                    print(f"{ds} {shape} seed {seed}: done ({len(rows)} selections)", file=sys.stderr, flush=True)
+    with atomic_write(md_path) as fh:
+        fh.write(summarise(read_rows(csv_path), command))
+    print(md_path)
+
+
+# ---------------------------------------------------------------------------------------------- summary
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        for k in ("n_classes", "pool_size", "budget", "seed", "covered"):
+            r[k] = int(r[k])
+        for k in ("budget_mult", "entropy", "probe_acc", "seconds"):
+            r[k] = float(r[k])
+    return rows
+
+
+def cell_means(rows: list[dict]) -> dict[tuple, dict[str, dict[str, float]]]:
+    """{(embedding, dataset, shape, budget_mult): {strategy: {metric: mean over seeds}}}."""
+    acc: dict[tuple, dict[str, dict[str, list[float]]]] = {}
+    for r in rows:
+        key = (r["embedding"], r["dataset"], r["shape"], r["budget_mult"])
+        d = acc.setdefault(key, {}).setdefault(r["strategy"], {m: [] for m in METRICS + ("seconds",)})
+        for m in METRICS + ("seconds",):
+            d[m].append(r[m])
+    return {k: {s: {m: float(np.mean(v)) for m, v in d.items()} for s, d in by.items()} for k, by in acc.items()}
+
+
+def ranks(values: dict[str, float]) -> dict[str, float]:
+    """Rank 1 = highest value; ties share the mean of their ranks."""
+    names = list(values)
+    v = np.array([values[n] for n in names])
+    out = {}
+    for i, n in enumerate(names):
+        better = float((v > v[i] + 1e-12).sum())
+        tied = float((np.abs(v - v[i]) <= 1e-12).sum())
+        out[n] = better + (tied + 1) / 2.0
+    return out
+
+
+def summarise(rows: list[dict], command: str) -> str:
+    """The summary markdown of the matrix's rows (see the module docstring)."""
+    means = cell_means(rows)
+    strategies = sorted({r["strategy"] for r in rows}, key=lambda s: [r["strategy"] for r in rows].index(s))
+    per_metric = {s: {m: [] for m in METRICS} for s in strategies}
+    worst: dict[str, tuple] = {}
+    for key, by in means.items():
+        if set(by) != set(strategies):
+            continue
+        for m in METRICS:
+            rk = ranks({s: by[s][m] for s in strategies})
+            for s in strategies:
+                per_metric[s][m].append(rk[s])
+        best = max(by[s]["covered"] for s in strategies)
+        for s in strategies:
+            gap = best - by[s]["covered"]
+            if s not in worst or gap > worst[s][0]:
+                worst[s] = (gap, key, by[s]["covered"], best)
+    n_cells = len(per_metric[strategies[0]]["covered"]) if strategies else 0
+    lines = ["# Strategy matrix", "", "Command:", "", "    " + command, "",
+             f"{len(rows)} selections; {n_cells} cells (embedding x dataset x pool shape x budget), "
+             f"{len({r['seed'] for r in rows})} seeds each. Ranks are over the strategies' seed means in each cell "
+             "(1 = best, ties share); the mean rank averages the three metrics' ranks over all cells.", "",
+             "| strategy | mean rank | rank: classes covered | rank: entropy | rank: probe acc | worst coverage cell "
+             "(gap to best: strategy / best) |", "|---|---|---|---|---|---|"]
+    order = sorted(strategies, key=lambda s: np.mean([np.mean(per_metric[s][m]) for m in METRICS]))
+    for s in order:
+        pm = {m: float(np.mean(per_metric[s][m])) for m in METRICS}
+        gap, key, got, best = worst[s]
+        lines.append(f"| {s} | {np.mean(list(pm.values())):.2f} | {pm['covered']:.2f} | {pm['entropy']:.2f} | "
+                     f"{pm['probe_acc']:.2f} | {gap:.1f}: {'/'.join(map(str, key))} ({got:.1f} / {best:.1f}) |")
+    for mult in (1.0, 2.0):
+        lines += ["", f"## Classes covered at B = {mult:g}K: gap to the best strategy (seed means)", "",
+                  "| embedding | dataset | shape | K | best | " + " | ".join(strategies) + " |",
+                  "|---|---|---|---|---|" + "---|" * len(strategies)]
+        for key in sorted(k for k in means if k[3] == mult):
+            by = means[key]
+            if set(by) != set(strategies):
+                continue
+            best = max(by[s]["covered"] for s in strategies)
+            k = next(r["n_classes"] for r in rows if (r["embedding"], r["dataset"], r["shape"], r["budget_mult"]) == key)
+            cells = " | ".join(f"{by[s]['covered'] - best:+.1f}" for s in strategies)
+            lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {k} | {best:.1f} | {cells} |")
+    lines += ["", "## Long-tail 100 at B = 2K: classes covered / entropy (seed means)", "",
+              "| embedding | dataset | " + " | ".join(strategies) + " |", "|---|---|" + "---|" * len(strategies)]
+    for key in sorted(k for k in means if k[2] == "lt100" and k[3] == 2.0):
+        by = means[key]
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(
+            f"{by[s]['covered']:.1f} / {by[s]['entropy']:.2f}" if s in by else "-" for s in strategies) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
