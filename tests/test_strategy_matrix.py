@@ -1,0 +1,65 @@
+"""eval/strategy_matrix.py: pools, ranks, the summary, and a tiny end-to-end run on digits."""
+import csv
+
+import numpy as np
+import pytest
+
+from selector.eval import strategy_matrix as sm
+
+
+def test_ranks_highest_first_ties_share():
+    assert sm.ranks({"a": 3.0, "b": 1.0, "c": 3.0}) == {"a": 1.5, "b": 3.0, "c": 1.5}
+    assert sm.ranks({"a": 0.2, "b": 0.9}) == {"a": 2.0, "b": 1.0}
+
+
+@pytest.mark.parametrize("shape", sm.SHAPES)
+def test_pools_have_the_asked_shape(shape):
+    y = np.repeat(np.arange(10), 600)
+    train = np.arange(0, y.shape[0], 1, dtype=np.int64)[::1]
+    pool = sm.make_pool(shape, y, train, np.random.default_rng(0), per_class=200, n_max=400)
+    counts = np.bincount(y[pool], minlength=10)
+    assert np.unique(pool).shape[0] == pool.shape[0]
+    if shape == "balanced":
+        assert counts.tolist() == [200] * 10
+    elif shape.startswith("lt"):
+        c = np.sort(counts)[::-1]
+        assert c[0] == 400 and c[-1] == 400 // int(shape[2:])
+    else:  # half the classes, sizes falling from 400 by 10
+        c = np.sort(counts[counts > 0])[::-1]
+        assert c.shape[0] == 5 and c[0] == 400 and c[-1] == 40
+
+
+def test_summary_ranks_and_gaps_from_rows():
+    rows = []
+    for seed in range(2):
+        for s, cov in (("good", 10), ("bad", 7)):
+            rows.append({"embedding": "e", "dataset": "d", "shape": "balanced", "n_classes": 10, "pool_size": 100,
+                         "budget_mult": 1.0, "budget": 10, "seed": seed, "strategy": s, "covered": cov,
+                         "entropy": cov / 10, "probe_acc": cov / 20, "seconds": 0.1})
+    md = sm.summarise(rows, "python -m selector.eval.strategy_matrix --x")
+    assert "    python -m selector.eval.strategy_matrix --x" in md
+    assert "| good | 1.00 | 1.00 | 1.00 | 1.00 | 0.0:" in md
+    assert "| bad | 2.00 | 2.00 | 2.00 | 2.00 | 3.0: e/d/balanced/1.0 (7.0 / 10.0) |" in md
+    assert "| e | d | balanced | 10 | 10.0 | +0.0 | -3.0 |" in md
+
+
+def test_tiny_run_on_digits_writes_csv_and_summary(tmp_path):
+    out = tmp_path / "m"
+    args = ["--datasets", "digits", "--shapes", "subset", "--seeds", "1", "--budget-mults", "1",
+            "--strategies", "random", "kcenter", "--out", str(out)]
+    sm.main(args)
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["strategy"] for r in rows] == ["random", "kcenter"]
+    assert {r["embedding"] for r in rows} == {"pca50"}
+    k = int(rows[0]["n_classes"])
+    assert k == 5 and int(rows[0]["budget"]) == 5
+    assert all(0 < int(r["covered"]) <= k for r in rows)
+    assert (out / "summary.md").read_text().startswith("# Strategy matrix")
+    with pytest.raises(SystemExit, match="exists"):
+        sm.main(args)  # obeys --force
+
+
+def test_embedding_file_with_wrong_rows_is_named(tmp_path):
+    np.save(tmp_path / "digits__bad.npy", np.zeros((5, 3), np.float32))
+    with pytest.raises(SystemExit, match="digits__bad.npy"):
+        sm.embeddings_for("digits", 1797, tmp_path, None)
