@@ -116,3 +116,37 @@ def human_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def cached_embedding(cache_dir: str | os.PathLike, digests: list[str]):
+    """The embedding of a pool from the cache, whatever encoder made it: ``(embeddings (n, d)
+    float32, folder)`` from the most recently used ``embeddings/<encoder key>/`` folder that holds a
+    vector for every digest (the pool's file-content digests), or None when no folder covers them all."""
+    import numpy as np
+
+    from .embed import _fill_from_cache
+
+    root = Path(cache_dir) / "embeddings"
+    first: dict[str, int] = {}
+    for i, d in enumerate(digests):
+        first.setdefault(d, i)
+    folders = [e.path for e in reversed(cache_entries(cache_dir)) if e.kind == "embeddings"] if root.is_dir() else []
+    for folder in folders:
+        seen: set[str] = set()
+        dim = None
+        for f in sorted(folder.glob("chunk-*.npz")):
+            try:
+                with np.load(f, allow_pickle=False) as z:
+                    seen.update(z["digests"].tolist())
+                    dim = dim or int(z["emb"].shape[1])
+            except Exception:  # noqa: BLE001 - a damaged chunk covers nothing
+                continue
+        if dim is None or not set(first) <= seen:
+            continue
+        out = np.zeros((len(first), dim), dtype=np.float32)
+        have = np.zeros(len(first), dtype=bool)
+        _fill_from_cache(folder, {d: j for j, d in enumerate(first)}, out, have)
+        if have.all():
+            row = {d: j for j, d in enumerate(first)}
+            return out[[row[d] for d in digests]], folder
+    return None

@@ -686,8 +686,8 @@ def _default_cache() -> Path:
 @click.option("--ids", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="For --map with --embeddings: the item ids, one per line.")
 @click.option("--encoder", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="For --map: embed the pool with this encoder [default: the newest encoder in the cache "
-                   "trained on this pool].")
+              help="For --map: embed the pool with this encoder [default: the most recently used embedding in "
+                   "the cache that covers every image of the pool].")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="The cache 'selector select' used [default: the user cache folder].")
 @click.option("--cols", type=click.IntRange(min=1), default=10, show_default=True, help="Tiles per line.")
@@ -709,13 +709,15 @@ def show_cmd(selection, pool, out, map_out, embeddings, ids, encoder, cache_dir,
 
     try:
         rows = read_selection(selection)
-        write_png(contact_sheet(rows, image_loader(pool), cols=cols, tile=tile), out)
-        summary = [("sheet", f"{len(rows)} images in {len({r['group'] for r in rows})} groups -> {out}")]
-        if map_out is not None:
+        sheet = contact_sheet(rows, image_loader(pool), cols=cols, tile=tile)
+        if map_out is not None:  # everything that can fail comes before the first file is written
             emb, item_ids, how = _map_embeddings(pool, embeddings, ids, encoder, cache_dir, quiet)
             from .show import pool_map
 
             pool_map(emb, item_ids, rows, map_out)
+        write_png(sheet, out)
+        summary = [("sheet", f"{len(rows)} images in {len({r['group'] for r in rows})} groups -> {out}")]
+        if map_out is not None:
             summary.append(("map", f"{len(item_ids)} x {emb.shape[1]} embedding ({how}) -> {map_out}"))
     except click.ClickException:
         raise
@@ -725,7 +727,8 @@ def show_cmd(selection, pool, out, map_out, embeddings, ids, encoder, cache_dir,
 
 
 def _map_embeddings(pool: Path, embeddings, ids, encoder, cache_dir, quiet):
-    """(embeddings, ids, where they came from) for ``selector show --map``."""
+    """(embeddings, ids, where they came from) for ``selector show --map``: a file, an encoder, or the
+    cache (the most recently used cached embedding that covers every file of the pool)."""
     if embeddings is not None:
         from .embeddings_io import read_embeddings
 
@@ -734,43 +737,24 @@ def _map_embeddings(pool: Path, embeddings, ids, encoder, cache_dir, quiet):
         if item_ids is None:
             raise click.ClickException(f"{embeddings} holds no ids; pass --ids")
         return emb, item_ids, str(embeddings)
-    from .api import Selector
     from .data import load_pool
 
     cache = cache_dir if cache_dir is not None else _default_cache()
-    if encoder is None:
-        encoder = _cached_encoder(cache, pool, quiet)
-    size, channels = _encoder_input(encoder, None)
-    p = load_pool(pool, image_size=size, channels=channels, progress=_progress(quiet))
-    sel = Selector(encoder=encoder, cache_dir=cache, progress=_progress(quiet)).fit(p)
-    how = f"encoder {encoder}, {len(p) - sel.n_embedded_ - p.n_duplicates} from the cache"
-    return sel.embeddings_, p.ids, how
+    if encoder is not None:
+        from .api import Selector
 
+        size, channels = _encoder_input(encoder, None)
+        p = load_pool(pool, image_size=size, channels=channels, progress=_progress(quiet))
+        sel = Selector(encoder=encoder, cache_dir=cache, progress=_progress(quiet)).fit(p)
+        return sel.embeddings_, p.ids, f"encoder {encoder}"
+    from .cache import cached_embedding
 
-def _cached_encoder(cache: Path, pool: Path, quiet: bool) -> Path:
-    """The newest finished encoder in the cache that was trained on this pool's content (its file name
-    is :func:`selector.api.encoder_cache_key` of the pool and the configurations stored in it)."""
-    from .api import encoder_cache_key
-    from .data import load_pool
-    from .train import read_checkpoint
-
-    files = sorted((cache / "encoders").glob("encoder-*.pt"), key=lambda f: f.stat().st_mtime, reverse=True) \
-        if (cache / "encoders").is_dir() else []
-    pool_keys: dict = {}
-    for f in files:
-        try:
-            ck = read_checkpoint(f)
-            cfg, train = dict(ck["config"]), dict(ck["train"])
-        except Exception:  # noqa: BLE001 - a damaged or foreign file is simply not a candidate
-            continue
-        spec = (cfg.get("image_size"), cfg.get("in_channels"))
-        if spec not in pool_keys:  # the pool's content key when read at this encoder's input
-            pool_keys[spec] = load_pool(pool, image_size=spec[0], channels=spec[1], progress=False).key
-        finished = int(ck.get("epochs_done", 0)) >= int(train.get("epochs", 0))
-        if finished and f.name == f"encoder-{encoder_cache_key(pool_keys[spec], cfg, train)}.pt":
-            return f
-    raise click.ClickException(f"no finished encoder trained on {pool} in the cache {cache}; run 'selector "
-                               "select' first, or pass --embeddings or --encoder")
+    p = load_pool(pool, progress=_progress(quiet))
+    found = cached_embedding(cache, p.digests)
+    if found is None:
+        raise click.ClickException(f"no embedding of every image of {pool} in the cache {cache}; run 'selector "
+                                   "select' on it first, or pass --embeddings or --encoder")
+    return found[0], p.ids, f"from the cache, {found[1].name}"
 
 
 @main.group("cache")

@@ -100,14 +100,25 @@ def test_map_from_embeddings_and_from_the_cache(chosen):
                                   "--embeddings", str(tmp / "emb.npz")])
     assert r.exit_code == 0, r.output
     assert Image.open(tmp / "map.png").size == (800, 800)
-    # from the cache: nothing cached yet is a clear error; after a select, its encoder and embeddings
+    # from the cache: nothing cached yet is a clear error, and neither picture is written
     r = CliRunner().invoke(main, ["show", str(tmp / "sel.csv"), "--pool", str(pool), "--map", str(tmp / "m2.png"),
-                                  "-f"])
-    assert r.exit_code == 1 and "no finished encoder" in r.output
-    s = CliRunner().invoke(main, ["select", "-b", 5, "-p", str(pool), "--epochs", 1, "-s", "random", "-q",
-                                  "-o", str(tmp / "s2.csv")])
+                                  "-o", str(tmp / "s2.png")])
+    assert r.exit_code == 1 and "no embedding of every image" in r.output
+    assert not (tmp / "s2.png").exists() and not (tmp / "m2.png").exists()
+    # after a select, the cached embedding of the pool is found, and it is the one select used
+    s = CliRunner().invoke(main, ["select", "-b", 5, "-p", str(pool), "--arch", "resnet-small", "--epochs", 1,
+                                  "-s", "random", "-q", "-o", str(tmp / "s2.csv")])
     assert s.exit_code == 0, s.output
     r = CliRunner().invoke(main, ["show", str(tmp / "s2.csv"), "--pool", str(pool), "--map", str(tmp / "m2.png"),
                                   "-q"])
     assert r.exit_code == 0, r.output
-    assert "60 from the cache" in r.output and Image.open(tmp / "m2.png").size == (800, 800)
+    assert "from the cache" in r.output and Image.open(tmp / "m2.png").size == (800, 800)
+    from selector.api import Selector
+    from selector.cache import cached_embedding, default_cache_dir
+    from selector.data import load_pool
+
+    p = load_pool(pool)
+    got, _ = cached_embedding(default_cache_dir(), p.digests)
+    want = Selector(arch="resnet-small", epochs=1, cache_dir=default_cache_dir()).fit(p).embeddings_
+    np.testing.assert_array_equal(got, want)
+    assert cached_embedding(default_cache_dir(), p.digests + ["0" * 32]) is None  # one image not covered
