@@ -128,6 +128,38 @@ def knn_classifier(train_emb, train_y, test_emb, *, seed: int = 0, k: int = 20,
     return knn_vote(ytr[nn], np.unique(ytr), weights)
 
 
+def loo_knn_predict(emb, y, *, k: int = 20, temperature: float | None = 0.07) -> np.ndarray:
+    """Leave-one-out kNN predictions over one labeled set: each row voted by its ``k`` nearest
+    *other* rows (cosine, exact FAISS inner-product search, weights as in :func:`knn_classifier`).
+
+    Args:
+        emb: (n, d) float embeddings, n >= 2.
+        y: (n,) int labels.
+    Returns (n,) int64 predictions. A row's own entry is dropped by index, not by similarity,
+    so exact duplicates still vote for each other.
+    """
+    x, yy, _ = _check(emb, y, emb)
+    if x.shape[0] < 2:
+        raise ValueError(f"leave-one-out kNN needs at least 2 rows, got {x.shape[0]}")
+    import faiss
+
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+    kk = int(min(k, x.shape[0] - 1))
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    sim, nn = index.search(x, kk + 1)
+    own = nn == np.arange(x.shape[0])[:, None]
+    # Drop each row's own entry (or, when ties pushed it out of the list, the last neighbour).
+    drop = np.where(own.any(axis=1), own.argmax(axis=1), kk)
+    keep = np.ones_like(own)
+    keep[np.arange(x.shape[0]), drop] = False
+    nn = nn[keep].reshape(x.shape[0], kk)
+    sim = sim[keep].reshape(x.shape[0], kk)
+    weights = None if temperature is None else np.exp((sim.astype(np.float64) - 1.0) / temperature)
+    return knn_vote(yy[nn], np.unique(yy), weights)
+
+
 #: Retrainer name -> function(train_emb, train_y, test_emb, *, seed=0) -> (m,) int64 predictions.
 RETRAINERS: dict[str, Retrainer] = {
     "linear": linear_probe,

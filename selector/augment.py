@@ -10,24 +10,28 @@ import torch
 from torch import nn
 
 
-def make_augment(channels: int, size: int) -> nn.Module:
+def make_augment(channels: int, size: int, flip: bool = True, crop_scale: float | None = None) -> nn.Module:
     """SimCLR-style views for (B, channels, size, size) float images in [0, 1].
 
-    RGB: random resized crop (scale 0.2-1), horizontal flip, colour jitter (p=0.8), grayscale (p=0.2)
-    (Chen et al., 2020, scaled down for small images: no blur). Grayscale (digits, glyphs): a milder
-    crop (scale 0.5-1) and a small affine (rotation 10 degrees, shear, translation), no flip, since a
-    flipped digit is another symbol.
+    RGB: random resized crop (scale ``crop_scale``-1, default 0.2), horizontal flip, colour jitter
+    (p=0.8), grayscale (p=0.2) (Chen et al., 2020, scaled down for small images: no blur).
+    Grayscale: random resized crop (default scale 0.5-1), horizontal flip, a small affine (rotation 10
+    degrees, shear, translation) and brightness. Flips are on for every pool by default, since most
+    pools are not text; ``flip=False`` (``--no-flip``) turns them off for pools where a mirrored image
+    is another class (digits, letters). The defaults are those of the embedding benchmark
+    (``eval/runs/embeddings``).
     """
     if channels == 3:
         ops = [
-            K.RandomResizedCrop((size, size), scale=(0.2, 1.0)),
-            K.RandomHorizontalFlip(),
+            K.RandomResizedCrop((size, size), scale=(0.2 if crop_scale is None else crop_scale, 1.0)),
+            *([K.RandomHorizontalFlip()] if flip else []),
             K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
             K.RandomGrayscale(p=0.2),
         ]
     elif channels == 1:
         ops = [
-            K.RandomResizedCrop((size, size), scale=(0.5, 1.0), ratio=(0.8, 1.25)),
+            K.RandomResizedCrop((size, size), scale=(0.5 if crop_scale is None else crop_scale, 1.0), ratio=(0.8, 1.25)),
+            *([K.RandomHorizontalFlip()] if flip else []),
             K.RandomAffine(degrees=10.0, translate=(0.1, 0.1), shear=8.0, p=0.8),
             K.RandomBrightness((0.7, 1.3), p=0.5),
         ]

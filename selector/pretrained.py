@@ -100,16 +100,16 @@ def pretrained_installed() -> bool:
 def choose_backbone(channels: int, image_size: int, n_images: int, installed: bool) -> tuple[str, str, str]:
     """The ``--backbone auto`` rule: (backbone name, "frozen" or "trained", reason for the summary).
 
-    Current rule (set by the embedding benchmark): a pool of RGB images uses EfficientNet-Lite0 frozen
-    when the ``pretrained`` extra is installed (ImageNet features suit photos); otherwise, and for
-    grayscale pools, resnet-small trained on the pool.
+    The rule, set by the embedding benchmark (``eval/runs/embeddings/summary.md``): with the
+    ``pretrained`` extra installed, EfficientNet-Lite0 frozen for every pool (with the pixel view that
+    ``auto`` adds, :mod:`selector.pixels`, it is at least as good as PCA of the pixels on every
+    dataset and pool shape measured, and far ahead on photos, with no training); without it,
+    resnet-small trained on the pool.
     """
-    del image_size, n_images  # part of the rule's inputs; the current rule does not use them
-    if channels == 3 and installed:
-        return EFFICIENTNET_LITE0, "frozen", "RGB pool: ImageNet-pretrained EfficientNet-Lite0, frozen"
-    if channels == 3:
-        return "resnet-small", "trained", f"RGB pool, but the pretrained extra is not installed ({INSTALL_HINT})"
-    return "resnet-small", "trained", "grayscale pool: resnet-small trained on the pool"
+    del channels, image_size, n_images  # part of the rule's inputs; the current rule does not use them
+    if installed:
+        return EFFICIENTNET_LITE0, "frozen", "ImageNet-pretrained EfficientNet-Lite0, frozen, with the pixel view"
+    return "resnet-small", "trained", f"the pretrained extra is not installed ({INSTALL_HINT}): resnet-small trained on the pool"
 
 
 # -- weights on disk -------------------------------------------------------------------------------

@@ -1,0 +1,514 @@
+"""Embedding benchmark (issue 12): which embedding should selection use, decided over every dataset and
+pool shape here, never one.
+
+For every dataset x pool shape x candidate embedding, the candidate is fitted on the pool (without its
+labels), then scored with the labels:
+
+* ``loo_knn``: leave-one-out kNN accuracy on the pool (k = 20, cosine, votes weighted by exp(cos/0.07):
+  :func:`selector.eval.retrain.loo_knn_predict`), and ``loo_knn_bal``, its mean over classes (the
+  honest figure on long-tailed pools, where the head class dominates the plain accuracy);
+* ``linear``: linear-probe accuracy (:func:`selector.eval.retrain.linear_probe`) trained on the pool's
+  labels and tested on a held-out balanced split that no candidate ever sees;
+* ``fit_s`` (training, or fitting PCA) and ``embed_s`` (embedding the pool) wall seconds, and the load
+  average of the machine when the row was measured (times on a loaded machine are upper bounds).
+
+Datasets (``--datasets``): ``mnist10k``, ``notmnist10k`` (100 per class held out as the test split),
+``cifar10`` (the first 1,000 train images per class of the shared JPEG archive; test: 200 per class of
+its test split), ``digits`` (scikit-learn's 1,797 8 px digits; 30 per class held out).
+
+Pool shapes (``--shapes``): ``full`` (every non-test image: 9,000-10,000; 1,497 for digits), ``small``
+(a seeded balanced 200 per class, 100 for digits), ``lt100`` (long-tailed, ratio 100, CIFAR-10-LT
+profile with the head as large as the classes allow).
+
+Candidates (``--candidates``; ``name`` or ``name:key=value,...``; ``a+b`` concatenates the L2-normalised
+blocks of two candidates, so kNN on it averages their cosine similarities):
+
+* ``default``: what ``selector select`` does with no options (through :class:`selector.Selector`);
+* ``pca``: PCA of the pixels (``dim=50``), fitted on the pool;
+* ``random``: the ``resnet-small`` encoder with random weights (no training);
+* ``simclr``: ``resnet-small`` trained on the pool by :func:`selector.train.train_encoder`; keys:
+  ``images`` (images seen, default: the product's rule), ``loss``, ``flip`` (0/1), ``crop`` (smallest crop
+  scale), ``temp``, ``lr``, ``bs``, ``opt``, ``arch``;
+* ``pretrained``: a pretrained backbone, frozen (``name=efficientnet-lite0``, ``size`` input pixels);
+* ``finetune``: the pretrained backbone fine-tuned contrastively on the pool (``images``, ``size``, ``lr``).
+
+Results go to ``OUT/results.csv`` (one row per dataset x shape x candidate x seed; a rerun skips rows
+already there, so an interrupted run resumes) and ``OUT/summary.md`` (tables per dataset, the command,
+and the check of the default against PCA).
+
+Example (the table in eval/runs/embeddings/)::
+
+    python -m selector.eval.bench_embeddings --out eval/runs/embeddings
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+log = logging.getLogger("selector.eval.bench_embeddings")
+
+DATASETS = ("mnist10k", "notmnist10k", "cifar10", "digits")
+SHAPES = ("full", "small", "lt100")
+DEFAULT_CANDIDATES = ("default", "pca", "random", "simclr", "pretrained", "finetune")
+FIELDS = ("dataset", "shape", "candidate", "seed", "n_pool", "n_test", "dim", "loo_knn", "loo_knn_bal", "linear",
+          "linear_bal", "rankme", "uniformity", "fit_s", "embed_s", "load", "note")
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+@dataclass
+class Split:
+    """A dataset as (n, C, S, S) uint8 images: the pool source and a held-out balanced test split."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def _nchw(x: np.ndarray) -> np.ndarray:
+    if x.ndim == 3:
+        return np.ascontiguousarray(x[:, None])
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def load_split(name: str, data_dir: Path | None, cache_dir: Path | None, seed: int = 0) -> Split:
+    """Load ``name`` and hold out its balanced test split (see the module docstring)."""
+    from selector.eval import datasets as D
+    from selector.eval.pools import balanced_pool
+
+    data_dir = Path(data_dir) if data_dir else D.default_data_dir()
+    if name == "cifar10":
+        tar = data_dir / "cifar10-jpeg.tar.gz"
+        x, y, _ = D.cifar10("train", 1000, tar, cache_dir)
+        xt, yt, _ = D.cifar10("test", None, tar, cache_dir)
+        keep = balanced_pool(yt, 200, np.random.default_rng(seed))
+        return Split(name, _nchw(x), y, _nchw(xt[keep]), yt[keep])
+    if name in ("mnist10k", "notmnist10k"):
+        x, y, _ = D.load_dataset(name, path=data_dir / f"{name}.npz")
+        per_class = 100
+    elif name == "digits":
+        x, y, _ = D.digits()
+        per_class = 30
+    else:
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    test = balanced_pool(y, per_class, np.random.default_rng(seed))
+    rest = np.setdiff1d(np.arange(y.shape[0]), test)
+    x = _nchw(x)
+    return Split(name, x[rest], y[rest], x[test], y[test])
+
+
+def pool_indices(split: Split, shape: str, seed: int) -> np.ndarray:
+    """Indices into ``split.x`` of the pool of the given shape."""
+    from selector.eval.pools import balanced_pool, long_tail_pool
+
+    rng = np.random.default_rng(seed + 1)
+    if shape == "full":
+        return np.arange(split.y.shape[0])
+    if shape == "small":
+        return balanced_pool(split.y, 100 if split.name == "digits" else 200, rng)
+    if shape == "lt100":
+        return long_tail_pool(split.y, 100.0, rng)
+    raise ValueError(f"unknown pool shape {shape!r}; choose from {', '.join(SHAPES)}")
+
+
+# -- candidates ----------------------------------------------------------------------------------
+
+@dataclass
+class Fitted:
+    """A candidate fitted on a pool: the pool's embedding and a function that embeds new images."""
+
+    pool_emb: np.ndarray
+    transform: Callable[[np.ndarray], np.ndarray]
+    fit_s: float = 0.0
+    embed_s: float = 0.0
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(a, axis=1, keepdims=True)
+    return (a / np.where(n > 0, n, 1.0)).astype(np.float32)
+
+
+def fit_pca(x: np.ndarray, seed: int, device, dim: str = "50") -> Fitted:
+    """PCA of the pixels in [0, 1], fitted on the pool (scikit-learn, randomised SVD, seeded)."""
+    from sklearn.decomposition import PCA
+
+    t0 = time.perf_counter()
+    flat = x.reshape(x.shape[0], -1).astype(np.float32) / 255.0
+    d = int(min(int(dim), flat.shape[0], flat.shape[1]))
+    pca = PCA(n_components=d, svd_solver="randomized", random_state=seed).fit(flat)
+    fit_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    emb = pca.transform(flat).astype(np.float32)
+
+    def transform(z: np.ndarray) -> np.ndarray:
+        return pca.transform(z.reshape(z.shape[0], -1).astype(np.float32) / 255.0).astype(np.float32)
+
+    return Fitted(emb, transform, fit_s, time.perf_counter() - t1, f"pca{d}")
+
+
+def _encoder_fitted(enc, x: np.ndarray, device, fit_s: float, note: str) -> Fitted:
+    from selector.embed import embed_array
+
+    t1 = time.perf_counter()
+    emb = embed_array(enc, x, device)
+    return Fitted(emb, lambda z: embed_array(enc, z, device), fit_s, time.perf_counter() - t1, note)
+
+
+def fit_random(x: np.ndarray, seed: int, device, arch: str = "resnet-small") -> Fitted:
+    """The encoder architecture with random weights (seeded), frozen."""
+    import torch
+
+    from selector.backbones import Encoder, EncoderConfig
+
+    torch.manual_seed(seed)
+    enc = Encoder(EncoderConfig(arch=arch, in_channels=int(x.shape[1]), image_size=int(x.shape[2]))).eval()
+    return _encoder_fitted(enc.to(device), x, device, 0.0, f"{arch} random init")
+
+
+def fit_simclr(x: np.ndarray, seed: int, device, images: str | None = None, loss: str = "simclr",
+               flip: str | None = None, crop: str | None = None, temp: str | None = None, lr: str | None = None,
+               bs: str | None = None, opt: str | None = None, arch: str = "resnet-small") -> Fitted:
+    """``arch`` trained on the pool with the product's training loop; unset keys keep the product's defaults."""
+    from dataclasses import replace
+
+    from selector.backbones import EncoderConfig
+    from selector.train import TrainConfig, auto_epochs, train_encoder
+
+    n = int(x.shape[0])
+    cfg = TrainConfig(loss=loss, seed=seed)
+    kw: dict = {}
+    if bs is not None:
+        kw["batch_size"] = int(bs)
+    if lr is not None:
+        kw["lr"] = float(lr)
+    if opt is not None:
+        kw["optimizer"] = opt
+    if temp is not None:
+        kw["loss_params"] = {**cfg.loss_params, "temperature": float(temp)}
+    if flip is not None:
+        kw["flip"] = bool(int(flip))
+    if crop is not None:
+        kw["crop_scale"] = float(crop)
+    cfg = replace(cfg, **kw)
+    steps_per_epoch = max(1, n // min(cfg.batch_size, n))
+    per_epoch = steps_per_epoch * min(cfg.batch_size, n)
+    epochs = auto_epochs(n) if images is None else max(1, int(round(float(images) / per_epoch)))
+    cfg = replace(cfg, epochs=epochs)
+    enc_cfg = EncoderConfig(arch=arch, in_channels=int(x.shape[1]), image_size=int(x.shape[2]))
+    t0 = time.perf_counter()
+    enc = train_encoder(x, enc_cfg, cfg, device)
+    fit_s = time.perf_counter() - t0
+    return _encoder_fitted(enc, x, device, fit_s, f"{arch} {loss} {epochs} epochs ({epochs * per_epoch} images seen)")
+
+
+def fit_pretrained(x: np.ndarray, seed: int, device, name: str = "efficientnet-lite0", size: str | None = None) -> Fitted:
+    """A pretrained backbone, frozen (:func:`selector.pretrained.pretrained_features`)."""
+    from selector.pretrained import pretrained_features
+
+    sz = None if size is None else int(size)
+    t1 = time.perf_counter()
+    emb = pretrained_features(x, name=name, size=sz, device=device)
+    return Fitted(emb, lambda z: pretrained_features(z, name=name, size=sz, device=device), 0.0,
+                  time.perf_counter() - t1, f"{name} frozen" + ("" if sz is None else f" at {sz} px"))
+
+
+def fit_finetune(x: np.ndarray, seed: int, device, name: str = "efficientnet-lite0", images: str = "20000",
+                 size: str | None = None, lr: str | None = None, loss: str = "simclr") -> Fitted:
+    """The pretrained backbone fine-tuned contrastively on the pool, through :class:`selector.Selector`."""
+    kw = {"backbone": name, "backbone_mode": "finetune", "loss": loss}
+    n = int(x.shape[0])
+    kw["epochs"] = max(1, int(round(float(images) / max(1, n))))
+    if size is not None:
+        kw["image_size"] = int(size)
+    fitted = _fit_via_selector(x, seed, device, **kw)
+    fitted.note = f"{name} fine-tuned ({loss}, {kw['epochs']} epochs)"
+    return fitted
+
+
+def _fit_via_selector(x: np.ndarray, seed: int, device, **kw) -> Fitted:
+    """Run :class:`selector.Selector` on ``x`` written as an .npz pool, as a user would."""
+    from selector import Selector
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-emb-"))
+    pool = tmp / "pool.npz"
+    np.savez(pool, x=x.transpose(0, 2, 3, 1) if x.shape[1] == 3 else x[:, 0])
+    dev = getattr(device, "type", str(device))
+    sel = Selector(seed=seed, device=dev, **kw)
+    t0 = time.perf_counter()
+    sel.fit(pool)
+    total = time.perf_counter() - t0
+    fit_s = sel.timings_.get("train", 0.0)
+
+    def transform(z: np.ndarray) -> np.ndarray:
+        p = tmp / f"q{z.shape[0]}.npz"
+        np.savez(p, x=z.transpose(0, 2, 3, 1) if z.shape[1] == 3 else z[:, 0])
+        return np.asarray(sel.embed(p))
+
+    note = getattr(sel, "summary_", None) or getattr(sel, "backbone_reason_", "") or ""
+    return Fitted(np.asarray(sel.embeddings_), transform, fit_s, max(0.0, total - fit_s), str(note))
+
+
+def fit_default(x: np.ndarray, seed: int, device) -> Fitted:
+    """Exactly what ``selector select`` does with no options."""
+    return _fit_via_selector(x, seed, device)
+
+
+CANDIDATES: dict[str, Callable[..., Fitted]] = {
+    "default": fit_default,
+    "pca": fit_pca,
+    "random": fit_random,
+    "simclr": fit_simclr,
+    "pretrained": fit_pretrained,
+    "finetune": fit_finetune,
+}
+
+
+def parse_candidate(spec: str) -> list[tuple[str, dict]]:
+    """``"simclr:flip=0,temp=0.5+pca"`` -> ``[("simclr", {"flip": "0", "temp": "0.5"}), ("pca", {})]``."""
+    parts = []
+    for part in spec.split("+"):
+        name, _, rest = part.partition(":")
+        if name not in CANDIDATES:
+            raise ValueError(f"unknown candidate {name!r} in {spec!r}; choose from {', '.join(CANDIDATES)}")
+        kw = {}
+        for item in filter(None, rest.split(",")):
+            k, eq, v = item.partition("=")
+            if not eq:
+                raise ValueError(f"candidate {spec!r}: expected key=value, got {item!r}")
+            kw[k] = v
+        parts.append((name, kw))
+    return parts
+
+
+def fit_candidate(spec: str, x: np.ndarray, seed: int, device) -> Fitted:
+    """Fit every part of ``spec`` on ``x``; several parts are concatenated as unit blocks."""
+    fitted = [CANDIDATES[name](x, seed, device, **kw) for name, kw in parse_candidate(spec)]
+    if len(fitted) == 1:
+        return fitted[0]
+
+    def transform(z: np.ndarray) -> np.ndarray:
+        return np.hstack([_unit(f.transform(z)) for f in fitted])
+
+    return Fitted(np.hstack([_unit(f.pool_emb) for f in fitted]), transform, sum(f.fit_s for f in fitted),
+                  sum(f.embed_s for f in fitted), " + ".join(f.note for f in fitted))
+
+
+# -- scoring -------------------------------------------------------------------------------------
+
+def score(pool_emb: np.ndarray, y: np.ndarray, test_emb: np.ndarray, y_test: np.ndarray, k: int = 20,
+          seed: int = 0) -> dict:
+    """Leave-one-out kNN on the pool (plain and class-balanced) and the linear probe on the test split."""
+    from selector.eval.metrics import accuracy, balanced_accuracy
+    from selector.eval.retrain import linear_probe, loo_knn_predict
+
+    pred = loo_knn_predict(pool_emb, y, k=k)
+    lin = linear_probe(_unit(pool_emb), y, _unit(test_emb), seed=seed)
+    return {"loo_knn": accuracy(y, pred), "loo_knn_bal": balanced_accuracy(y, pred),
+            "linear": accuracy(y_test, lin), "linear_bal": balanced_accuracy(y_test, lin)}
+
+
+def rankme(emb: np.ndarray, eps: float = 1e-7) -> float:
+    """RankMe (Garrido et al., ICML 2023): exp of the entropy of the normalised singular values of the
+    (n, d) embedding (rows L2-normalised): its effective rank, between 1 and min(n, d)."""
+    s = np.linalg.svd(_unit(emb).astype(np.float64), compute_uv=False)
+    p = s / (s.sum() + eps) + eps
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def uniformity(emb: np.ndarray, seed: int = 0, pairs: int = 20_000, t: float = 2.0) -> float:
+    """Uniformity (Wang & Isola, ICML 2020): log E exp(-t |z_i - z_j|^2) over random pairs of
+    L2-normalised rows (lower is more uniform); sampled pairs, never an n x n matrix."""
+    z = _unit(emb).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, z.shape[0], pairs)
+    j = rng.integers(0, z.shape[0], pairs)
+    keep = i != j
+    d2 = ((z[i[keep]] - z[j[keep]]) ** 2).sum(axis=1)
+    return float(np.log(np.mean(np.exp(-t * d2))))
+
+
+def run_cell(split: Split, shape: str, spec: str, seed: int, device, k: int = 20) -> dict:
+    idx = pool_indices(split, shape, seed)
+    x, y = split.x[idx], split.y[idx]
+    log.info("%s/%s/%s: fitting on %d images", split.name, shape, spec, x.shape[0])
+    fitted = fit_candidate(spec, x, seed, device)
+    test_emb = fitted.transform(split.x_test)
+    row = {"dataset": split.name, "shape": shape, "candidate": spec, "seed": seed, "n_pool": int(x.shape[0]),
+           "n_test": int(split.x_test.shape[0]), "dim": int(fitted.pool_emb.shape[1]),
+           **score(fitted.pool_emb, y, test_emb, split.y_test, k=k, seed=seed),
+           "rankme": rankme(fitted.pool_emb), "uniformity": uniformity(fitted.pool_emb, seed),
+           "fit_s": fitted.fit_s, "embed_s": fitted.embed_s, "load": os.getloadavg()[0], "note": fitted.note}
+    log.info("%s/%s/%s: LOO kNN %.4f (balanced %.4f), linear %.4f, fit %.1f s", split.name, shape, spec,
+             row["loo_knn"], row["loo_knn_bal"], row["linear"], row["fit_s"])
+    return row
+
+
+# -- output --------------------------------------------------------------------------------------
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(rows: list[dict], path: Path) -> None:
+    from selector.atomic import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(FIELDS))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in FIELDS})
+
+
+def _pct(v) -> str:
+    try:
+        return f"{100 * float(v):.1f}"
+    except (TypeError, ValueError):
+        return "–"
+
+
+def _sec(v) -> str:
+    try:
+        return f"{float(v):.0f}"
+    except (TypeError, ValueError):
+        return "–"
+
+
+def _mean_rows(rows: list[dict]) -> dict[tuple[str, str, str], dict]:
+    """Mean over seeds per (dataset, shape, candidate)."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["shape"], r["candidate"]), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        m = {"n": len(rs), "n_pool": rs[0]["n_pool"], "note": rs[0].get("note", "")}
+        for f in ("loo_knn", "loo_knn_bal", "linear", "linear_bal", "fit_s", "embed_s", "load"):
+            vals = [float(r[f]) for r in rs if r.get(f) not in (None, "")]
+            m[f] = float(np.mean(vals)) if vals else float("nan")
+        out[key] = m
+    return out
+
+
+def default_check(rows: list[dict], baseline: str = "pca", margin_cifar: float = 0.05) -> list[str]:
+    """Lines saying, per dataset and shape, whether ``default`` is at least ``baseline`` in LOO kNN
+    accuracy (plain and class-balanced), and at least ``margin_cifar`` above it on CIFAR-10."""
+    means = _mean_rows(rows)
+    lines = []
+    for (ds, shape, cand), m in sorted(means.items()):
+        if cand != "default" or (ds, shape, baseline) not in means:
+            continue
+        b = means[(ds, shape, baseline)]
+        need = margin_cifar if ds == "cifar10" else 0.0
+        ok = m["loo_knn"] >= b["loo_knn"] + need and m["loo_knn_bal"] >= b["loo_knn_bal"] + need
+        lines.append(f"| {ds} | {shape} | {_pct(m['loo_knn'])} / {_pct(m['loo_knn_bal'])} | "
+                     f"{_pct(b['loo_knn'])} / {_pct(b['loo_knn_bal'])} | {'+' if need else '>='}{_pct(need)} | "
+                     f"{'yes' if ok else '**no**'} |")
+    return lines
+
+
+def summary_markdown(rows: list[dict], command: str) -> str:
+    means = _mean_rows(rows)
+    out = ["# Embedding benchmark", "", "Produced by (from the repository root):", "", "```", command, "```", "",
+           "LOO kNN: leave-one-out kNN accuracy on the pool (k = 20), plain / mean over classes. Linear: linear probe "
+           "trained on the pool's labels, accuracy on the held-out balanced test split. fit: training (or PCA) wall "
+           "seconds; embed: embedding the pool; load: 1-minute load average when measured (2-core machine; "
+           "times under load are upper bounds). Means over seeds (n).", ""]
+    for ds in sorted({k[0] for k in means}):
+        out += [f"## {ds}", "", "| shape | n pool | candidate | LOO kNN | LOO kNN (bal.) | linear | fit s | embed s | load | n | what |",
+                "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for (d, shape, cand), m in sorted(means.items(), key=lambda kv: (SHAPES.index(kv[0][1]) if kv[0][1] in SHAPES else 9, kv[0][2])):
+            if d != ds:
+                continue
+            out.append(f"| {shape} | {m['n_pool']} | `{cand}` | {_pct(m['loo_knn'])} | {_pct(m['loo_knn_bal'])} | "
+                       f"{_pct(m['linear'])} | {_sec(m['fit_s'])} | {_sec(m['embed_s'])} | {m['load']:.1f} | {m['n']} | {m['note']} |")
+        out.append("")
+    check = default_check(rows)
+    if check:
+        out += ["## The default against PCA-50 of the pixels", "",
+                "| dataset | shape | default LOO kNN (plain / bal.) | PCA | needed | holds |", "| --- | --- | ---: | ---: | ---: | --- |",
+                *check, ""]
+    return "\n".join(out)
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
+    ap.add_argument("--candidates", nargs="+", default=list(DEFAULT_CANDIDATES),
+                    help="candidate specs: name or name:key=value,...; a+b concatenates")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per cell")
+    ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--data-dir", type=Path, default=None, help="shared data folder (default ../shared/data)")
+    ap.add_argument("--cache-dir", type=Path, default=Path(".bench_data"), help="decoded CIFAR-10 arrays")
+    ap.add_argument("--out", type=Path, required=True, help="folder for results.csv and summary.md")
+    ap.add_argument("--redo", action="store_true", help="recompute rows already in OUT/results.csv")
+    ap.add_argument("--summary-only", action="store_true", help="rewrite summary.md from results.csv")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    command = "python -m selector.eval.bench_embeddings " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    csv_path = args.out / "results.csv"
+    rows = read_rows(csv_path)
+    if not args.summary_only:
+        import torch
+
+        from selector.device import resolve_device
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        device = resolve_device(args.device)
+        for spec in args.candidates:
+            parse_candidate(spec)  # fail before any work
+        done = {(r["dataset"], r["shape"], r["candidate"], str(r["seed"])) for r in rows}
+        for ds in args.datasets:
+            split = load_split(ds, args.data_dir, args.cache_dir)
+            for shape in args.shapes:
+                for spec in args.candidates:
+                    for seed in range(args.seeds):
+                        key = (ds, shape, spec, str(seed))
+                        if key in done and not args.redo:
+                            continue
+                        row = run_cell(split, shape, spec, seed, device, k=args.k)
+                        rows = [r for r in rows if (r["dataset"], r["shape"], r["candidate"], str(r["seed"])) != key]
+                        rows.append(row)
+                        write_rows(rows, csv_path)  # after every cell: an interrupted run resumes
+                        print(f"{ds}/{shape}/{spec} seed {seed}: LOO kNN {row['loo_knn']:.4f} "
+                              f"(bal. {row['loo_knn_bal']:.4f}), linear {row['linear']:.4f}, "
+                              f"fit {row['fit_s']:.0f} s, embed {row['embed_s']:.0f} s", flush=True)
+    from selector.atomic import atomic_write
+
+    rows = read_rows(csv_path)
+    with atomic_write(args.out / "summary.md", "w") as f:
+        f.write(summary_markdown(rows, command) + "\n")
+    print(f"wrote {csv_path} and {args.out / 'summary.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
