@@ -38,7 +38,7 @@ def test_select_writes_csv_and_summary_then_reuses_cache(digits_pool, tmp_path):
     assert "60 images in" in r.output and "60 images embedded, 0 from cache" in r.output
     rows = _rows(out)
     assert len(rows) == 12 and len({r["path"] for r in rows}) == 12
-    assert (Path(os.environ["XDG_CACHE_HOME"]) / "selector" / "encoders").is_dir()  # the user cache folder
+    assert (Path(os.environ["XDG_CACHE_HOME"]) / "selector" / "embeddings").is_dir()  # the user cache folder
 
     r2 = _run(*args, "--force")
     assert r2.exit_code == 0, r2.output

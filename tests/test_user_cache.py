@@ -30,7 +30,7 @@ def test_outputs_in_two_folders_share_one_cache(tmp_path):
     pool = write_digits(tmp_path / "pool", 40)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    args = ["select", "-b", 5, "-p", pool, "--epochs", 1, "-s", "random", "-q"]
+    args = ["select", "-b", 5, "-p", pool, "--arch", "resnet-small", "--epochs", 1, "-s", "random", "-q"]
     r1 = CliRunner().invoke(main, [str(a) for a in [*args, "-o", tmp_path / "a" / "s.csv"]])
     assert r1.exit_code == 0, r1.output
     r2 = CliRunner().invoke(main, [str(a) for a in [*args, "-o", tmp_path / "b" / "s.csv"]])
