@@ -187,3 +187,14 @@ def test_explore_picks_stay_in_allowed_rows_then_fall_back():
     picked, _ = explore_picks(x, centers, 6, few)
     assert sorted(picked[:3].tolist()) == [1, 2, 3] and len(set(picked.tolist())) == 6
     assert y[picked[3]] == 2  # blob 2 holds no center: its points are the farthest
+
+
+def test_info_reports_the_class_estimate_range_and_the_budget_driven_max_k():
+    from selector.strategies.class_count import auto_max_k
+
+    x, _ = sphere_blobs([900, 700, 500, 300, 200, 100])  # 2,700 rows: the whole pool is the subsample
+    s = Balanced(explore=0).select(x, 40, rng=0)
+    assert s.info["k"] == 6 and s.info["k_range"] == [6, 6] and s.info["k_per_seed"] == [6]
+    assert s.info["max_k"] == auto_max_k(2_700, 40) == 80  # 2 x budget, not the old constant 30
+    with pytest.raises(ValueError, match="k_repeats"):
+        Balanced(k_repeats=0)
