@@ -136,6 +136,8 @@ class Selector:
             encoder's embedding, each block L2-normalised. None (default): on when the backbone is
             chosen automatically (the embedding benchmark's default), off for a backbone or encoder
             named explicitly.
+        flip: horizontal flips among the training augmentations (on by default for every pool; off
+            for pools where a mirrored image is another class, such as digits or text).
     """
 
     def __init__(self, encoder: str | os.PathLike | None = None, strategy: str | Strategy = "balanced",
@@ -145,7 +147,7 @@ class Selector:
                  cache_dir: str | os.PathLike | None = None, on_bad: str = "skip", progress: bool = False,
                  embed_chunk: int | None = None, backbone: str | None = None, backbone_mode: str = "auto",
                  weights: str | os.PathLike | None = None, backbone_size: int | None = None,
-                 time_budget: float | None = None, pixel_view: bool | None = None):
+                 time_budget: float | None = None, pixel_view: bool | None = None, flip: bool = True):
         if isinstance(strategy, str) and strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(sorted(STRATEGIES))}")
         if isinstance(strategy, str) and strategy_params:  # a wrong value fails here, not after training
@@ -186,6 +188,7 @@ class Selector:
         self.backbone_size = backbone_size
         self.time_budget = time_budget
         self.pixel_view = pixel_view
+        self.flip = flip
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -245,7 +248,7 @@ class Selector:
 
         if is_pretrained(backbone or getattr(self, "backbone_", None) or self.backbone_name):
             kw["lr"] = TrainConfig.lr / 10  # fine-tuning pretrained weights: a tenth of the from-scratch rate
-        return TrainConfig(loss=self.loss, batch_size=self.batch_size, seed=self.seed, **kw)
+        return TrainConfig(loss=self.loss, batch_size=self.batch_size, seed=self.seed, flip=self.flip, **kw)
 
     @property
     def backbone_name(self) -> str:

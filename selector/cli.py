@@ -195,7 +195,7 @@ def _backbone_kwargs(train: bool = False) -> dict:
         mode = "finetune"  # selector train trains: a pretrained backbone is fine-tuned
     budget = meta.get("time_budget")
     out = {"backbone": meta.get("backbone"), "backbone_mode": mode, "weights": meta.get("weights"),
-           "backbone_size": meta.get("backbone_size"), "time_budget": budget}
+           "backbone_size": meta.get("backbone_size"), "time_budget": budget, "flip": meta.get("flip", True)}
     if not train:
         out["pixel_view"] = meta.get("pixel_view")
     return out
@@ -208,6 +208,9 @@ def encoder_options(f):
                           "planned so the whole learning-rate schedule ends within it (--epochs then caps it). "
                           "The summary says what was done.")(f)
     f = backbone_options(f)
+    f = click.option("--flip/--no-flip", default=True, show_default=True, expose_value=False, callback=_meta("flip"),
+                     help="Horizontal flips when training on the pool; --no-flip for digits, letters or other "
+                          "pools where a mirrored image is another class.")(f)
     f = click.option("--pixel-view/--no-pixel-view", default=None, expose_value=False, callback=_meta("pixel_view"),
                      help="Concatenate PCA-50 of the pixels to the encoder's embedding (each part L2-normalised) "
                           "[default: on with the automatic backbone, off for one named by --backbone/--arch/--encoder].")(f)

@@ -41,3 +41,34 @@ def test_to_float():
 def test_bad_channels():
     with pytest.raises(ValueError, match="channels must be 1 or 3"):
         make_augment(2, 32)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_flips_on_by_default_and_off_on_request(channels):
+    import kornia.augmentation as K
+
+    def flips(m):
+        return sum(isinstance(op, K.RandomHorizontalFlip) for op in m)
+
+    assert flips(make_augment(channels, 16)) == 1
+    assert flips(make_augment(channels, 16, flip=False)) == 0
+
+
+def test_crop_scale_reaches_the_crop():
+    import kornia.augmentation as K
+
+    crop = [op for op in make_augment(3, 16, crop_scale=0.6) if isinstance(op, K.RandomResizedCrop)][0]
+    torch.manual_seed(0)
+    params = crop.forward_parameters(torch.Size([2000, 3, 16, 16]))
+    # The sampled crop areas (as a fraction of the image) never go below the smallest scale.
+    src = params["src"].float()
+    area = (src[:, 1, 0] - src[:, 0, 0] + 1) * (src[:, 2, 1] - src[:, 1, 1] + 1) / 256
+    assert float(area.min()) >= 0.6 - 0.08  # integer rounding of the box on a 16 px image
+    assert float(area.min()) < 0.75
+
+
+def test_no_flip_reaches_the_training_config():
+    from selector import Selector
+
+    assert Selector().train_config(1000).flip is True
+    assert Selector(flip=False).train_config(1000).flip is False
