@@ -60,7 +60,14 @@ log = logging.getLogger("selector.eval.bench_embeddings")
 
 DATASETS = ("mnist10k", "notmnist10k", "cifar10", "digits")
 SHAPES = ("full", "small", "lt100")
-DEFAULT_CANDIDATES = ("default", "pca", "random", "simclr", "pretrained", "finetune")
+#: The default run: (candidates, pool shapes they run on). The trained candidates run on the smaller
+#: pools only: on this 2-core machine a from-scratch or fine-tuned encoder per 10,000-image pool would
+#: take hours; ``--candidates`` runs any candidate on every shape.
+DEFAULT_PLAN = (
+    (("default", "pca", "pretrained", "random"), SHAPES),
+    (("simclr",), ("small", "lt100")),
+    (("finetune:images=4000",), ("small",)),
+)
 FIELDS = ("dataset", "shape", "candidate", "seed", "n_pool", "n_test", "dim", "loo_knn", "loo_knn_bal", "linear",
           "linear_bal", "rankme", "uniformity", "fit_s", "embed_s", "load", "note")
 
@@ -143,7 +150,7 @@ def _unit(a: np.ndarray) -> np.ndarray:
     return (a / np.where(n > 0, n, 1.0)).astype(np.float32)
 
 
-def fit_pca(x: np.ndarray, seed: int, device, dim: str = "50") -> Fitted:
+def fit_pca(x: np.ndarray, seed: int, device, cache_dir=None, dim: str = "50") -> Fitted:
     """PCA of the pixels in [0, 1], fitted on the pool (scikit-learn, randomised SVD, seeded)."""
     from sklearn.decomposition import PCA
 
@@ -169,7 +176,7 @@ def _encoder_fitted(enc, x: np.ndarray, device, fit_s: float, note: str) -> Fitt
     return Fitted(emb, lambda z: embed_array(enc, z, device), fit_s, time.perf_counter() - t1, note)
 
 
-def fit_random(x: np.ndarray, seed: int, device, arch: str = "resnet-small") -> Fitted:
+def fit_random(x: np.ndarray, seed: int, device, cache_dir=None, arch: str = "resnet-small") -> Fitted:
     """The encoder architecture with random weights (seeded), frozen."""
     import torch
 
@@ -180,7 +187,7 @@ def fit_random(x: np.ndarray, seed: int, device, arch: str = "resnet-small") -> 
     return _encoder_fitted(enc.to(device), x, device, 0.0, f"{arch} random init")
 
 
-def fit_simclr(x: np.ndarray, seed: int, device, images: str | None = None, loss: str = "simclr",
+def fit_simclr(x: np.ndarray, seed: int, device, cache_dir=None, images: str | None = None, loss: str = "simclr",
                flip: str | None = None, crop: str | None = None, temp: str | None = None, lr: str | None = None,
                bs: str | None = None, opt: str | None = None, arch: str = "resnet-small") -> Fitted:
     """``arch`` trained on the pool with the product's training loop; unset keys keep the product's defaults."""
@@ -216,18 +223,16 @@ def fit_simclr(x: np.ndarray, seed: int, device, images: str | None = None, loss
     return _encoder_fitted(enc, x, device, fit_s, f"{arch} {loss} {epochs} epochs ({epochs * per_epoch} images seen)")
 
 
-def fit_pretrained(x: np.ndarray, seed: int, device, name: str = "efficientnet-lite0", size: str | None = None) -> Fitted:
-    """A pretrained backbone, frozen (:func:`selector.pretrained.pretrained_features`)."""
-    from selector.pretrained import pretrained_features
-
-    sz = None if size is None else int(size)
-    t1 = time.perf_counter()
-    emb = pretrained_features(x, name=name, size=sz, device=device)
-    return Fitted(emb, lambda z: pretrained_features(z, name=name, size=sz, device=device), 0.0,
-                  time.perf_counter() - t1, f"{name} frozen" + ("" if sz is None else f" at {sz} px"))
+def fit_pretrained(x: np.ndarray, seed: int, device, cache_dir=None, name: str = "efficientnet-lite0",
+                   size: str | None = None) -> Fitted:
+    """A pretrained backbone, frozen, through :class:`selector.Selector` (``--backbone NAME``)."""
+    kw = {"backbone": name, "backbone_mode": "frozen"}
+    if size is not None:
+        kw["backbone_size"] = int(size)
+    return _fit_via_selector(x, seed, device, cache_dir, **kw)
 
 
-def fit_finetune(x: np.ndarray, seed: int, device, name: str = "efficientnet-lite0", images: str = "20000",
+def fit_finetune(x: np.ndarray, seed: int, device, cache_dir=None, name: str = "efficientnet-lite0", images: str = "20000",
                  size: str | None = None, lr: str | None = None, loss: str = "simclr") -> Fitted:
     """The pretrained backbone fine-tuned contrastively on the pool, through :class:`selector.Selector`."""
     kw = {"backbone": name, "backbone_mode": "finetune", "loss": loss}
@@ -235,20 +240,22 @@ def fit_finetune(x: np.ndarray, seed: int, device, name: str = "efficientnet-lit
     kw["epochs"] = max(1, int(round(float(images) / max(1, n))))
     if size is not None:
         kw["image_size"] = int(size)
-    fitted = _fit_via_selector(x, seed, device, **kw)
+    fitted = _fit_via_selector(x, seed, device, cache_dir, **kw)
     fitted.note = f"{name} fine-tuned ({loss}, {kw['epochs']} epochs)"
     return fitted
 
 
-def _fit_via_selector(x: np.ndarray, seed: int, device, **kw) -> Fitted:
-    """Run :class:`selector.Selector` on ``x`` written as an .npz pool, as a user would."""
+def _fit_via_selector(x: np.ndarray, seed: int, device, cache_dir=None, **kw) -> Fitted:
+    """Run :class:`selector.Selector` on ``x`` written as an .npz pool, as a user would. With
+    ``cache_dir``, the content-keyed embedding cache is shared by the candidates that embed with the
+    same frozen backbone (``default`` and ``pretrained``), so each image is embedded once."""
     from selector import Selector
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-emb-"))
     pool = tmp / "pool.npz"
     np.savez(pool, x=x.transpose(0, 2, 3, 1) if x.shape[1] == 3 else x[:, 0])
     dev = getattr(device, "type", str(device))
-    sel = Selector(seed=seed, device=dev, **kw)
+    sel = Selector(seed=seed, device=dev, cache_dir=cache_dir, **kw)
     t0 = time.perf_counter()
     sel.fit(pool)
     total = time.perf_counter() - t0
@@ -259,13 +266,16 @@ def _fit_via_selector(x: np.ndarray, seed: int, device, **kw) -> Fitted:
         np.savez(p, x=z.transpose(0, 2, 3, 1) if z.shape[1] == 3 else z[:, 0])
         return np.asarray(sel.embed(p))
 
-    note = getattr(sel, "summary_", None) or getattr(sel, "backbone_reason_", "") or ""
-    return Fitted(np.asarray(sel.embeddings_), transform, fit_s, max(0.0, total - fit_s), str(note))
+    note = f"{sel.backbone_} {sel.encoder_.config.mode}" + (" + pixel view" if sel.pixel_view_ is not None else "")
+    rep = getattr(sel, "train_report_", None)
+    if rep:
+        note += f" ({rep['epochs']:.1f} epochs, {rep['images_seen']:,} images seen)"
+    return Fitted(np.asarray(sel.embeddings_), transform, fit_s, max(0.0, total - fit_s), note)
 
 
-def fit_default(x: np.ndarray, seed: int, device) -> Fitted:
+def fit_default(x: np.ndarray, seed: int, device, cache_dir=None) -> Fitted:
     """Exactly what ``selector select`` does with no options."""
-    return _fit_via_selector(x, seed, device)
+    return _fit_via_selector(x, seed, device, cache_dir)
 
 
 CANDIDATES: dict[str, Callable[..., Fitted]] = {
@@ -295,9 +305,9 @@ def parse_candidate(spec: str) -> list[tuple[str, dict]]:
     return parts
 
 
-def fit_candidate(spec: str, x: np.ndarray, seed: int, device) -> Fitted:
+def fit_candidate(spec: str, x: np.ndarray, seed: int, device, cache_dir=None) -> Fitted:
     """Fit every part of ``spec`` on ``x``; several parts are concatenated as unit blocks."""
-    fitted = [CANDIDATES[name](x, seed, device, **kw) for name, kw in parse_candidate(spec)]
+    fitted = [CANDIDATES[name](x, seed, device, cache_dir, **kw) for name, kw in parse_candidate(spec)]
     if len(fitted) == 1:
         return fitted[0]
 
@@ -342,11 +352,11 @@ def uniformity(emb: np.ndarray, seed: int = 0, pairs: int = 20_000, t: float = 2
     return float(np.log(np.mean(np.exp(-t * d2))))
 
 
-def run_cell(split: Split, shape: str, spec: str, seed: int, device, k: int = 20) -> dict:
+def run_cell(split: Split, shape: str, spec: str, seed: int, device, k: int = 20, cache_dir=None) -> dict:
     idx = pool_indices(split, shape, seed)
     x, y = split.x[idx], split.y[idx]
     log.info("%s/%s/%s: fitting on %d images", split.name, shape, spec, x.shape[0])
-    fitted = fit_candidate(spec, x, seed, device)
+    fitted = fit_candidate(spec, x, seed, device, cache_dir)
     test_emb = fitted.transform(split.x_test)
     row = {"dataset": split.name, "shape": shape, "candidate": spec, "seed": seed, "n_pool": int(x.shape[0]),
            "n_test": int(split.x_test.shape[0]), "dim": int(fitted.pool_emb.shape[1]),
@@ -454,8 +464,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
-    ap.add_argument("--candidates", nargs="+", default=list(DEFAULT_CANDIDATES),
-                    help="candidate specs: name or name:key=value,...; a+b concatenates")
+    ap.add_argument("--candidates", nargs="+", default=None,
+                    help="candidate specs: name or name:key=value,...; a+b concatenates "
+                         "(default: the plan in DEFAULT_PLAN)")
     ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per cell")
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--device", default="cpu")
@@ -483,18 +494,24 @@ def main(argv=None) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         device = resolve_device(args.device)
-        for spec in args.candidates:
-            parse_candidate(spec)  # fail before any work
+        plan = DEFAULT_PLAN if args.candidates is None else ((tuple(args.candidates), SHAPES),)
+        for cands, _ in plan:
+            for spec in cands:
+                parse_candidate(spec)  # fail before any work
         done = {(r["dataset"], r["shape"], r["candidate"], str(r["seed"])) for r in rows}
-        for ds in args.datasets:
-            split = load_split(ds, args.data_dir, args.cache_dir)
-            for shape in args.shapes:
-                for spec in args.candidates:
+        splits: dict[str, Split] = {}
+        for cands, shapes in plan:
+            for ds in args.datasets:
+                if ds not in splits:
+                    splits[ds] = load_split(ds, args.data_dir, args.cache_dir)
+                split = splits[ds]
+                for shape, spec in [(sh, c) for sh in args.shapes if sh in shapes for c in cands]:
                     for seed in range(args.seeds):
                         key = (ds, shape, spec, str(seed))
                         if key in done and not args.redo:
                             continue
-                        row = run_cell(split, shape, spec, seed, device, k=args.k)
+                        row = run_cell(split, shape, spec, seed, device, k=args.k,
+                                       cache_dir=args.cache_dir / "selector-cache")
                         rows = [r for r in rows if (r["dataset"], r["shape"], r["candidate"], str(r["seed"])) != key]
                         rows.append(row)
                         write_rows(rows, csv_path)  # after every cell: an interrupted run resumes
