@@ -178,7 +178,7 @@ def _connected_spectrum(W: sp.csr_matrix, r: int) -> tuple[np.ndarray, np.ndarra
     return np.clip(1.0 - vals, 0.0, 2.0), vecs
 
 
-def eigengap_k(eigenvalues: np.ndarray, k_min: int = 2, k_max: int | None = None) -> int:
+def eigengap_k(eigenvalues: np.ndarray, k_min: int = 2, k_max: int | None = None, warn: bool = True) -> int:
     """K in [k_min, k_max] maximising ``eigenvalues[K] - eigenvalues[K-1]`` (0-based array:
     the gap after the K-th smallest eigenvalue). Ties go to the smaller K. K is never below the
     number of (numerically) zero eigenvalues, i.e. connected components; with more components
@@ -190,7 +190,8 @@ def eigengap_k(eigenvalues: np.ndarray, k_min: int = 2, k_max: int | None = None
     # K is at least the number of connected components (zero eigenvalues)
     n_zero = int((ev < ZERO_EIG).sum())
     if n_zero > k_max:
-        log.warning("kNN graph has %d components > max_k=%d; K capped at max_k", n_zero, k_max)
+        if warn:
+            log.warning("kNN graph has %d components > max_k=%d; K capped at max_k", n_zero, k_max)
         return int(k_max)
     k_min = max(k_min, n_zero)
     ks = np.arange(k_min, k_max + 1)
@@ -203,7 +204,9 @@ def estimate_num_classes(x: np.ndarray, max_k: int = 30, n_sample: int = 5_000, 
     """Estimate the number of classes of ``x`` (n, d) by the eigengap; see module docstring.
 
     Args:
-        x: (n, d) float32 embeddings. max_k: largest K considered (capped at m // 2).
+        x: (n, d) float32 embeddings. max_k: largest K considered (capped at m // 2). The first
+            :data:`FIRST_K` eigenvalues are computed; while the gap found lies in the upper half of
+            those computed, three times as many are (up to ``max_k``).
         n_sample: subsample size m (seeded). k_graph: kNN graph degree. seed: subsample seed.
         k_min: smallest K considered.
 
@@ -219,10 +222,22 @@ def estimate_num_classes(x: np.ndarray, max_k: int = 30, n_sample: int = 5_000, 
                                   k_range=(1, 1), max_k=1)
     max_k = max(k_min, min(max_k, m // 2))
     W = affinity_graph(x[sample], k=k_graph)
-    vals, vecs = laplacian_spectrum(W, max_k + 1)
-    k = eigengap_k(vals, k_min=k_min, k_max=max_k)
+    # widen the spectrum only when the gap sits in its upper half: K up to 30 costs what it always did,
+    # and a pool of hundreds of classes pays for hundreds of eigenvectors only when it has them
+    r = min(max_k, FIRST_K)
+    while True:
+        vals, vecs = laplacian_spectrum(W, r + 1)
+        k = eigengap_k(vals, k_min=k_min, k_max=r, warn=r >= max_k)
+        if r >= max_k or k <= r // 2:
+            break
+        r = min(max_k, 3 * r)
     log.debug("class count: K=%d from eigenvalues %s", k, np.round(vals, 4))
     return ClassCountEstimate(k, vals, np.diff(vals), sample, vecs, k_range=(k, k), max_k=max_k)
+
+
+#: eigenvectors computed first; :func:`estimate_num_classes` widens the spectrum (x3 at a time, up to
+#: max_k) while the eigengap falls in the upper half of what it has.
+FIRST_K = 30
 
 
 def estimate_class_range(x: np.ndarray, max_k: int | None = None, n_sample: int = 5_000, k_graph: int = 10,
