@@ -42,9 +42,10 @@ def kcenter_greedy(x: np.ndarray, centers: np.ndarray, n: int, chunk: int = CHUN
         chunk: rows per block of the distance update.
         shortlist: rows kept as candidates between full passes (see below); None chooses
             ``max(1024, 2 n)``; pools of at most twice that are searched in full at every pick.
-            Measured (``eval/bench_kcenter.py --shortlist``, CPU seconds on a 2-core machine):
-            1,000 picks from 10k x 128 take 0.18 s with 2,000 against 0.29 s with full passes,
-            from 100k x 128 1.2 s against 4.1 s (the earlier default, ``max(16384, 64 n)``).
+            Measured (``eval/bench_kcenter.py --n 100000 --shortlist 1000000000 16384 2000``, CPU
+            seconds per process on a busy 2-core machine, ``eval/runs/bench_kcenter``): 1,000 picks
+            from 100k x 128 take 1.2-1.6 s with 2,000, 1.9-2.0 s with 16,384 and 5.9-6.0 s with
+            full passes (what the earlier default, ``max(16384, 64 n)``, did at this size).
         allowed: (N,) bool, rows that may be picked (None: all); the others still count as
             covered by the centers but are never chosen. Needs ``n`` <= the allowed rows that are
             not centers.
