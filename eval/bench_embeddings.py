@@ -434,6 +434,41 @@ def default_check(rows: list[dict], baseline: str = "pca", margin_cifar: float =
     return lines
 
 
+def signal_study(rows: list[dict], signals=("rankme", "uniformity")) -> list[str]:
+    """Does an unsupervised signal rank the candidates of a (dataset, shape) cell as LOO kNN does?
+
+    Per signal: the mean Spearman correlation with LOO kNN accuracy over cells with at least three
+    candidates (uniformity is negated: lower is more uniform), and in how many cells the signal's
+    best candidate is also the most accurate one."""
+    from scipy.stats import spearmanr
+
+    means = _mean_rows(rows)
+    cells: dict[tuple[str, str], list[tuple[str, dict]]] = {}
+    for (ds, shape, cand), m in means.items():
+        cells.setdefault((ds, shape), []).append((cand, m))
+    sig_means: dict[tuple[str, str, str], dict] = {}
+    for r in rows:
+        sig_means.setdefault((r["dataset"], r["shape"], r["candidate"]), {})
+        for s_ in signals:
+            if r.get(s_) not in (None, ""):
+                sig_means[(r["dataset"], r["shape"], r["candidate"])].setdefault(s_, []).append(float(r[s_]))
+    lines = []
+    for s_ in signals:
+        rhos, hits, n = [], 0, 0
+        for (ds, shape), cs in cells.items():
+            vals = [(np.mean(sig_means[(ds, shape, c)].get(s_, [np.nan])), m["loo_knn"]) for c, m in cs]
+            vals = [(v if s_ != "uniformity" else -v, a) for v, a in vals if np.isfinite(v)]
+            if len(vals) < 3:
+                continue
+            sv, acc = np.array(vals).T
+            rhos.append(spearmanr(sv, acc).statistic)
+            hits += int(np.argmax(sv) == np.argmax(acc))
+            n += 1
+        if n:
+            lines.append(f"| {s_} | {n} | {np.nanmean(rhos):+.2f} | {hits} of {n} |")
+    return lines
+
+
 def summary_markdown(rows: list[dict], command: str) -> str:
     means = _mean_rows(rows)
     out = ["# Embedding benchmark", "", "Produced by (from the repository root):", "", "```", command, "```", "",
@@ -455,6 +490,14 @@ def summary_markdown(rows: list[dict], command: str) -> str:
         out += ["## The default against PCA-50 of the pixels", "",
                 "| dataset | shape | default LOO kNN (plain / bal.) | PCA | needed | holds |", "| --- | --- | ---: | ---: | ---: | --- |",
                 *check, ""]
+    study = signal_study(rows)
+    if study:
+        out += ["## Unsupervised signals of embedding quality", "",
+                "Does a label-free signal rank the candidates of a cell (dataset x shape) as their LOO kNN accuracy "
+                "does? RankMe: effective rank of the embedding (Garrido et al., 2023); uniformity (Wang & Isola, 2020), "
+                "negated. Spearman correlation averaged over cells with three or more candidates.", "",
+                "| signal | cells | mean Spearman with LOO kNN | best candidate agrees |", "| --- | ---: | ---: | ---: |",
+                *study, ""]
     return "\n".join(out)
 
 

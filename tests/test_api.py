@@ -12,7 +12,7 @@ from selector.api import labeled_mask_for
 
 @pytest.fixture
 def fitted(digits_pool, tmp_path):
-    return Selector(strategy="random", epochs=1, seed=0, device="cpu", cache_dir=tmp_path / "cache").fit(digits_pool)
+    return Selector(strategy="random", arch="resnet-small", epochs=1, seed=0, device="cpu", cache_dir=tmp_path / "cache").fit(digits_pool)
 
 
 def test_fit_select_export(fitted, tmp_path):
@@ -45,7 +45,7 @@ def test_labeled_file(fitted, tmp_path):
 
 
 def test_same_seed_same_selection_and_cache_reuse(digits_pool, tmp_path):
-    kw = dict(strategy="random", epochs=1, seed=4, device="cpu", cache_dir=tmp_path / "c")
+    kw = dict(strategy="random", arch="resnet-small", epochs=1, seed=4, device="cpu", cache_dir=tmp_path / "c")
     a = Selector(**kw).fit(digits_pool)
     b = Selector(**kw).fit(digits_pool)
     assert b.n_embedded_ == 0  # second fit reuses the cached encoder and embeddings
@@ -101,7 +101,7 @@ def test_labels_from_a_file_reach_label_aware_strategies(tmp_path):
 def test_labels_reach_only_the_losses_that_use_them(digits_pool, tmp_path):
     """SimCLR ignores known labels: fitting with them reuses the encoder cached without them."""
     y = np.arange(60) % 3
-    kw = dict(strategy="random", epochs=1, seed=0, device="cpu", cache_dir=tmp_path / "cache")
+    kw = dict(strategy="random", arch="resnet-small", epochs=1, seed=0, device="cpu", cache_dir=tmp_path / "cache")
     first = Selector(loss="simclr", **kw).fit(digits_pool)
     again = Selector(loss="simclr", **kw).fit(digits_pool, labels=y)
     assert not first.encoder_cached_ and again.encoder_cached_
