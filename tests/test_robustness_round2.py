@@ -55,6 +55,16 @@ def png_bytes(value: int = 128) -> bytes:
     return buf.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread while a test trains or embeds in-process: on a loaded 2-core machine two threads
+    run far slower (the subprocesses get OMP_NUM_THREADS=1, see env())."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def encoder_file(tmp_path_factory) -> Path:
     torch.manual_seed(0)
