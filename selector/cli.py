@@ -500,7 +500,7 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
 
 def _encoder_line(sel, n: int, cache) -> str:
     """What the encoder was: backbone, why (for auto), frozen or how it was trained (epochs, images seen)."""
-    name = sel.backbone_
+    name = sel.backbone_ + (" + pixel view (PCA-50 of the pixels)" if sel.pixel_view_ is not None else "")
     why = f"; {sel.backbone_reason_}" if sel.backbone_name == "auto" else ""
     if sel.encoder_.config.mode == "frozen":
         return f"{name}, frozen (no training){why}"

@@ -108,7 +108,7 @@ def choose_backbone(channels: int, image_size: int, n_images: int, installed: bo
     """
     del channels, image_size, n_images  # part of the rule's inputs; the current rule does not use them
     if installed:
-        return EFFICIENTNET_LITE0, "frozen", "ImageNet-pretrained EfficientNet-Lite0, frozen, with the pixel view"
+        return EFFICIENTNET_LITE0, "frozen", "chosen automatically: ImageNet-pretrained EfficientNet-Lite0, frozen, with the pixel view"
     return "resnet-small", "trained", f"the pretrained extra is not installed ({INSTALL_HINT}): resnet-small trained on the pool"
 
 

