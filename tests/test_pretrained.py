@@ -53,14 +53,7 @@ def mobilenet_weights(tmp_path_factory) -> Path:
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine under load, two threads wait on each other (measured:
-    6 tiny steps 1.7 s on one thread, 46 s on two); results are the same either way within a test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- names, modes and the automatic choice -----------------------------------------------------------
@@ -283,7 +276,7 @@ def test_select_and_embed_cli_with_efficientnet(tmp_path):
     r = CliRunner().invoke(main, ["select", "-b", "5", "-p", str(pool), "-o", str(out), "--backbone", "auto",
                                   "--strategy", "kcenter", "-q", "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    assert "efficientnet-lite0, frozen (no training); " in r.output  # and the reason for auto
+    assert "efficientnet-lite0 + pixel view (PCA-50 of the pixels), frozen (no training); " in r.output  # and why
     assert len(out.read_text().strip().splitlines()) == 6
     emb = tmp_path / "e.npy"
     r = CliRunner().invoke(main, ["embed", "-p", str(pool), "-o", str(emb), "--backbone", "efficientnet-lite0",

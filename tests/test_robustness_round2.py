@@ -21,32 +21,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from click.testing import CliRunner
 from PIL import Image
 
 import selector
 import selector.atomic as atomic_mod
-from selector.backbones import Encoder, EncoderConfig
-from selector.cli import main
-from selector.train import TrainConfig, save_checkpoint
+from selector.backbones import EncoderConfig
+from selector.train import TrainConfig
+# The first robustness round's pool, encoder and CLI helpers (fixtures are found by name).
+from tests.test_robustness import encoder_file, pool, run, select, write_pool  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[1]
-N_POOL = 40
+from tests.test_robustness import N_POOL  # noqa: E402
 IS_LINUX_PROC = Path("/proc/self/stat").is_file()
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def write_pool(folder: Path, n: int = N_POOL) -> Path:
-    from sklearn.datasets import load_digits
-
-    folder.mkdir(parents=True, exist_ok=True)
-    imgs = np.clip(np.rint(load_digits().images[:n] * (255 / 16)), 0, 255).astype(np.uint8)
-    for i, img in enumerate(imgs):
-        Image.fromarray(img).save(folder / f"{i:03d}.png")
-    return folder
 
 
 def png_bytes(value: int = 128) -> bytes:
@@ -55,36 +46,14 @@ def png_bytes(value: int = 128) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread while a test trains or embeds in-process: on a loaded 2-core machine two threads
-    run far slower (the subprocesses get OMP_NUM_THREADS=1, see env())."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def encoder_file(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("enc") / "enc.pt"
-    save_checkpoint(path, Encoder(EncoderConfig(in_channels=3, image_size=16)), TrainConfig(epochs=1), epoch=1, step=0)
-    return path
-
-
-@pytest.fixture
-def pool(tmp_path) -> Path:
-    return write_pool(tmp_path / "pool")
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def select(pool, out, encoder, *extra):
-    return run("select", "--pool", pool, "--out", out, "--encoder", encoder, "--strategy", "random",
-               "--workers", 1, *extra)
+def _kill_all(workers: list[int], proc) -> None:
+    """Test clean-up: SIGKILL any worker still alive and the run itself."""
+    for w in workers:
+        if alive(w):
+            os.kill(w, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=30)
 
 
 def error_line(result) -> str:
@@ -218,12 +187,7 @@ def test_decoder_workers_die_with_a_killed_run(pool, tmp_path, encoder_file, sig
         gone = wait_until(lambda: not any(alive(w) for w in workers), 15)
         assert gone, f"decoder workers {[w for w in workers if alive(w)]} outlived their run"
     finally:
-        for w in workers:
-            if alive(w):
-                os.kill(w, signal.SIGKILL)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        _kill_all(workers, proc)
 
 
 @pytest.mark.skipif(not IS_LINUX_PROC, reason="reads /proc to find the worker processes")
@@ -240,12 +204,7 @@ def test_ctrl_c_prints_no_worker_traceback(pool, tmp_path, encoder_file):
         assert "Traceback" not in err, err
         assert wait_until(lambda: not any(alive(w) for w in workers), 15)
     finally:
-        for w in workers:
-            if alive(w):
-                os.kill(w, signal.SIGKILL)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        _kill_all(workers, proc)
 
 
 FALLBACK = """

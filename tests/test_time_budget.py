@@ -18,14 +18,7 @@ ENC = EncoderConfig("resnet-small", 1, 16, proj_dim=32)
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine under load, two threads wait on each other (measured:
-    6 tiny steps 1.7 s on one thread, 46 s on two); results are the same either way within a test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class FakeClock:
