@@ -378,14 +378,9 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def write_rows(rows: list[dict], path: Path) -> None:
-    from selector.atomic import atomic_write
+    from selector.eval.bench_encoders import write_csv
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(FIELDS))
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in FIELDS})
+    write_csv(rows, path, FIELDS)
 
 
 def _pct(v) -> str:

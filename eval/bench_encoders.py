@@ -232,9 +232,12 @@ def _device_name(device) -> str:
 
 
 def write_csv(rows: list[dict], path: str | os.PathLike, fields) -> None:
+    """One row per dict (only ``fields``, floats to 6 significant digits), written atomically."""
+    from selector.atomic import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(fields))
         w.writeheader()
         for r in rows:
