@@ -488,6 +488,14 @@ def summary_markdown(rows: list[dict], command: str) -> str:
                 "| dataset | shape | default LOO kNN (plain / bal.) | PCA | needed | holds | best candidate (default's gap) |",
                 "| --- | --- | ---: | ---: | ---: | --- | --- |",
                 *check, ""]
+    have = {(r["dataset"], r["shape"], r["candidate"]) for r in rows}
+    datasets = sorted({r["dataset"] for r in rows})
+    missing = [f"`{c}` on {ds}/{sh}" for cands, shapes in DEFAULT_PLAN for ds in datasets for sh in shapes
+               for c in cands if (ds, sh, c) not in have]
+    if missing:
+        out += ["## Cells of the default plan not measured yet", "",
+                "The run was stopped before these cells (rerunning the command computes only them): "
+                + ", ".join(missing) + ".", ""]
     study = signal_study(rows)
     if study:
         out += ["## Unsupervised signals of embedding quality", "",
@@ -524,7 +532,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s")
-    command = "python -m selector.eval.bench_embeddings " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--summary-only", "-v", "--verbose")]
+    command = "python -m selector.eval.bench_embeddings " + " ".join(shlex.quote(a) for a in shown)
     csv_path = args.out / "results.csv"
     rows = read_rows(csv_path)
     if not args.summary_only:
