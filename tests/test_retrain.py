@@ -94,3 +94,26 @@ def test_bad_input_and_registry():
     with pytest.raises(ValueError, match="unknown retrainer"):
         get_retrainer("finetune-nope")
     assert get_retrainer("knn") is knn_classifier
+
+
+def test_loo_knn_matches_a_slow_reference_and_never_votes_for_itself():
+    from selector.eval.retrain import loo_knn_predict
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5))
+    y = rng.integers(0, 3, 40)
+    pred = loo_knn_predict(x, y, k=5, temperature=None)
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for i in range(40):
+        sims = u @ u[i]
+        sims[i] = -np.inf  # leave the row itself out
+        nn = np.argsort(-sims, kind="stable")[:5]
+        votes = np.bincount(y[nn], minlength=3)
+        best = np.flatnonzero(votes == votes.max())
+        # ties go to the tied class whose member ranks first
+        expect = best[0] if len(best) == 1 else next(c for c in y[nn] if c in best)
+        assert pred[i] == expect
+    # Two exact duplicates with different labels elsewhere: each is voted by the other, not by itself.
+    z = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert loo_knn_predict(z, np.array([0, 0, 1, 1]), k=1).tolist() == [0, 0, 1, 1]
+    assert loo_knn_predict(z, np.array([0, 1, 1, 0]), k=1).tolist() == [1, 0, 0, 1]
