@@ -56,6 +56,8 @@ from typing import Callable
 
 import numpy as np
 
+from selector.pixels import unit_rows
+
 log = logging.getLogger("selector.eval.bench_embeddings")
 
 DATASETS = ("mnist10k", "notmnist10k", "cifar10", "digits")
@@ -145,27 +147,17 @@ class Fitted:
     extra: dict = field(default_factory=dict)
 
 
-def _unit(a: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(a, axis=1, keepdims=True)
-    return (a / np.where(n > 0, n, 1.0)).astype(np.float32)
-
-
 def fit_pca(x: np.ndarray, seed: int, device, cache_dir=None, dim: str = "50") -> Fitted:
-    """PCA of the pixels in [0, 1], fitted on the pool (scikit-learn, randomised SVD, seeded)."""
-    from sklearn.decomposition import PCA
+    """PCA of the pixels in [0, 1], fitted on the pool: the pipeline's pixel view
+    (:class:`selector.pixels.PixelPCA`) on its own."""
+    from selector.pixels import PixelPCA
 
     t0 = time.perf_counter()
-    flat = x.reshape(x.shape[0], -1).astype(np.float32) / 255.0
-    d = int(min(int(dim), flat.shape[0], flat.shape[1]))
-    pca = PCA(n_components=d, svd_solver="randomized", random_state=seed).fit(flat)
+    pca = PixelPCA(dim=int(dim)).fit(x, seed=seed)
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    emb = pca.transform(flat).astype(np.float32)
-
-    def transform(z: np.ndarray) -> np.ndarray:
-        return pca.transform(z.reshape(z.shape[0], -1).astype(np.float32) / 255.0).astype(np.float32)
-
-    return Fitted(emb, transform, fit_s, time.perf_counter() - t1, f"pca{d}")
+    emb = pca.transform(x)
+    return Fitted(emb, pca.transform, fit_s, time.perf_counter() - t1, f"pca{pca.pca_.n_components_}")
 
 
 def _encoder_fitted(enc, x: np.ndarray, device, fit_s: float, note: str) -> Fitted:
@@ -311,10 +303,12 @@ def fit_candidate(spec: str, x: np.ndarray, seed: int, device, cache_dir=None) -
     if len(fitted) == 1:
         return fitted[0]
 
-    def transform(z: np.ndarray) -> np.ndarray:
-        return np.hstack([_unit(f.transform(z)) for f in fitted])
+    from selector.pixels import concat_views
 
-    return Fitted(np.hstack([_unit(f.pool_emb) for f in fitted]), transform, sum(f.fit_s for f in fitted),
+    def transform(z: np.ndarray) -> np.ndarray:
+        return concat_views(*(f.transform(z) for f in fitted))
+
+    return Fitted(concat_views(*(f.pool_emb for f in fitted)), transform, sum(f.fit_s for f in fitted),
                   sum(f.embed_s for f in fitted), " + ".join(f.note for f in fitted))
 
 
@@ -327,7 +321,7 @@ def score(pool_emb: np.ndarray, y: np.ndarray, test_emb: np.ndarray, y_test: np.
     from selector.eval.retrain import linear_probe, loo_knn_predict
 
     pred = loo_knn_predict(pool_emb, y, k=k)
-    lin = linear_probe(_unit(pool_emb), y, _unit(test_emb), seed=seed)
+    lin = linear_probe(unit_rows(pool_emb), y, unit_rows(test_emb), seed=seed)
     return {"loo_knn": accuracy(y, pred), "loo_knn_bal": balanced_accuracy(y, pred),
             "linear": accuracy(y_test, lin), "linear_bal": balanced_accuracy(y_test, lin)}
 
@@ -335,7 +329,7 @@ def score(pool_emb: np.ndarray, y: np.ndarray, test_emb: np.ndarray, y_test: np.
 def rankme(emb: np.ndarray, eps: float = 1e-7) -> float:
     """RankMe (Garrido et al., ICML 2023): exp of the entropy of the normalised singular values of the
     (n, d) embedding (rows L2-normalised): its effective rank, between 1 and min(n, d)."""
-    s = np.linalg.svd(_unit(emb).astype(np.float64), compute_uv=False)
+    s = np.linalg.svd(unit_rows(emb).astype(np.float64), compute_uv=False)
     p = s / (s.sum() + eps) + eps
     return float(np.exp(-(p * np.log(p)).sum()))
 
@@ -343,7 +337,7 @@ def rankme(emb: np.ndarray, eps: float = 1e-7) -> float:
 def uniformity(emb: np.ndarray, seed: int = 0, pairs: int = 20_000, t: float = 2.0) -> float:
     """Uniformity (Wang & Isola, ICML 2020): log E exp(-t |z_i - z_j|^2) over random pairs of
     L2-normalised rows (lower is more uniform); sampled pairs, never an n x n matrix."""
-    z = _unit(emb).astype(np.float64)
+    z = unit_rows(emb).astype(np.float64)
     rng = np.random.default_rng(seed)
     i = rng.integers(0, z.shape[0], pairs)
     j = rng.integers(0, z.shape[0], pairs)

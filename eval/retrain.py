@@ -116,9 +116,7 @@ def knn_classifier(train_emb, train_y, test_emb, *, seed: int = 0, k: int = 20,
         return single
     import faiss
 
-    def unit(a: np.ndarray) -> np.ndarray:
-        n = np.linalg.norm(a, axis=1, keepdims=True)
-        return np.ascontiguousarray(a / np.where(n > 0, n, 1.0), dtype=np.float32)
+    from selector.pixels import unit_rows as unit
 
     kk = int(min(k, xtr.shape[0]))
     index = faiss.IndexFlatIP(xtr.shape[1])
@@ -143,8 +141,9 @@ def loo_knn_predict(emb, y, *, k: int = 20, temperature: float | None = 0.07) ->
         raise ValueError(f"leave-one-out kNN needs at least 2 rows, got {x.shape[0]}")
     import faiss
 
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    x = np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+    from selector.pixels import unit_rows
+
+    x = unit_rows(x)
     kk = int(min(k, x.shape[0] - 1))
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
