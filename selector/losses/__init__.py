@@ -15,6 +15,9 @@ name                      class                  reference
 ``"debiased-pos"``        :class:`DebiasedPos`   Troeshestova & Isachenko, 2023 (debiased positives)
 ``"supcon-spread"``       :class:`SupConSpread`  Khosla et al., 2020 + Chen et al., ICML 2022 (spread)
 ========================  =====================  ==========================================================
+
+The class-conditional autoencoder of Chen et al. (:mod:`selector.losses.autoencoder`) is not a loss of its
+own: ``TrainConfig.autoencoder`` (``--autoencoder WEIGHT``) adds its reconstruction term to ``supcon-spread``.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from .kcl import KCL
 from .nt_xent import NTXent
 from .supcon_spread import SupConSpread
 
-__all__ = ["LOSSES", "get_loss", "NTXent", "KCL", "DebiasedNeg", "DebiasedPos", "SupConSpread"]
+__all__ = ["LOSSES", "TRAIN_PARAMS", "get_loss", "NTXent", "KCL", "DebiasedNeg", "DebiasedPos", "SupConSpread"]
 
 LOSSES: dict[str, type[nn.Module]] = {
     "simclr": NTXent,
@@ -37,6 +40,13 @@ LOSSES: dict[str, type[nn.Module]] = {
     "debiased-neg": DebiasedNeg,
     "debiased-pos": DebiasedPos,
     "supcon-spread": SupConSpread,
+}
+
+#: Hyperparameters a loss trains with where they differ from ``TrainConfig.loss_params``'s default
+#: (temperature 0.2): supcon-spread takes the defaults of Chen et al.'s code (HazyResearch/thanos-code):
+#: temperature 0.5 and equal weights of SupCon and the spread term.
+TRAIN_PARAMS: dict[str, dict] = {
+    "supcon-spread": {"temperature": 0.5, "alpha": 0.5},
 }
 
 

@@ -18,6 +18,9 @@ together.  Unknown labels: an anchor whose label is < 0 has only its own view as
 class-conditional term uses all other samples as negatives -- both terms then equal NT-Xent for it.
 Samples with unknown labels are never positives of anyone but their own view.  With ``labels=None``
 every label is unknown, so the loss is exactly NT-Xent (Chen et al., 2020) at this temperature.
+
+The defaults (temperature 0.5, alpha 0.5) are those of the paper's code. Its class-conditional
+autoencoder, the other half of the paper's recipe, is :mod:`selector.losses.autoencoder`.
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ def check_alpha(alpha: float) -> float:
     return a
 
 
-def supcon_spread(z1: Tensor, z2: Tensor, labels: Tensor | None = None, temperature: float = 0.1,
+def supcon_spread(z1: Tensor, z2: Tensor, labels: Tensor | None = None, temperature: float = 0.5,
                   alpha: float = 0.5) -> Tensor:
     """SupCon + class-conditional InfoNCE (Chen et al., ICML 2022), averaged over the 2B anchors.
 
@@ -81,7 +84,7 @@ class SupConSpread(nn.Module):
 
     needs_labels: bool = True
 
-    def __init__(self, temperature: float = 0.1, alpha: float = 0.5):
+    def __init__(self, temperature: float = 0.5, alpha: float = 0.5):
         super().__init__()
         self.temperature = check_temperature(temperature)
         self.alpha = check_alpha(alpha)
