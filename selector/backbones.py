@@ -77,7 +77,9 @@ class Encoder(nn.Module):
     """Backbone + 2-layer MLP projection head.
 
     ``forward(x)`` -> (B, proj_dim) projections for the contrastive loss; ``embed(x)`` -> (B, dim)
-    backbone features, the embedding used for selection. ``x`` is (B, C, S, S) float in [0, 1].
+    backbone features, the embedding used for selection; ``forward(x, features=True)`` -> both
+    (features, projections), in one pass (for a decoder that reads the embedding). ``x`` is (B, C, S, S)
+    float in [0, 1].
     """
 
     def __init__(self, config: EncoderConfig, weights: str | None = None, load_weights: bool = True):
@@ -113,10 +115,11 @@ class Encoder(nn.Module):
             return self.backbone(x)
         return self.backbone((x - 0.5) / 0.25)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, features: bool = False):
         if self.head is None:
             raise RuntimeError("a frozen encoder has no projection head; it is not trained")
-        return self.head(self.embed(x))
+        h = self.embed(x)
+        return (h, self.head(h)) if features else self.head(h)
 
 
 def _pretrained_backbone(config: EncoderConfig, weights: str | None, load: bool) -> nn.Module:
