@@ -138,6 +138,10 @@ class Selector:
             named explicitly.
         flip: horizontal flips among the training augmentations (on by default for every pool; off
             for pools where a mirrored image is another class, such as digits or text).
+        dist: a :class:`selector.distributed.Dist` (``selector.distributed.init()`` under torchrun) to
+            train and embed on every process of the job: every rank calls ``fit`` with the same pool;
+            ``device`` is then each rank's own and ``batch_size`` is per process; a cache folder is
+            required. Only rank 0 gets the embedding (``embeddings_`` is None elsewhere) and selects.
     """
 
     def __init__(self, encoder: str | os.PathLike | None = None, strategy: str | Strategy = "balanced",
@@ -147,7 +151,7 @@ class Selector:
                  cache_dir: str | os.PathLike | None = None, on_bad: str = "skip", progress: bool = False,
                  embed_chunk: int | None = None, backbone: str | None = None, backbone_mode: str = "auto",
                  weights: str | os.PathLike | None = None, backbone_size: int | None = None,
-                 time_budget: float | None = None, pixel_view: bool | None = None, flip: bool = True):
+                 time_budget: float | None = None, pixel_view: bool | None = None, flip: bool = True, dist=None):
         if isinstance(strategy, str) and strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(sorted(STRATEGIES))}")
         if isinstance(strategy, str) and strategy_params:  # a wrong value fails here, not after training
@@ -189,6 +193,10 @@ class Selector:
         self.time_budget = time_budget
         self.pixel_view = pixel_view
         self.flip = flip
+        self.dist = dist
+        if dist is not None and dist.world > 1 and cache_dir is None:
+            raise ValueError("training and embedding on several processes need a cache folder (cache_dir): the "
+                             "ranks pass their embeddings through it")
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -210,7 +218,7 @@ class Selector:
             pool = load_pool(pool, image_size=size, channels=channels, on_bad=self.on_bad, progress=self.progress)
         self.pool_ = pool
         self.timings_["read"] = time.perf_counter() - t0
-        device = resolve_device(self.device)
+        device = self.dist.device if self.dist is not None else resolve_device(self.device)
 
         t1 = time.perf_counter()
         self.encoder_cached_ = False  # set by _get_encoder when a finished checkpoint is reused
@@ -221,9 +229,9 @@ class Selector:
         t2 = time.perf_counter()
         self.embeddings_, self.n_embedded_ = embed_pool(pool.images, pool.digests, self.encoder_, device,
                                                         cache_dir=self.cache_dir, progress=self.progress,
-                                                        chunk=self.embed_chunk)
+                                                        chunk=self.embed_chunk, dist=self.dist)
         self.pixel_view_ = None
-        if self.uses_pixel_view():
+        if self.uses_pixel_view() and self.embeddings_ is not None:  # rank 0 alone when distributed
             from .pixels import PixelPCA, concat_views
 
             self.pixel_view_ = PixelPCA().fit(pool.images, seed=self.seed)
@@ -301,20 +309,28 @@ class Selector:
         if self.cache_dir is not None:
             folder = Path(self.cache_dir) / "encoders"
             folder.mkdir(parents=True, exist_ok=True)
-            ckpt = folder / f"encoder-{encoder_cache_key(pool.key, enc_cfg.to_dict(), tr_cfg.to_dict(), labels)}.pt"
+            world = self.dist.world if self.dist is not None else 1
+            key = encoder_cache_key(pool.key, enc_cfg.to_dict(), tr_cfg.to_dict(), labels, world_size=world)
+            ckpt = folder / f"encoder-{key}.pt"
         self.checkpoint_ = ckpt
-        self.encoder_cached_ = False
-        if ckpt is not None and ckpt.exists():
+
+        def cached() -> bool:
+            if ckpt is None or not ckpt.exists():
+                return False
             from .train import CheckpointError, checkpoint_finished, read_checkpoint
 
             try:
-                self.encoder_cached_ = checkpoint_finished(read_checkpoint(ckpt))
+                return checkpoint_finished(read_checkpoint(ckpt))
             except CheckpointError as e:  # our own cache entry, damaged (truncated, disk error): redo it
                 log.warning("ignoring damaged cached encoder %s (%s); training again", ckpt,
                             str(e).replace(f"{ckpt}: ", "").replace(f" {ckpt}", ""))
                 ckpt.unlink(missing_ok=True)
+                return False
+
+        # rank 0 looks at the cache for everyone (it alone writes the checkpoint)
+        self.encoder_cached_ = cached() if self.dist is None else self.dist.on_main(cached)
         return train_encoder(pool.images, enc_cfg, tr_cfg, device, checkpoint_path=ckpt, labels=labels,
-                             progress=self.progress, weights=self.weights)
+                             progress=self.progress, weights=self.weights, dist=self.dist)
 
     def embed(self, pool: Pool | str | os.PathLike) -> np.ndarray:
         """Embed another pool with the fitted encoder: (n, dim) float32, L2-normalised."""
@@ -334,6 +350,8 @@ class Selector:
     def _check_fitted(self) -> None:
         if not hasattr(self, "embeddings_"):
             raise RuntimeError("call fit(pool) before select() or embed()")
+        if self.embeddings_ is None:
+            raise RuntimeError(f"rank {self.dist.rank} of a distributed run holds no embedding: rank 0 selects")
 
     def labeled_mask(self, labeled: Any) -> tuple[np.ndarray, int]:
         """(n,) bool mask from ``labeled``: None, a bool mask, indices, item ids, a {id: label}
@@ -475,11 +493,12 @@ def plan_selection(budget: int, ids: Sequence[str], labeled: Any = None, *,
 
 
 def encoder_cache_key(pool_key: str, encoder_config: Mapping[str, Any], train_config: Mapping[str, Any],
-                      labels: np.ndarray | None = None) -> str:
+                      labels: np.ndarray | None = None, world_size: int = 1) -> str:
     """The name (``encoder-<key>.pt``) of a trained encoder in the cache: a hash of the pool's content
     key, the encoder and training configurations, the known labels that trained it, the package version
     and the training recipe's code (:func:`selector.train.recipe_digest`), so an upgrade that changes
-    how encoders are trained never reuses one cached before it."""
+    how encoders are trained never reuses one cached before it; and the number of processes that
+    trained it when above 1 (N processes of batch b train with the global batch N*b)."""
     from . import __version__
     from .train import recipe_digest
 
@@ -490,6 +509,8 @@ def encoder_cache_key(pool_key: str, encoder_config: Mapping[str, Any], train_co
     h.update(repr(sorted(dict(train_config).items())).encode())
     if labels is not None:
         h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    if world_size > 1:
+        h.update(f"\nprocesses {int(world_size)}".encode())
     return h.hexdigest()
 
 

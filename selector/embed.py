@@ -19,6 +19,14 @@ between two chunks deterministically (``tests/test_resume.py``); it never change
 
 The encoder key hashes the encoder's weights and configuration and :data:`EMBED_VERSION`, so a
 retrained encoder or a change of decoding never reuses stale vectors.
+
+Several processes (``dist``, :mod:`selector.distributed`): rank 0 looks the pool up in the cache and
+tells every rank which images are left; the chunks of those are dealt out by rank (chunk j to rank
+j mod world), each rank embeds its chunks and writes them into the cache itself, atomically, with the
+names and contents one process would write; then rank 0 reads them back into the result. So a job
+killed mid-way keeps every finished chunk of every rank, and a rerun, with any number of processes or
+one, embeds only what is missing. The cache folder must be one that every node sees (a shared file
+system) for rank 0 to read the other ranks' chunks; when it is not, rank 0 says so in one line.
 """
 from __future__ import annotations
 
@@ -103,9 +111,21 @@ def _fill_from_cache(folder: Path, first: dict[str, int], out: np.ndarray, have:
             log.warning("ignoring damaged embedding cache file %s: %s", f, str(e).splitlines()[0] if str(e) else e)
 
 
+def _chunk_path(folder: Path, digests: list[str], rows: list[int]) -> tuple[Path, np.ndarray]:
+    """(cache file of the chunk holding ``rows``, their digests): the name hashes the digests in order."""
+    dg = np.array([digests[i] for i in rows])
+    name = hashlib.blake2b("".join(dg).encode(), digest_size=8).hexdigest()
+    return folder / f"chunk-{name}.npz", dg
+
+
+def _write_chunk(path: Path, dg: np.ndarray, emb: np.ndarray) -> None:
+    with atomic_write(path, "wb") as f:
+        np.savez(f, digests=dg, emb=emb)
+
+
 def embed_pool(images: np.ndarray, digests: list[str], encoder: Encoder, device: torch.device | str = "cpu",
                cache_dir: str | os.PathLike | None = None, batch_size: int = 512, progress: bool = False,
-               chunk: int | None = None) -> tuple[np.ndarray, int]:
+               chunk: int | None = None, dist=None) -> tuple[np.ndarray | None, int]:
     """Embed a pool's images, reusing cached vectors by content digest.
 
     Args:
@@ -113,9 +133,15 @@ def embed_pool(images: np.ndarray, digests: list[str], encoder: Encoder, device:
             (``Pool.digests``).
         chunk: images per cache file (default :data:`CHUNK`); each is written atomically when done,
             so an interrupted run loses at most one chunk of work.
+        dist: a :class:`selector.distributed.Dist` to share the work among the processes of a torchrun
+            job (every rank calls this with the same arguments; ``cache_dir`` is required, ``device`` is
+            the rank's own). Only rank 0 gets the embeddings; the other ranks get None.
     Returns:
-        ((n, dim) float32 L2-normalised embeddings, number of images the encoder actually ran on).
+        ((n, dim) float32 L2-normalised embeddings, number of images the encoder actually ran on, by
+        all processes together).
     """
+    if dist is not None and dist.world > 1:
+        return _embed_sharded(images, digests, encoder, dist, cache_dir, batch_size, progress, chunk)
     n = len(digests)
     if images.shape[0] != n:
         raise ValueError(f"{images.shape[0]} images but {n} digests")
@@ -145,16 +171,92 @@ def embed_pool(images: np.ndarray, digests: list[str], encoder: Encoder, device:
         emb = embed_array(encoder, images[rows], device, batch_size)
         out[rows] = emb
         if folder is not None:
-            dg = np.array([digests[i] for i in rows])
-            name = hashlib.blake2b("".join(dg).encode(), digest_size=8).hexdigest()
-            with atomic_write(folder / f"chunk-{name}.npz", "wb") as f:
-                np.savez(f, digests=dg, emb=emb)
+            _write_chunk(*_chunk_path(folder, digests, rows), emb)
             if pause > 0:
                 time.sleep(pause)
         if bar is not None:
             bar.update(len(rows))
     if bar is not None:
         bar.close()
+    if len(first) < n:  # byte-identical copies share the vector of their first occurrence
+        for i, d in enumerate(digests):
+            j = first[d]
+            if j != i:
+                out[i] = out[j]
+    return out, len(todo)
+
+
+def _embed_sharded(images: np.ndarray, digests: list[str], encoder: Encoder, dist, cache_dir, batch_size: int,
+                   progress: bool, chunk: int | None) -> tuple[np.ndarray | None, int]:
+    """:func:`embed_pool` on every rank of ``dist``: see the module docstring."""
+    from .distributed import DistributedError
+
+    n = len(digests)
+    if images.shape[0] != n:
+        raise ValueError(f"{images.shape[0]} images but {n} digests")
+    if cache_dir is None:
+        raise ValueError("embedding on several processes passes each rank's vectors through the cache: give a "
+                         "cache folder (cache_dir, --cache-dir)")
+    chunk = int(chunk or CHUNK)
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    first: dict[str, int] = {}
+    for i, d in enumerate(digests):
+        first.setdefault(d, i)
+    folder = Path(cache_dir) / "embeddings" / encoder_key(encoder)
+    out = have = None
+
+    def look_up() -> np.ndarray:  # rank 0: what the cache holds already; the rest is the work
+        nonlocal out, have
+        folder.mkdir(parents=True, exist_ok=True)
+        out = np.empty((n, encoder.dim), dtype=np.float32)
+        have = np.zeros(n, dtype=bool)
+        _fill_from_cache(folder, first, out, have)
+        return np.array([i for i in first.values() if not have[i]], dtype=np.int64)
+
+    todo = dist.on_main(look_up).tolist()
+    chunks = [todo[s:s + chunk] for s in range(0, len(todo), chunk)]
+    mine = chunks[dist.rank::dist.world]
+    if dist.main:
+        log.info("embedding on %d processes: %d of %d images cached, %d to embed in %d chunks", dist.world,
+                 n - len(todo), n, len(todo), len(chunks))
+    pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
+    bar = None
+    if progress and dist.main and mine:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(map(len, mine)), desc=f"embedding (rank 0 of {dist.world})", unit="img", leave=False)
+    if mine:
+        folder.mkdir(parents=True, exist_ok=True)
+    for rows in mine:
+        emb = embed_array(encoder, images[rows], dist.device, batch_size)
+        _write_chunk(*_chunk_path(folder, digests, rows), emb)
+        if out is not None:
+            out[rows] = emb
+        if pause > 0:
+            time.sleep(pause)
+        if bar is not None:
+            bar.update(len(rows))
+    if bar is not None:
+        bar.close()
+    dist.barrier("embedding (waiting for every rank's chunks)")
+    if not dist.main:
+        return None, len(todo)
+    for j, rows in enumerate(chunks):  # rank 0 reads the other ranks' chunks back
+        if j % dist.world == 0:
+            continue
+        path, dg = _chunk_path(folder, digests, rows)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if z["digests"].tolist() != dg.tolist() or z["emb"].shape != (len(rows), encoder.dim):
+                    raise ValueError("it holds other images")
+                out[rows] = z["emb"]
+        except FileNotFoundError:
+            raise DistributedError(f"rank 0 cannot see {path}, written by rank {j % dist.world}: the cache folder "
+                                   f"{cache_dir} must be on a file system every node shares (--cache-dir)") from None
+        except Exception as e:  # noqa: BLE001 - damaged or replaced meanwhile
+            raise DistributedError(f"cannot read {path}, written by rank {j % dist.world}: "
+                                   f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     if len(first) < n:  # byte-identical copies share the vector of their first occurrence
         for i, d in enumerate(digests):
             j = first[d]

@@ -14,6 +14,15 @@ one (bit for bit on the CPU with the same thread count).
 Losses that need labels (KCL, SupCon with spread) get the user's labels where known (-1 elsewhere);
 unknown labels are replaced by k-means pseudo-labels of the current embedding, refreshed every
 ``pseudo_label_every`` epochs (the first epochs, before a refresh, train as SimCLR for those items).
+
+Several processes (``dist``, a :class:`selector.distributed.Dist` under torchrun): the encoder is
+trained with DistributedDataParallel; each rank takes its share of every global batch of the epoch's
+seeded permutation (the batch one process with ``world x batch_size`` would take), the loss sees the
+global batch (projections gathered from every rank, batch normalisation over the global batch), so the
+loss and gradients are those of one process with the global batch. Each rank's augmentations are drawn
+from a seed of (seed, epoch, step, rank) (:func:`selector.distributed.step_seed`), so a run resumed at
+any step repeats what an uninterrupted one does with the same number of processes. Rank 0 alone writes
+the checkpoints (atomically) and reads them on resume, passing them to the other ranks.
 """
 from __future__ import annotations
 
@@ -99,8 +108,9 @@ def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
 def save_checkpoint(path: str | os.PathLike, encoder: Encoder, train_cfg: TrainConfig, *, epoch: int,
                     step: int, optimizer=None, scheduler=None, rng_state=None, pseudo=None,
                     elapsed: float = 0.0, total_steps: int | None = None, steps_done: int | None = None,
-                    steps_per_epoch: int | None = None) -> None:
-    """Write an encoder checkpoint atomically (tensors and plain Python values only)."""
+                    steps_per_epoch: int | None = None, world_size: int = 1) -> None:
+    """Write an encoder checkpoint atomically (tensors and plain Python values only). ``world_size``:
+    the number of processes that trained it (stored when above 1; a resume needs as many)."""
     state = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -111,6 +121,8 @@ def save_checkpoint(path: str | os.PathLike, encoder: Encoder, train_cfg: TrainC
         "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
         "elapsed_s": float(elapsed),
     }
+    if world_size > 1:
+        state["world_size"] = int(world_size)
     if total_steps is not None:  # the plan (a time budget's is measured, so it must be kept) and progress
         state.update(total_steps=int(total_steps), steps_done=int(steps_done), steps_per_epoch=int(steps_per_epoch))
     if optimizer is not None:
@@ -125,7 +137,7 @@ def save_checkpoint(path: str | os.PathLike, encoder: Encoder, train_cfg: TrainC
 
 
 #: The training recipe: the code whose change must retrain a cached encoder (files or folders of this package).
-RECIPE_MODULES = ("train.py", "augment.py", "backbones.py", "losses")
+RECIPE_MODULES = ("train.py", "augment.py", "backbones.py", "distributed.py", "losses")
 
 
 def recipe_files() -> list[Path]:
@@ -213,6 +225,7 @@ def train_encoder(
     stop_after_steps: int | None = None,
     weights: str | os.PathLike | None = None,
     clock=time.monotonic,
+    dist=None,
 ) -> Encoder:
     """Train an encoder on ``images`` (n, C, S, S) uint8 with a contrastive loss.
 
@@ -226,25 +239,33 @@ def train_encoder(
             looks for it); fine-tuning starts from it.
         clock: seconds, monotonic (read once per step); injectable so a test can run a time budget on a
             fake clock.
+        dist: a :class:`selector.distributed.Dist` to train on every process of a torchrun job (every
+            rank calls this with the same arguments; ``batch_size`` is then per process and ``device`` is
+            the rank's own, ``dist.device``); None: this process alone.
 
     With ``train_config.time_budget_s`` the first steps are timed and the number of steps is planned
     (:func:`plan_steps`) so the full cosine schedule, warm-up included, ends within the budget;
     ``train_config.epochs`` is then a cap (0: none). The plan is stored in the checkpoint, so a resumed
     run keeps it. The returned encoder's ``train_report`` says what was done (steps, epochs, images
-    seen, seconds).
+    seen, seconds; the batch is the global one).
     Returns the encoder in eval mode, on ``device``.
     """
     from .losses import get_loss
 
     from .device import resolve_device
 
-    device = resolve_device(device)
+    rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
+    main = rank == 0
+    device = dist.device if dist is not None else resolve_device(device)
     n = int(images.shape[0])
     cfg = train_config
     if n < 2:
         raise ValueError(f"need at least 2 images to train, got {n}")
-    bs = int(min(cfg.batch_size, n))
-    steps_per_epoch = max(1, n // bs)  # drop the last partial batch: equal-sized contrastive batches
+    if n < world:
+        raise ValueError(f"need at least one image per process to train, got {n} images for {world} processes")
+    bs = int(min(cfg.batch_size, n // world))  # per process
+    gbs = bs * world  # the global batch, which the loss sees
+    steps_per_epoch = max(1, n // gbs)  # drop the last partial batch: equal-sized contrastive batches
     if encoder_config.mode == "frozen":
         raise ValueError("a frozen encoder is not trained; use its features directly (backbone mode frozen)")
     if cfg.epochs < 1 and cfg.time_budget_s is None:
@@ -263,30 +284,73 @@ def train_encoder(
                        crop_scale=cfg.crop_scale).to(device)
     images_t = torch.from_numpy(np.ascontiguousarray(images))
     known = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int64))
-    train_step = _make_step(model, loss_fn, aug, device, compile)
 
-    start_epoch, start_step, elapsed, pseudo, state = 0, 0, 0.0, None, None
+    start_epoch, start_step, elapsed, pseudo = 0, 0, 0.0, None
     total_steps = max_steps
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        state = read_checkpoint(checkpoint_path, map_location="cpu")  # RNG states must stay on the CPU
-        if state["config"] != encoder_config.to_dict() or state["train"] != cfg.to_dict():
+
+    def read_resume():
+        if checkpoint_path is None or not Path(checkpoint_path).exists():
+            return None
+        st = read_checkpoint(checkpoint_path, map_location="cpu")  # RNG states must stay on the CPU
+        if st["config"] != encoder_config.to_dict() or st["train"] != cfg.to_dict():
             raise CheckpointError(f"checkpoint {checkpoint_path} was written for another encoder or training "
                                   "configuration; remove it or choose another path")
+        written = int(st.get("world_size", 1))
+        if written != world:
+            raise CheckpointError(f"checkpoint {checkpoint_path} was written by {written} process"
+                                  f"{'es' if written != 1 else ''}, this run has {world}; resume it with "
+                                  f"{written} (torchrun --nproc_per_node/--nnodes) or remove it")
+        return st
+
+    # rank 0 reads the checkpoint and passes it on: no file system shared by the nodes is needed
+    state = read_resume() if dist is None else dist.on_main(read_resume)
+    if state is not None:
         model.load_state_dict(state["state_dict"])
         start_epoch, start_step = state["epochs_done"], state["step_in_epoch"]
         elapsed = state.get("elapsed_s", 0.0)
         total_steps = state.get("total_steps", total_steps)  # a time budget's plan is kept across resumes
         log.info("resuming training from %s at epoch %d step %d", checkpoint_path, start_epoch, start_step)
         if checkpoint_finished(state):
-            model.train_report = _report(state, bs, elapsed, cfg)
+            model.train_report = _report(state, gbs, elapsed, cfg)
             return model.eval()
 
+    restore = None
+    fwd: torch.nn.Module = model
+    if dist is not None:  # DDP, batch norm over the global batch; every rank starts from rank 0's weights
+        fwd, restore = dist.wrap(model)
+    train_step = _make_step(fwd, loss_fn, aug, device, compile, dist)
+    try:
+        model = _train_loop(
+            model, train_step, images_t, known, cfg, device, dist, rank, world, main, bs, gbs, steps_per_epoch,
+            max_steps, total_steps, state, start_epoch, start_step, elapsed, pseudo, needs_labels,
+            checkpoint_path, progress, checkpoint_every_s, stop_after_steps, clock)
+    except RuntimeError as e:
+        lost = dist.lost(e, "training") if dist is not None else None
+        if lost is None:
+            raise
+        raise lost from e
+    finally:
+        if restore is not None:
+            restore()
+    return model.eval()
+
+
+def _train_loop(model, train_step, images_t, known, cfg, device, dist, rank, world, main, bs, gbs, steps_per_epoch,
+                max_steps, total_steps, state, start_epoch, start_step, elapsed, pseudo, needs_labels,
+                checkpoint_path, progress, checkpoint_every_s, stop_after_steps, clock):
+    """The steps of :func:`train_encoder` (see there), from a possibly resumed state."""
+    from .distributed import rank_batch, step_seed
+
+    n = int(images_t.shape[0])
     t0 = clock() - elapsed
     if total_steps is None or (cfg.time_budget_s is not None and state is None):
         # Time budget: time a few steps (forward, backward; weights, statistics and RNG restored after),
         # then plan the number of steps so the whole cosine schedule ends within the budget.
-        step_s = _time_steps(model, train_step, images_t, known, pseudo, needs_labels, bs, device, clock, cfg)
+        step_s = _time_steps(model, train_step, images_t, known, pseudo, needs_labels, bs, device, clock, cfg,
+                             rank=rank, world=world)
         planned = plan_steps(cfg.time_budget_s, clock() - t0, step_s)
+        if dist is not None:  # rank 0's plan for every rank: they must run the same number of steps
+            planned = dist.broadcast_object(planned)
         total_steps = planned if max_steps is None else min(planned, max_steps)
         log.info("time budget %.0f s: %.3f s per step, %d steps planned (%.1f epochs)", cfg.time_budget_s, step_s,
                  total_steps, total_steps / steps_per_epoch)
@@ -297,12 +361,12 @@ def train_encoder(
     if state is not None and "optimizer" in state:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"], device)  # used when resuming inside an epoch
+        _set_rng_state(state["rng"], device)  # used when resuming inside an epoch (one process)
         if state.get("pseudo") is not None:
             pseudo = state["pseudo"].cpu().numpy()
 
     bar = None
-    if progress:
+    if progress and main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch + start_step, desc=f"training ({cfg.loss})",
@@ -312,11 +376,12 @@ def train_encoder(
     last_ckpt = now
 
     def ckpt(done: int) -> None:
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and main:  # rank 0 alone: every rank holds the same weights
             epoch, step = divmod(done, steps_per_epoch)
             save_checkpoint(checkpoint_path, model, cfg, epoch=epoch, step=step, optimizer=opt, scheduler=sched,
                             rng_state=_rng_state(device), pseudo=pseudo, elapsed=now - t0,
-                            total_steps=total_steps, steps_done=done, steps_per_epoch=steps_per_epoch)
+                            total_steps=total_steps, steps_done=done, steps_per_epoch=steps_per_epoch,
+                            world_size=world)
 
     done = start_epoch * steps_per_epoch + start_step
     for epoch in range(start_epoch, n_epochs):
@@ -325,7 +390,11 @@ def train_encoder(
             # An epoch that starts from step 0 re-seeds: its draws depend on (seed, epoch) only, so a
             # run resumed at an epoch boundary repeats exactly what an uninterrupted run does.
             if needs_labels and cfg.pseudo_label_every > 0 and epoch > 0 and epoch % cfg.pseudo_label_every == 0:
-                pseudo = _pseudo_labels(model, images_t, device, cfg, known)
+                if dist is None:
+                    pseudo = _pseudo_labels(model, images_t, device, cfg, known)
+                else:  # rank 0's k-means for every rank: the gathered labels must agree
+                    pseudo = dist.on_main(lambda: _pseudo_labels(model, images_t, device, cfg, known))
+                    model.train()
             torch.manual_seed(cfg.seed * 100_003 + epoch)
             if device.type == "cuda":
                 torch.cuda.manual_seed(cfg.seed * 100_003 + epoch)
@@ -333,13 +402,16 @@ def train_encoder(
         for step in range(start_step if epoch == start_epoch else 0, steps_per_epoch):
             if done >= total_steps:
                 break
-            idx = perm[step * bs:(step + 1) * bs]
+            if dist is not None:
+                torch.manual_seed(step_seed(cfg.seed, epoch, step, rank))  # resumable at any step, per rank
+            idx = rank_batch(perm, step, bs, rank, world)
             batch = images_t[idx].to(device, non_blocking=True)
             lab = None
             if needs_labels:
                 lab_np = _batch_labels(idx.numpy(), known, pseudo)
                 lab = torch.from_numpy(lab_np).to(device)
-            loss = train_step(batch, lab)
+            # every rank draws the loss's own randomness (KCL's positives) alike: one seed per step for all
+            loss = train_step(batch, lab, None if dist is None else step_seed(cfg.seed, epoch, step, world))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -349,13 +421,13 @@ def train_encoder(
             now = clock()  # the one clock reading per step
             if bar is not None:
                 bar.update(1)
-                rate = steps_run * bs / max(1e-9, now - t0 - elapsed)
+                rate = steps_run * gbs / max(1e-9, now - t0 - elapsed)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
             if stop_after_steps is not None and steps_run >= stop_after_steps:
                 ckpt(done)
                 if bar is not None:
                     bar.close()
-                return model.eval()
+                return model
             if checkpoint_path is not None and now - last_ckpt > checkpoint_every_s and done < total_steps:
                 ckpt(done)
                 last_ckpt = now
@@ -364,12 +436,12 @@ def train_encoder(
         last_ckpt = now
     if bar is not None:
         bar.close()
-    model.train_report = {"steps": int(done), "batch_size": bs, "epochs": done / steps_per_epoch,
-                          "images_seen": int(done) * bs, "seconds": float(now - t0),
-                          "time_budget_s": cfg.time_budget_s}
-    log.info("trained %s for %.1f epochs (%d steps of %d) in %.1f s", cfg.loss, done / steps_per_epoch, done, bs,
+    model.train_report = {"steps": int(done), "batch_size": gbs, "epochs": done / steps_per_epoch,
+                          "images_seen": int(done) * gbs, "seconds": float(now - t0),
+                          "time_budget_s": cfg.time_budget_s, "processes": world}
+    log.info("trained %s for %.1f epochs (%d steps of %d) in %.1f s", cfg.loss, done / steps_per_epoch, done, gbs,
              now - t0)
-    return model.eval()
+    return model
 
 
 def plan_steps(budget_s: float, spent_s: float, step_s: float, margin: float = 0.05) -> int:
@@ -384,16 +456,18 @@ TIMING_STEPS = 3  # steps timed before a time budget is planned; the first (warm
 
 
 def _time_steps(model: Encoder, train_step, images_t: torch.Tensor, known, pseudo, needs_labels: bool, bs: int,
-                device: torch.device, clock, cfg: TrainConfig) -> float:
+                device: torch.device, clock, cfg: TrainConfig, rank: int = 0, world: int = 1) -> float:
     """Seconds per training step (forward and backward of a batch of two views), measured on the first
-    batches; the model's weights and statistics and the RNG are restored, so training is unchanged."""
+    batches; the model's weights and statistics and the RNG are restored, so training is unchanged.
+    With several processes every rank times its share of the first global batch (the steps are
+    collectives)."""
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     rng = _rng_state(device)
     model.train()
     perm = torch.randperm(images_t.shape[0], generator=torch.Generator().manual_seed(cfg.seed * 7_919))
     reads = [clock()]
     for j in range(TIMING_STEPS):
-        idx = perm[:bs]
+        idx = perm[rank * bs:(rank + 1) * bs]
         lab = torch.from_numpy(_batch_labels(idx.numpy(), known, pseudo)).to(device) if needs_labels else None
         loss = train_step(images_t[idx].to(device), lab)
         loss.backward()
@@ -418,25 +492,45 @@ def _report(state: dict, bs: int, elapsed: float, cfg: TrainConfig) -> dict:
     spe = int(state.get("steps_per_epoch", 0)) or 1
     done = int(state.get("steps_done", state["epochs_done"] * spe))
     return {"steps": done, "batch_size": bs, "epochs": done / spe, "images_seen": done * bs,
-            "seconds": float(elapsed), "time_budget_s": cfg.time_budget_s}
+            "seconds": float(elapsed), "time_budget_s": cfg.time_budget_s,
+            "processes": int(state.get("world_size", 1))}
 
-def _make_step(model: Encoder, loss_fn, aug, device: torch.device, compile: bool):
+def _make_step(model: torch.nn.Module, loss_fn, aug, device: torch.device, compile: bool, dist=None):
     fwd = torch.compile(model) if compile else model
-    cuda = device.type == "cuda"
 
-    def step(batch_u8: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def step(batch_u8: torch.Tensor, labels: torch.Tensor | None, loss_seed: int | None = None) -> torch.Tensor:
         x = to_float(batch_u8)
         with torch.no_grad():
             v1, v2 = aug(x), aug(x)
-        if cuda:
-            v1 = v1.contiguous(memory_format=torch.channels_last)
-            v2 = v2.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
-            z = fwd(torch.cat([v1, v2]))
-            z1, z2 = z.chunk(2)
-            return loss_fn(z1, z2, labels)
+        return views_loss(fwd, loss_fn, v1, v2, labels, dist, loss_seed)
 
     return step
+
+
+def views_loss(fwd: torch.nn.Module, loss_fn, v1: torch.Tensor, v2: torch.Tensor, labels: torch.Tensor | None = None,
+               dist=None, loss_seed: int | None = None) -> torch.Tensor:
+    """The contrastive loss of one batch of two views (B, C, S, S) each: both views encoded in one pass
+    (bf16 autocast and channels-last on CUDA), then ``loss_fn(z1, z2, labels)``. With ``dist`` the views
+    are this rank's share and the loss is that of the global batch: the projections (and labels) of every
+    rank are gathered first (:meth:`selector.distributed.Dist.gather_views`), so every rank computes the
+    same value, the one a single process computes on the concatenated batch. ``loss_seed``: the loss's
+    own random draws (KCL's positives) come from a generator seeded with it, the global RNG left as it
+    was; the trainer gives every rank the same seed, so the ranks draw the same positives."""
+    cuda = v1.device.type == "cuda"
+    if cuda:
+        v1 = v1.contiguous(memory_format=torch.channels_last)
+        v2 = v2.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device_type=v1.device.type, dtype=torch.bfloat16, enabled=cuda):
+        z = fwd(torch.cat([v1, v2]))
+        if dist is None:
+            z1, z2 = z.chunk(2)
+        else:
+            z1, z2, labels = dist.gather_views(z, labels)
+        if loss_seed is None:
+            return loss_fn(z1, z2, labels)
+        with torch.random.fork_rng(devices=[z.device] if z.device.type == "cuda" else []):
+            torch.manual_seed(loss_seed)
+            return loss_fn(z1, z2, labels)
 
 
 def _batch_labels(idx: np.ndarray, known: torch.Tensor | None, pseudo: np.ndarray | None) -> np.ndarray:
