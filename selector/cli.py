@@ -29,12 +29,14 @@ CACHE_DIRNAME = ".selector-cache"
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from .data import PoolError
+    from .distributed import DistributedError
     from .export import ExportError
     from .labels import LabelFileError
     from .train import CheckpointError
     from selector.strategies import SelectionError
 
-    return (PoolError, CheckpointError, SelectionError, LabelFileError, ExportError, ValueError, OSError)
+    return (PoolError, CheckpointError, SelectionError, LabelFileError, ExportError, DistributedError, ValueError,
+            OSError)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -201,6 +203,105 @@ def _backbone_kwargs(train: bool = False) -> dict:
     return out
 
 
+def dist_options(f):
+    """--nproc and --dist-timeout (values in ctx.meta, read by :func:`_start_distributed`)."""
+    f = click.option("--dist-timeout", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+                     expose_value=False, callback=_meta("dist_timeout"),
+                     help="Several processes: how long one waits for the others (joining, exchanging results) "
+                          "before the run stops with an error [default: 1800, or $SELECTOR_DIST_TIMEOUT_S].")(f)
+    f = click.option("--nproc", type=click.IntRange(min=1), default=None, metavar="N", expose_value=False,
+                     callback=_meta("nproc"),
+                     help="Train and embed with N processes of this machine under torchrun (N CPU processes "
+                          "with gloo, or N GPUs with NCCL; the batch size is per process). Several machines: "
+                          "run torchrun -m selector yourself (docs/distributed.md).")(f)
+    return f
+
+
+def _start_distributed(device: str):
+    """--nproc: run this same command under torchrun, exit with its status. Under torchrun: join the
+    process group (a :class:`selector.distributed.Dist`; None for one process). The ranks die with
+    torchrun; only rank 0 logs below errors."""
+    ctx = click.get_current_context()
+    from .launch import under_torchrun
+
+    nproc = ctx.meta.get("nproc")
+    if nproc is not None:
+        if under_torchrun():
+            raise click.UsageError("--nproc starts torchrun; in a process torchrun started, leave it out")
+        from .launch import describe_status, run_torchrun, strip_option
+
+        status = run_torchrun(nproc, strip_option(sys.argv[1:], "--nproc"))
+        if status != 0:
+            raise click.ClickException(f"the run of {nproc} processes under torchrun failed ({describe_status(status)}); "
+                                       "the lines above say which process and why")
+        ctx.exit(0)
+    if not under_torchrun():
+        return None
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # die with torchrun's agent, however it ends
+        from .data import die_with_parent
+
+        die_with_parent(os.getppid())
+    from .distributed import DistributedError, init
+
+    try:
+        dist = init(device, ctx.meta.get("dist_timeout"))
+    except (DistributedError, ValueError) as e:
+        raise click.ClickException(_one_line(e)) from e
+    if dist is None:
+        return None
+    ctx.call_on_close(dist.close)
+    if not dist.main:
+        logging.getLogger().setLevel(logging.ERROR)  # warnings once, from rank 0
+    return dist
+
+
+def _is_main(dist) -> bool:
+    return dist is None or dist.main
+
+
+def _agree(dist, fn, main_only: bool = False):
+    """``fn()``; with several processes every rank runs it (rank 0 alone with ``main_only``) and a
+    failure on any rank stops every rank with the same one line, rank 0 printing it."""
+    if dist is None:
+        return fn()
+    from .distributed import DistributedError
+
+    try:
+        return dist.on_main(fn) if main_only else dist.agree(fn)
+    except click.ClickException:
+        raise
+    except DistributedError as e:
+        if e.shared:
+            click.get_current_context().exit(1)  # rank 0 says it
+        raise click.ClickException(str(e)) from e
+    except _known_errors() as e:
+        raise click.ClickException(_one_line(e)) from e
+
+
+class _RankErrors:
+    """Errors of ranks other than 0: those every rank shares are left to rank 0 (exit status 1, no line);
+    the others are printed with the rank."""
+
+    def __init__(self, dist):
+        self.dist = dist
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        if self.dist is None or self.dist.main or not isinstance(e, click.ClickException):
+            return False
+        from .distributed import DistributedError
+
+        cause = e.__cause__
+        if isinstance(cause, DistributedError) and cause.shared:
+            raise click.exceptions.Exit(1)
+        msg = e.format_message()
+        if not msg.startswith("rank "):
+            raise click.ClickException(f"rank {self.dist.rank}: {msg}") from e
+        return False
+
+
 def encoder_options(f):
     f = click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MINUTES",
                      expose_value=False, callback=_meta("time_budget"),
@@ -291,6 +392,7 @@ def encoder_options(f):
               help="Training batch size.")
 @click.option("--embed-chunk", type=click.IntRange(min=1), default=None, hidden=True,
               help="Images per embedding-cache file (the unit of resume after an interrupt).")
+@dist_options
 @encoder_options
 @pool_options
 def select_cmd(budget, pool, embeddings, ids, normalize, image_root, strategy, params, out, labeled, exclude, skipped,
@@ -318,49 +420,61 @@ def select_cmd(budget, pool, embeddings, ids, normalize, image_root, strategy, p
         raise click.UsageError("--json and -o - both write to stdout; give --out a file name")
     if to_stdout:
         stdout_suffix = _stdout_suffix(fmt)
-    else:
-        _check_out(out, force, export_format=True, fmt=fmt)
-    t0 = time.perf_counter()
-    try:
-        result, summary = _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder, cache_dir,
-                                      allow_smaller, arch, loss, epochs, image_size, device, seed, on_bad_image,
-                                      quiet, batch_size=batch_size, embed_chunk=embed_chunk, workers=workers,
-                                      decode_timeout=decode_timeout, max_pixels=max_pixels, strat=strat,
-                                      normalize=normalize, image_root=image_root)
-        export_kw = dict(class_names=names if names is not None else result.info.get("class_names") or None,
-                         predictions=not no_predictions, predict_groups=predict_groups,
-                         round=round_ if round_ is not None else result.info.get("round", 1),
-                         document_root=document_root)
-        if url_prefix is not None:
-            export_kw["url_prefix"] = None if url_prefix == "none" else url_prefix
-        from .atomic import OutputExistsError, WriteError
+    if embeddings is not None:
+        from .launch import under_torchrun
 
+        if click.get_current_context().meta.get("nproc") is not None:
+            raise click.UsageError("--nproc trains and embeds a pool on several processes; with --embeddings "
+                                   "there is nothing to share")
+        if under_torchrun() and os.environ.get("RANK", "0") != "0":
+            return  # selecting from given embeddings is rank 0's work alone
+    dist = _start_distributed(device) if embeddings is None else None
+    with _RankErrors(dist):
+        if not to_stdout:
+            _agree(dist, lambda: _check_out(out, force, export_format=True, fmt=fmt), main_only=True)
+        t0 = time.perf_counter()
         try:
-            if to_stdout:
-                files = _export_to_stdout(result, fmt, stdout_suffix, export_kw)
-            else:
-                files = result.export(out, fmt, force=force, **export_kw)
-        except OutputExistsError as e:  # checked before any work: another run wrote it meanwhile
-            raise click.ClickException(f"output {e.path} was created by another run while this one worked; "
-                                       "pass --force to overwrite it") from e
-        except WriteError as e:  # disk full, permission: the atomic write left nothing behind
-            raise click.ClickException(str(e)) from e
-        except OSError as e:
-            raise click.ClickException(f"cannot write {out}: {e.strerror or e} (nothing was written)") from e
-    except click.ClickException:
-        raise
-    except _known_errors() as e:
-        raise click.ClickException(_one_line(e)) from e
-    summary.append(("chosen", f"{len(result)} images -> {', '.join(str(f) for f in files)}"))
-    counts = result.group_counts()
-    if counts and set(counts) != {-1}:
-        summary.append(("per group", " ".join(f"{g}:{c}" for g, c in counts.items())))
-    seconds = time.perf_counter() - t0
-    summary.append(("time", f"{seconds:.1f} s"))
-    if as_json:
-        click.echo(json.dumps(_summary_json(summary, result, files, seconds), default=str))
-    else:
-        _print_summary(summary, err=to_stdout)
+            result, summary = _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder, cache_dir,
+                                          allow_smaller, arch, loss, epochs, image_size, device, seed, on_bad_image,
+                                          quiet or not _is_main(dist), batch_size=batch_size, embed_chunk=embed_chunk,
+                                          workers=workers, decode_timeout=decode_timeout, max_pixels=max_pixels,
+                                          strat=strat, normalize=normalize, image_root=image_root, dist=dist)
+            if result is None:  # a rank other than 0: its share of training and embedding is done
+                return
+            export_kw = dict(class_names=names if names is not None else result.info.get("class_names") or None,
+                             predictions=not no_predictions, predict_groups=predict_groups,
+                             round=round_ if round_ is not None else result.info.get("round", 1),
+                             document_root=document_root)
+            if url_prefix is not None:
+                export_kw["url_prefix"] = None if url_prefix == "none" else url_prefix
+            from .atomic import OutputExistsError, WriteError
+
+            try:
+                if to_stdout:
+                    files = _export_to_stdout(result, fmt, stdout_suffix, export_kw)
+                else:
+                    files = result.export(out, fmt, force=force, **export_kw)
+            except OutputExistsError as e:  # checked before any work: another run wrote it meanwhile
+                raise click.ClickException(f"output {e.path} was created by another run while this one worked; "
+                                           "pass --force to overwrite it") from e
+            except WriteError as e:  # disk full, permission: the atomic write left nothing behind
+                raise click.ClickException(str(e)) from e
+            except OSError as e:
+                raise click.ClickException(f"cannot write {out}: {e.strerror or e} (nothing was written)") from e
+        except click.ClickException:
+            raise
+        except _known_errors() as e:
+            raise click.ClickException(_one_line(e)) from e
+        summary.append(("chosen", f"{len(result)} images -> {', '.join(str(f) for f in files)}"))
+        counts = result.group_counts()
+        if counts and set(counts) != {-1}:
+            summary.append(("per group", " ".join(f"{g}:{c}" for g, c in counts.items())))
+        seconds = time.perf_counter() - t0
+        summary.append(("time", f"{seconds:.1f} s"))
+        if as_json:
+            click.echo(json.dumps(_summary_json(summary, result, files, seconds), default=str))
+        else:
+            _print_summary(summary, err=to_stdout)
 
 
 # Formats that are one text file, which `-o -` can stream, and the suffix each is written with.
@@ -433,6 +547,10 @@ def _encoder_input(encoder: Path | None, image_size: int | None) -> tuple[int | 
 def _read_pool(pool: Path, *, image_size, channels, on_bad, workers, decode_timeout, max_pixels, scratch, quiet):
     from .data import load_pool
 
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) if "TORCHELASTIC_RUN_ID" in os.environ else 1
+    if workers is None and local > 1:  # the node's processes share its CPUs for decoding
+        workers = max(1, min(8, (os.cpu_count() or 1) // local))
+
     follow = click.get_current_context().meta.get("follow_links", False)  # --follow-links, a pool option
     kw = {"follow_links": True} if follow and not str(pool).lower().endswith(".npz") else {}
     return load_pool(pool, image_size=image_size, channels=channels, on_bad=on_bad, progress=_progress(quiet),
@@ -448,9 +566,11 @@ def _pool_line(p, pool) -> str:
 
 def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder, cache_dir, allow_smaller, arch,
                 loss, epochs, image_size, device, seed, on_bad_image, quiet, *, batch_size=256, embed_chunk=None,
-                workers=None, decode_timeout=60.0, max_pixels=89_478_485, strat, normalize=False, image_root=None):
+                workers=None, decode_timeout=60.0, max_pixels=89_478_485, strat, normalize=False, image_root=None,
+                dist=None):
     """Everything cheap is checked before anything slow: the encoder file, the pool, the labeled file and
-    the budget are all read and checked before training starts."""
+    the budget are all read and checked before training starts (on every rank, which agree on any
+    failure, when distributed). Returns (None, ...) on ranks other than 0 once their share is done."""
     from .api import Selector, select_embeddings
 
     summary: list[tuple[str, str]] = []
@@ -468,18 +588,25 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
                                    labels=plan.labels, info=plan.info)
     else:
         cache = cache_dir if cache_dir is not None else _default_cache()
-        size, channels = _encoder_input(encoder, image_size)
-        cache.mkdir(parents=True, exist_ok=True)
-        p = _read_pool(pool, image_size=size, channels=channels, on_bad=on_bad_image, workers=workers,
-                       decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=cache, quiet=quiet)
+
+        def prepare():  # every rank reads the pool (each node must see it) and agrees on any failure
+            size, channels = _encoder_input(encoder, image_size)
+            cache.mkdir(parents=True, exist_ok=True)
+            p = _read_pool(pool, image_size=size, channels=channels, on_bad=on_bad_image, workers=workers,
+                           decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=cache, quiet=quiet)
+            plan = _plan(budget, p.ids, p.root, labels_in, allow_smaller, f"{pool}", duplicate_mask=p.duplicate_mask)
+            return size, p, plan
+
+        size, p, plan = _agree(dist, prepare)
         summary.append(("pool", _pool_line(p, pool)))
-        plan = _plan(budget, p.ids, p.root, labels_in, allow_smaller, f"{pool}", duplicate_mask=p.duplicate_mask)
         if labeled:
             summary.append(("labeled", _labeled_line(plan, labels_in)))
         sel = Selector(encoder=encoder, strategy=strat, seed=seed, device=device, epochs=epochs, loss=loss,
                        arch=arch, batch_size=batch_size, image_size=size, cache_dir=cache, on_bad=on_bad_image,
-                       progress=_progress(quiet), embed_chunk=embed_chunk, **_backbone_kwargs())
+                       progress=_progress(quiet), embed_chunk=embed_chunk, dist=dist, **_backbone_kwargs())
         sel.fit(p, labels=plan.labels)  # known labels train the losses that use them (KCL, SupCon-spread)
+        if not _is_main(dist):
+            return None, summary
         if encoder is not None:
             summary.append(("encoder", f"{encoder}"))
         else:
@@ -511,7 +638,9 @@ def _encoder_line(sel, n: int, cache) -> str:
         how = f"{done}; loaded from the cache"
     else:
         how = (f"{rep['epochs']:.1f} epochs, {rep['images_seen']:,} images seen, {sel.timings_['train']:.1f} s"
-               + (f" of a {tc.time_budget_s / 60:g} min time budget" if tc.time_budget_s is not None else ""))
+               + (f" of a {tc.time_budget_s / 60:g} min time budget" if tc.time_budget_s is not None else "")
+               + (f", {rep['processes']} processes x batch {rep['batch_size'] // rep['processes']}"
+                  if rep.get("processes", 1) > 1 else ""))
     return f"{name} trained on the pool with {tc.loss} ({how}; cache: {cache}){why}"
 
 
@@ -571,25 +700,38 @@ def _print_summary(rows: list[tuple[str, str]], err: bool = False) -> None:
 @click.option("--labels", type=click.Path(path_type=Path), default=None,
               help="Known labels (.csv path,label or Label Studio .json) for KCL / supcon-spread.")
 @click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
+@dist_options
 @encoder_options
 @pool_options
 def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_size, device, seed, on_bad_image,
               workers, decode_timeout, max_pixels, verbose, quiet):
     """Train an encoder on a pool with a contrastive loss and save it for --encoder."""
     _setup_logging(verbose, quiet)
-    _check_out(out, force)
+    dist = _start_distributed(device)
+    with _RankErrors(dist):
+        _train(dist, pool, out, batch_size, labels, force, arch, loss, epochs, image_size, device, seed, on_bad_image,
+               workers, decode_timeout, max_pixels, quiet or not _is_main(dist))
+
+
+def _train(dist, pool, out, batch_size, labels, force, arch, loss, epochs, image_size, device, seed, on_bad_image,
+           workers, decode_timeout, max_pixels, quiet):
+    _agree(dist, lambda: _check_out(out, force), main_only=True)
     from .api import Selector
     from .train import train_encoder
 
     t0 = time.perf_counter()
     try:
-        p = _read_pool(pool, image_size=image_size, channels=None, on_bad=on_bad_image, workers=workers,
-                       decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=None, quiet=quiet)
-        y = None
-        if labels is not None:
-            from .api import labeled_and_labels
+        def prepare():  # every rank reads the pool (each node must see it) and agrees on any failure
+            p = _read_pool(pool, image_size=image_size, channels=None, on_bad=on_bad_image, workers=workers,
+                           decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=None, quiet=quiet)
+            y = None
+            if labels is not None:
+                from .api import labeled_and_labels
 
-            _, y, _ = labeled_and_labels(str(labels), p.ids, p.root)
+                _, y, _ = labeled_and_labels(str(labels), p.ids, p.root)
+            return p, y
+
+        p, y = _agree(dist, prepare)
         bk = _backbone_kwargs(train=True)
         if arch is None and bk["backbone"] is None:
             arch = "resnet-small"  # selector train trains a small ResNet unless told otherwise
@@ -601,7 +743,9 @@ def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_si
         tc, enc_cfg = sel.train_config(len(p), backbone=name), sel.encoder_config(p)
         ckpt = Path(str(out) + ".ckpt")
         enc = train_encoder(p.images, enc_cfg, tc, device=device, checkpoint_path=ckpt, labels=y,
-                            progress=_progress(quiet), weights=bk["weights"])
+                            progress=_progress(quiet), weights=bk["weights"], dist=dist)
+        if not _is_main(dist):
+            return  # rank 0 wrote the checkpoint
         os.replace(ckpt, out)
         rep = enc.train_report
     except click.ClickException:
@@ -610,7 +754,9 @@ def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_si
         raise click.ClickException(_one_line(e)) from e
     why = f" ({reason})" if (bk["backbone"] or arch) == "auto" else ""
     done = f"{rep['epochs']:.1f} epochs, {rep['images_seen']:,} images seen in {rep['seconds']:.1f} s" + (
-        f" (time budget {tc.time_budget_s / 60:g} min)" if tc.time_budget_s is not None else "")
+        f" (time budget {tc.time_budget_s / 60:g} min)" if tc.time_budget_s is not None else "") + (
+        f", {rep['processes']} processes x batch {rep['batch_size'] // rep['processes']}"
+        if rep.get("processes", 1) > 1 else "")
     _print_summary([("pool", f"{len(p)} images in {pool}"), ("encoder", f"{name}{why}, {loss}, {done} -> {out}"),
                     ("time", f"{time.perf_counter() - t0:.1f} s")])
 
@@ -622,10 +768,14 @@ def train_cmd(pool, out, batch_size, labels, force, arch, loss, epochs, image_si
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("embeddings.npy"), show_default=True,
               help="Embeddings (.npy, n x d float32); the item ids go to OUT with suffix .ids.txt.")
 @click.option("--force", "-f", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Where embeddings are cached by content (a killed run resumes from it; select reuses it) "
+                   "[default: the user cache folder; see 'selector cache info'].")
+@dist_options
 @backbone_options
 @pool_options
-def embed_cmd(pool, encoder, out, force, device, seed, on_bad_image, workers, decode_timeout, max_pixels, verbose,
-              quiet):
+def embed_cmd(pool, encoder, out, force, cache_dir, device, seed, on_bad_image, workers, decode_timeout, max_pixels,
+              verbose, quiet):
     """Embed a pool with a trained encoder or a frozen pretrained backbone (L2-normalised float32)."""
     _setup_logging(verbose, quiet)
     bk = _backbone_kwargs()
@@ -638,19 +788,35 @@ def embed_cmd(pool, encoder, out, force, device, seed, on_bad_image, workers, de
             raise click.UsageError(f"selector embed --backbone takes a pretrained backbone, used frozen "
                                    f"(efficientnet-lite0, torchvision:NAME), not {bk['backbone']!r} in mode "
                                    f"{bk['backbone_mode']}; train other encoders with selector train")
-    _check_out(out, force, embeddings=True)
+    dist = _start_distributed(device)
+    with _RankErrors(dist):
+        _embed(dist, bk, pool, encoder, out, force, cache_dir, device, seed, on_bad_image, workers, decode_timeout,
+               max_pixels, quiet or not _is_main(dist))
+
+
+def _embed(dist, bk, pool, encoder, out, force, cache_dir, device, seed, on_bad_image, workers, decode_timeout,
+           max_pixels, quiet):
+    _agree(dist, lambda: _check_out(out, force, embeddings=True), main_only=True)
     import numpy as np
 
     from .api import Selector
     from .atomic import atomic_write
     from .export import output_paths
 
+    cache = cache_dir if cache_dir is not None else _default_cache()
     try:
-        size, channels = _encoder_input(encoder, None)
-        p = _read_pool(pool, image_size=size, channels=channels, on_bad=on_bad_image, workers=workers,
-                       decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=None, quiet=quiet)
+        def prepare():  # every rank reads the pool (each node must see it) and agrees on any failure
+            size, channels = _encoder_input(encoder, None)
+            cache.mkdir(parents=True, exist_ok=True)
+            return _read_pool(pool, image_size=size, channels=channels, on_bad=on_bad_image, workers=workers,
+                              decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=cache, quiet=quiet)
+
+        p = _agree(dist, prepare)
         sel = Selector(encoder=encoder, strategy="random", device=device, seed=seed, on_bad=on_bad_image,
-                       progress=_progress(quiet), **(bk if encoder is None else {})).fit(p)
+                       progress=_progress(quiet), cache_dir=cache, dist=dist,
+                       **(bk if encoder is None else {})).fit(p)
+        if not _is_main(dist):
+            return  # rank 0 writes the embeddings
         _, ids_path = output_paths(out, "embeddings")
         with atomic_write(out, "wb", overwrite=force) as f:
             np.save(f, sel.embeddings_)

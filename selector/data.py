@@ -489,13 +489,15 @@ def _decode_serial(root: Path, rel: list[str], spec, images: np.ndarray, on_bad:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def die_with_parent(parent: int, poll_s: float = 1.0) -> None:
+def die_with_parent(parent: int, poll_s: float = 1.0, watch: bool = True) -> None:
     """Make this (worker) process end when process ``parent`` does, however it ends (``kill -9`` too).
 
     On Linux the kernel does it: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` (through ctypes). Everywhere, as a
     fallback, a daemon thread checks every ``poll_s`` seconds that the parent is still this process's
     parent (an orphan is adopted by another process) and exits at once if not. A parent that already
-    died before the call is caught by the first check."""
+    died before the call is caught by the first check. ``watch=False`` starts no thread: for a child
+    between fork and exec (``subprocess.Popen(preexec_fn=...)``, :mod:`selector.launch`), where the
+    kernel's signal is kept across exec and a thread would not be."""
     try:
         import ctypes
 
@@ -505,14 +507,16 @@ def die_with_parent(parent: int, poll_s: float = 1.0) -> None:
         pass
     if os.getppid() != parent:
         os._exit(1)
+    if not watch:
+        return
 
-    def watch() -> None:
+    def check() -> None:
         while True:
             time.sleep(poll_s)
             if os.getppid() != parent:
                 os._exit(1)
 
-    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    threading.Thread(target=check, name="die-with-parent", daemon=True).start()
 
 
 def _worker_main(conn, spec, parent: int | None = None) -> None:
