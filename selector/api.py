@@ -138,6 +138,9 @@ class Selector:
             named explicitly.
         flip: horizontal flips among the training augmentations (on by default for every pool; off
             for pools where a mirrored image is another class, such as digits or text).
+        autoencoder: weight of the class-conditional autoencoder term (Chen et al., ICML 2022;
+            :mod:`selector.losses.autoencoder`) added to ``loss="supcon-spread"``; 0 (default): none, 1: the
+            paper's weight. The decoder is conditioned on the known labels passed to :meth:`fit`.
         dist: a :class:`selector.distributed.Dist` (``selector.distributed.init()`` under torchrun) to
             train and embed on every process of the job: every rank calls ``fit`` with the same pool;
             ``device`` is then each rank's own and ``batch_size`` is per process; a cache folder is
@@ -151,7 +154,8 @@ class Selector:
                  cache_dir: str | os.PathLike | None = None, on_bad: str = "skip", progress: bool = False,
                  embed_chunk: int | None = None, backbone: str | None = None, backbone_mode: str = "auto",
                  weights: str | os.PathLike | None = None, backbone_size: int | None = None,
-                 time_budget: float | None = None, pixel_view: bool | None = None, flip: bool = True, dist=None):
+                 time_budget: float | None = None, pixel_view: bool | None = None, flip: bool = True, dist=None,
+                 autoencoder: float = 0.0):
         if isinstance(strategy, str) and strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(sorted(STRATEGIES))}")
         if isinstance(strategy, str) and strategy_params:  # a wrong value fails here, not after training
@@ -168,6 +172,12 @@ class Selector:
             check_backbone(backbone)
         if backbone_mode not in MODES:
             raise ValueError(f"unknown backbone mode {backbone_mode!r}; choose from {', '.join(MODES)}")
+        if autoencoder:
+            from .losses.autoencoder import check_weight
+
+            check_weight(autoencoder)
+            if loss != "supcon-spread":
+                raise ValueError(f"the class-conditional autoencoder is a term of supcon-spread, not of {loss}")
         if time_budget is not None and not time_budget > 0:
             raise ValueError(f"time budget must be a positive number of minutes, got {time_budget}")
         if backbone_size is not None and backbone_size < 32:
@@ -193,6 +203,7 @@ class Selector:
         self.time_budget = time_budget
         self.pixel_view = pixel_view
         self.flip = flip
+        self.autoencoder = float(autoencoder)
         self.dist = dist
         if dist is not None and dist.world > 1 and cache_dir is None:
             raise ValueError("training and embedding on several processes need a cache folder (cache_dir): the "
@@ -256,7 +267,12 @@ class Selector:
 
         if is_pretrained(backbone or getattr(self, "backbone_", None) or self.backbone_name):
             kw["lr"] = TrainConfig.lr / 10  # fine-tuning pretrained weights: a tenth of the from-scratch rate
-        return TrainConfig(loss=self.loss, batch_size=self.batch_size, seed=self.seed, flip=self.flip, **kw)
+        from .losses import TRAIN_PARAMS
+
+        if self.loss in TRAIN_PARAMS:  # supcon-spread: the paper's temperature and weights
+            kw["loss_params"] = dict(TRAIN_PARAMS[self.loss])
+        return TrainConfig(loss=self.loss, batch_size=self.batch_size, seed=self.seed, flip=self.flip,
+                           autoencoder=self.autoencoder, **kw)
 
     @property
     def backbone_name(self) -> str:

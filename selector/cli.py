@@ -197,7 +197,8 @@ def _backbone_kwargs(train: bool = False) -> dict:
         mode = "finetune"  # selector train trains: a pretrained backbone is fine-tuned
     budget = meta.get("time_budget")
     out = {"backbone": meta.get("backbone"), "backbone_mode": mode, "weights": meta.get("weights"),
-           "backbone_size": meta.get("backbone_size"), "time_budget": budget, "flip": meta.get("flip", True)}
+           "backbone_size": meta.get("backbone_size"), "time_budget": budget, "flip": meta.get("flip", True),
+           "autoencoder": meta.get("autoencoder") or 0.0}
     if not train:
         out["pixel_view"] = meta.get("pixel_view")
     return out
@@ -309,6 +310,11 @@ def encoder_options(f):
                           "planned so the whole learning-rate schedule ends within it (--epochs then caps it). "
                           "The summary says what was done.")(f)
     f = backbone_options(f)
+    f = click.option("--autoencoder", type=click.FloatRange(min=0), default=None, metavar="WEIGHT", expose_value=False,
+                     callback=_meta("autoencoder"),
+                     help="With --loss supcon-spread: add a class-conditional autoencoder (a small decoder from the "
+                          "embedding and the known class to the 16 px view; Chen et al., ICML 2022) with this "
+                          "weight; 1 is the paper's [default: none].")(f)
     f = click.option("--flip/--no-flip", default=True, show_default=True, expose_value=False, callback=_meta("flip"),
                      help="Horizontal flips when training on the pool; --no-flip for digits, letters or other "
                           "pools where a mirrored image is another class.")(f)
@@ -641,7 +647,12 @@ def _encoder_line(sel, n: int, cache) -> str:
                + (f" of a {tc.time_budget_s / 60:g} min time budget" if tc.time_budget_s is not None else "")
                + (f", {rep['processes']} processes x batch {rep['batch_size'] // rep['processes']}"
                   if rep.get("processes", 1) > 1 else ""))
-    return f"{name} trained on the pool with {tc.loss} ({how}; cache: {cache}){why}"
+    return f"{name} trained on the pool with {_loss_text(tc)} ({how}; cache: {cache}){why}"
+
+
+def _loss_text(tc) -> str:
+    """The loss of a training configuration, with the autoencoder's weight when it has one."""
+    return tc.loss + (f" + autoencoder {tc.autoencoder:g}" if tc.autoencoder else "")
 
 
 def _labeled_line(plan, labels_in: dict) -> str:
@@ -757,7 +768,8 @@ def _train(dist, pool, out, batch_size, labels, force, arch, loss, epochs, image
         f" (time budget {tc.time_budget_s / 60:g} min)" if tc.time_budget_s is not None else "") + (
         f", {rep['processes']} processes x batch {rep['batch_size'] // rep['processes']}"
         if rep.get("processes", 1) > 1 else "")
-    _print_summary([("pool", f"{len(p)} images in {pool}"), ("encoder", f"{name}{why}, {loss}, {done} -> {out}"),
+    _print_summary([("pool", f"{len(p)} images in {pool}"),
+                    ("encoder", f"{name}{why}, {_loss_text(tc)}, {done} -> {out}"),
                     ("time", f"{time.perf_counter() - t0:.1f} s")])
 
 

@@ -14,6 +14,10 @@ one (bit for bit on the CPU with the same thread count).
 Losses that need labels (KCL, SupCon with spread) get the user's labels where known (-1 elsewhere);
 unknown labels are replaced by k-means pseudo-labels of the current embedding, refreshed every
 ``pseudo_label_every`` epochs (the first epochs, before a refresh, train as SimCLR for those items).
+With ``autoencoder`` > 0 (supcon-spread only), a class-conditional decoder (:mod:`selector.losses.autoencoder`,
+one slot per known class; unknown and pseudo-labeled items share an "unknown" slot) trains with the encoder:
+its reconstruction error of each view, times that weight, is added to the loss; the checkpoint holds its
+weights (``decoder``) beside the encoder's, and its optimizer state in the optimizer's.
 
 Several processes (``dist``, a :class:`selector.distributed.Dist` under torchrun): the encoder is
 trained with DistributedDataParallel; each rank takes its share of every global batch of the epoch's
@@ -72,9 +76,13 @@ class TrainConfig:
     time_budget_s: float | None = None  # plan the steps to end within this many seconds; epochs is then a cap (0: none)
     flip: bool = True  # horizontal flips in the views (off for digits and text: --no-flip)
     crop_scale: float | None = None  # smallest random-crop scale; None: the augmentation's default
+    autoencoder: float = 0.0  # weight of the class-conditional autoencoder term (supcon-spread; 0: none)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["autoencoder"]:  # without the autoencoder: the dict (cache keys, checkpoints) of before
+            del d["autoencoder"]
+        return d
 
 
 def auto_epochs(n: int) -> int:
@@ -108,7 +116,7 @@ def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
 def save_checkpoint(path: str | os.PathLike, encoder: Encoder, train_cfg: TrainConfig, *, epoch: int,
                     step: int, optimizer=None, scheduler=None, rng_state=None, pseudo=None,
                     elapsed: float = 0.0, total_steps: int | None = None, steps_done: int | None = None,
-                    steps_per_epoch: int | None = None, world_size: int = 1) -> None:
+                    steps_per_epoch: int | None = None, world_size: int = 1, decoder=None) -> None:
     """Write an encoder checkpoint atomically (tensors and plain Python values only). ``world_size``:
     the number of processes that trained it (stored when above 1; a resume needs as many)."""
     state = {
@@ -125,6 +133,9 @@ def save_checkpoint(path: str | os.PathLike, encoder: Encoder, train_cfg: TrainC
         state["world_size"] = int(world_size)
     if total_steps is not None:  # the plan (a time budget's is measured, so it must be kept) and progress
         state.update(total_steps=int(total_steps), steps_done=int(steps_done), steps_per_epoch=int(steps_per_epoch))
+    if decoder is not None:  # the autoencoder's decoder (its optimizer state is in the optimizer's)
+        state["decoder"] = {"config": decoder.config(),
+                            "state_dict": {k: v.detach().cpu() for k, v in decoder.state_dict().items()}}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
         state["scheduler"] = scheduler.state_dict()
@@ -284,6 +295,7 @@ def train_encoder(
                        crop_scale=cfg.crop_scale).to(device)
     images_t = torch.from_numpy(np.ascontiguousarray(images))
     known = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    decoder = _make_decoder(cfg, model, known, device, dist)
 
     start_epoch, start_step, elapsed, pseudo = 0, 0, 0.0, None
     total_steps = max_steps
@@ -306,6 +318,8 @@ def train_encoder(
     state = read_resume() if dist is None else dist.on_main(read_resume)
     if state is not None:
         model.load_state_dict(state["state_dict"])
+        if decoder is not None:
+            _load_decoder(decoder, state, checkpoint_path)
         start_epoch, start_step = state["epochs_done"], state["step_in_epoch"]
         elapsed = state.get("elapsed_s", 0.0)
         total_steps = state.get("total_steps", total_steps)  # a time budget's plan is kept across resumes
@@ -318,12 +332,12 @@ def train_encoder(
     fwd: torch.nn.Module = model
     if dist is not None:  # DDP, batch norm over the global batch; every rank starts from rank 0's weights
         fwd, restore = dist.wrap(model)
-    train_step = _make_step(fwd, loss_fn, aug, device, compile, dist)
+    train_step = _make_step(fwd, loss_fn, aug, device, compile, dist, decoder, cfg.autoencoder)
     try:
         model = _train_loop(
             model, train_step, images_t, known, cfg, device, dist, rank, world, main, bs, gbs, steps_per_epoch,
             max_steps, total_steps, state, start_epoch, start_step, elapsed, pseudo, needs_labels,
-            checkpoint_path, progress, checkpoint_every_s, stop_after_steps, clock)
+            checkpoint_path, progress, checkpoint_every_s, stop_after_steps, clock, decoder)
     except RuntimeError as e:
         lost = dist.lost(e, "training") if dist is not None else None
         if lost is None:
@@ -337,7 +351,7 @@ def train_encoder(
 
 def _train_loop(model, train_step, images_t, known, cfg, device, dist, rank, world, main, bs, gbs, steps_per_epoch,
                 max_steps, total_steps, state, start_epoch, start_step, elapsed, pseudo, needs_labels,
-                checkpoint_path, progress, checkpoint_every_s, stop_after_steps, clock):
+                checkpoint_path, progress, checkpoint_every_s, stop_after_steps, clock, decoder=None):
     """The steps of :func:`train_encoder` (see there), from a possibly resumed state."""
     from .distributed import rank_batch, step_seed
 
@@ -356,7 +370,7 @@ def _train_loop(model, train_step, images_t, known, cfg, device, dist, rank, wor
                  total_steps, total_steps / steps_per_epoch)
     n_epochs = -(-total_steps // steps_per_epoch)
 
-    opt = _make_optimizer(model, cfg)
+    opt = _make_optimizer(model if decoder is None else torch.nn.ModuleList([model, decoder]), cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_lambda(total_steps, max(1, int(cfg.warmup_frac * total_steps))))
     if state is not None and "optimizer" in state:
         opt.load_state_dict(state["optimizer"])
@@ -381,7 +395,7 @@ def _train_loop(model, train_step, images_t, known, cfg, device, dist, rank, wor
             save_checkpoint(checkpoint_path, model, cfg, epoch=epoch, step=step, optimizer=opt, scheduler=sched,
                             rng_state=_rng_state(device), pseudo=pseudo, elapsed=now - t0,
                             total_steps=total_steps, steps_done=done, steps_per_epoch=steps_per_epoch,
-                            world_size=world)
+                            world_size=world, decoder=decoder)
 
     done = start_epoch * steps_per_epoch + start_step
     for epoch in range(start_epoch, n_epochs):
@@ -495,20 +509,46 @@ def _report(state: dict, bs: int, elapsed: float, cfg: TrainConfig) -> dict:
             "seconds": float(elapsed), "time_budget_s": cfg.time_budget_s,
             "processes": int(state.get("world_size", 1))}
 
-def _make_step(model: torch.nn.Module, loss_fn, aug, device: torch.device, compile: bool, dist=None):
+def _make_decoder(cfg: TrainConfig, model: Encoder, known: torch.Tensor | None, device: torch.device, dist=None):
+    """The class-conditional decoder of ``cfg.autoencoder`` (None without it): one slot per known class
+    (labels 0..max), the target side ``min(16, image side)`` (:mod:`selector.losses.autoencoder`)."""
+    if not cfg.autoencoder:
+        return None
+    from .losses.autoencoder import TARGET_SIZE, ClassConditionalDecoder, check_weight
+
+    check_weight(cfg.autoencoder)
+    if cfg.loss != "supcon-spread":
+        raise ValueError(f"the class-conditional autoencoder is a term of supcon-spread, not of {cfg.loss}")
+    if dist is not None and dist.world > 1:  # its decoder is not wrapped for DDP: the ranks' copies would drift
+        raise ValueError("the class-conditional autoencoder trains on one process; not with several (torchrun) yet")
+    n_classes = int(known.max()) + 1 if known is not None and bool((known >= 0).any()) else 0
+    ec = model.config
+    return ClassConditionalDecoder(model.dim, ec.in_channels, min(TARGET_SIZE, ec.image_size), n_classes).to(device)
+
+
+def _load_decoder(decoder, state: dict, path) -> None:
+    saved = state.get("decoder")
+    if saved is None or saved["config"] != decoder.config():
+        raise CheckpointError(f"checkpoint {path} holds no decoder for these labels ({decoder.config()}); remove it "
+                              "or choose another path")
+    decoder.load_state_dict(saved["state_dict"])
+
+
+def _make_step(model: torch.nn.Module, loss_fn, aug, device: torch.device, compile: bool, dist=None, decoder=None,
+               ae_weight: float = 0.0):
     fwd = torch.compile(model) if compile else model
 
     def step(batch_u8: torch.Tensor, labels: torch.Tensor | None, loss_seed: int | None = None) -> torch.Tensor:
         x = to_float(batch_u8)
         with torch.no_grad():
             v1, v2 = aug(x), aug(x)
-        return views_loss(fwd, loss_fn, v1, v2, labels, dist, loss_seed)
+        return views_loss(fwd, loss_fn, v1, v2, labels, dist, loss_seed, decoder=decoder, ae_weight=ae_weight)
 
     return step
 
 
 def views_loss(fwd: torch.nn.Module, loss_fn, v1: torch.Tensor, v2: torch.Tensor, labels: torch.Tensor | None = None,
-               dist=None, loss_seed: int | None = None) -> torch.Tensor:
+               dist=None, loss_seed: int | None = None, decoder=None, ae_weight: float = 0.0) -> torch.Tensor:
     """The contrastive loss of one batch of two views (B, C, S, S) each: both views encoded in one pass
     (bf16 autocast and channels-last on CUDA), then ``loss_fn(z1, z2, labels)``. With ``dist`` the views
     are this rank's share and the loss is that of the global batch: the projections (and labels) of every
@@ -521,16 +561,25 @@ def views_loss(fwd: torch.nn.Module, loss_fn, v1: torch.Tensor, v2: torch.Tensor
         v1 = v1.contiguous(memory_format=torch.channels_last)
         v2 = v2.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device_type=v1.device.type, dtype=torch.bfloat16, enabled=cuda):
-        z = fwd(torch.cat([v1, v2]))
+        v = torch.cat([v1, v2])
+        if decoder is None:
+            z = fwd(v)
+        else:  # the decoder reads the embedding h, the contrastive terms the projection z
+            from .losses.autoencoder import reconstruction_loss
+
+            h, z = fwd(v, features=True)
+            ae = ae_weight * reconstruction_loss(decoder, h, None if labels is None else torch.cat([labels, labels]), v)
         if dist is None:
             z1, z2 = z.chunk(2)
         else:
             z1, z2, labels = dist.gather_views(z, labels)
         if loss_seed is None:
-            return loss_fn(z1, z2, labels)
-        with torch.random.fork_rng(devices=[z.device] if z.device.type == "cuda" else []):
-            torch.manual_seed(loss_seed)
-            return loss_fn(z1, z2, labels)
+            out = loss_fn(z1, z2, labels)
+        else:
+            with torch.random.fork_rng(devices=[z.device] if z.device.type == "cuda" else []):
+                torch.manual_seed(loss_seed)
+                out = loss_fn(z1, z2, labels)
+        return out if decoder is None else out + ae
 
 
 def _batch_labels(idx: np.ndarray, known: torch.Tensor | None, pseudo: np.ndarray | None) -> np.ndarray:

@@ -159,3 +159,35 @@ def test_selector_train_killed_mid_run_resumes_to_the_same_encoder(tmp_path):
     assert a["epochs_done"] == b["epochs_done"] == 3
     for k in b["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+@pytest.mark.slow  # 74 s on the loaded 2-core machine; tests/test_autoencoder_train.py resumes in-process in 3 s
+def test_selector_train_with_the_autoencoder_killed_mid_run_resumes_to_the_same_encoder_and_decoder(tmp_path):
+    """``selector train --loss supcon-spread --autoencoder 1`` killed after its first epoch checkpoint, run
+    again: the encoder, the decoder and their optimizer state come back from OUT.ckpt, and the result equals
+    an uninterrupted run's, bit for bit."""
+    pool = write_pool(tmp_path / "pool", 48)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n" + "".join(f"{i:03d}.png,{'ab'[i % 2]}\n" for i in range(0, 48, 3)))
+    args = ["train", "--pool", str(pool), "--epochs", "3", "--batch-size", "16", "--seed", "2", "--workers", "1",
+            "-q", "--loss", "supcon-spread", "--autoencoder", "1", "--labels", str(labels)]
+    run = tmp_path / "run"
+    run.mkdir()
+    out = run / "enc.pt"
+    _kill_when([*args, "--out", str(out)], {}, "enc.pt.ckpt", run)
+    assert not out.exists()
+    killed = torch.load(run / "enc.pt.ckpt", weights_only=True)
+    assert 1 <= killed["epochs_done"] < 3 and killed["decoder"]["config"]["n_classes"] == 2
+    r = CliRunner().invoke(main, [*args, "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+
+    ref = tmp_path / "ref.pt"
+    r = CliRunner().invoke(main, [*args, "--out", str(ref)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    a, b = torch.load(out, weights_only=True), torch.load(ref, weights_only=True)
+    assert a["epochs_done"] == b["epochs_done"] == 3 and a["train"]["autoencoder"] == 1.0
+    for part in ("state_dict", "decoder"):
+        want = b[part] if part == "state_dict" else b[part]["state_dict"]
+        got = a[part] if part == "state_dict" else a[part]["state_dict"]
+        for k in want:
+            assert torch.equal(got[k], want[k]), (part, k)
