@@ -132,3 +132,28 @@ def test_a_pool_missing_under_nproc_stops_with_one_line_from_rank_0_and_one_from
     assert errors[0] == f"Error: pool file {missing} does not exist", r.stderr[-3000:]
     assert errors[-1].startswith("Error: the run of 2 processes under torchrun failed (exit status 1)")
     assert len(errors) == 2  # rank 0's reason (once) and the launcher's line
+
+
+@pytest.mark.slow
+def test_embed_with_nproc_2_equals_one_process_and_a_later_single_run_reuses_its_cache(tmp_path):
+    pool = _pool(tmp_path / "pool.npz", 96)
+    enc = tmp_path / "enc.pt"
+
+    def run(*args):
+        r = subprocess.run([sys.executable, "-m", "selector", *map(str, args), "--workers", "0", "-q"],
+                           capture_output=True, text=True, timeout=300, env=_env(), cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r
+
+    run("train", "--pool", pool, "--out", enc, "--epochs", "1", "--batch-size", "16", "--image-size", "16", "--no-flip")
+    run("embed", "--nproc", "2", "--pool", pool, "--encoder", enc, "--out", tmp_path / "d.npy",
+        "--cache-dir", tmp_path / "c1")
+    run("embed", "--pool", pool, "--encoder", enc, "--out", tmp_path / "s.npy", "--cache-dir", tmp_path / "c2")
+    d, s = np.load(tmp_path / "d.npy"), np.load(tmp_path / "s.npy")
+    assert d.shape == (96, 256)
+    np.testing.assert_allclose(d, s, rtol=0, atol=1e-6)
+    assert (tmp_path / "d.ids.txt").read_text() == (tmp_path / "s.ids.txt").read_text()
+    before = {f: f.stat().st_mtime_ns for f in (tmp_path / "c1").glob("embeddings/*/chunk-*.npz")}
+    run("embed", "--pool", pool, "--encoder", enc, "--out", tmp_path / "r.npy", "--cache-dir", tmp_path / "c1")
+    assert np.array_equal(np.load(tmp_path / "r.npy"), d)  # read back from the 2-process run's chunks
+    assert {f: f.stat().st_mtime_ns for f in (tmp_path / "c1").glob("embeddings/*/chunk-*.npz")} == before
