@@ -51,16 +51,23 @@ METRICS = ("covered", "entropy", "probe_acc")
 
 # ---------------------------------------------------------------------------------------------- data
 
-def load_pixels(dataset: str) -> tuple[np.ndarray, np.ndarray]:
-    """(n, pixels) float32 in [0, 1] and (n,) int64 labels, rows in the order the embeddings use."""
+def load_images(dataset: str, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(n, H, W) or (n, H, W, 3) uint8 images and (n,) int64 labels, rows in the order the embeddings use
+    (``cache_dir``: where the decoded CIFAR-10 arrays are kept)."""
     from selector.eval.datasets import load_dataset
     if dataset == "mixed20":
-        xa, ya = load_pixels("mnist10k")
-        xb, yb = load_pixels("notmnist10k")
+        xa, ya = load_images("mnist10k", cache_dir)
+        xb, yb = load_images("notmnist10k", cache_dir)
         return np.concatenate([xa, xb]), np.concatenate([ya, yb + 10])
-    kw = {"n_per_class": 1000} if dataset == "cifar10" else {}
+    kw = {"n_per_class": 1000, "cache_dir": cache_dir} if dataset == "cifar10" else {}
     x, y, _ = load_dataset(dataset, **kw)
-    return x.reshape(x.shape[0], -1).astype(np.float32) / 255.0, np.asarray(y, dtype=np.int64)
+    return x, np.asarray(y, dtype=np.int64)
+
+
+def load_pixels(dataset: str, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(n, pixels) float32 in [0, 1] and (n,) int64 labels, rows in the order the embeddings use."""
+    x, y = load_images(dataset, cache_dir)
+    return x.reshape(x.shape[0], -1).astype(np.float32) / 255.0, y
 
 
 def l2n(e: np.ndarray) -> np.ndarray:
@@ -154,6 +161,7 @@ def main(argv=None) -> None:
     ap.add_argument("--per-class", type=int, default=200, help="items per class of a balanced pool")
     ap.add_argument("--n-max", type=int, default=400, help="head class size of long-tail and subset pools")
     ap.add_argument("--test-per-class", type=int, default=100)
+    ap.add_argument("--cache-dir", type=Path, default=Path(".bench_data"), help="decoded CIFAR-10 arrays")
     ap.add_argument("--out", type=Path, default=Path("eval/runs/strategy_matrix"))
     ap.add_argument("--force", action="store_true", help="overwrite an existing results.csv")
     ap.add_argument("--summary-only", action="store_true", help="rewrite summary.md from results.csv")
@@ -183,7 +191,7 @@ def main(argv=None) -> None:
         w = csv.DictWriter(fh, fieldnames=FIELDS)
         w.writeheader()
         for ds in a.datasets:
-            pixels, y = load_pixels(ds)
+            pixels, y = load_pixels(ds, a.cache_dir)
             embs = {} if a.embeddings and "pca50" not in a.embeddings else {"pca50": pca50(pixels)}
             embs.update(embeddings_for(ds, y.shape[0], a.emb_dir, a.embeddings))
             del pixels

@@ -8,6 +8,6 @@ from .registry import STRATEGIES, get_strategy, register
 
 # Importing a module registers its strategy.
 from . import random  # noqa: E402,F401
-from . import balanced, kcenter, probcover, stratified, typiclust  # noqa: E402,F401
+from . import balanced, kcenter, probcover, stratified, typcover, typiclust  # noqa: E402,F401
 
 __all__ = ["STRATEGIES", "Selection", "SelectionError", "Strategy", "as_generator", "get_strategy", "register"]

@@ -1,0 +1,147 @@
+"""Typical k-center ("typcover"): farthest-point coverage over typical representatives.
+
+1. k-means (k-means++ seeding) the pool into ``M = min(n, oversample * (n_labeled + budget))``
+   clusters: more, smaller clusters than TypiClust uses, so a rare class of a handful of images
+   gets a cluster of its own.
+2. Each cluster of at least ``min_size`` points offers one candidate, its most *typical* point
+   (TypiClust's typicality, Hacohen et al., ICML 2022): prototypical images rather than the
+   outliers at the edge of a cluster.
+3. Greedy k-center (Sener & Savarese, ICLR 2018) over those candidates, started from the labeled
+   items (or, with none, the candidate of the largest cluster): each pick is the candidate farthest
+   from everything chosen or labeled, weighted by ``size ** density`` of its cluster.
+
+K-center alone covers the space but picks outliers (poor training items on balanced pools);
+TypiClust picks typical items but spends its budget in proportion to the mass, so on a long tail it
+finds few rare classes. Here the coverage comes from k-center and the typicality from the candidate
+set. No class count is needed to choose.
+
+4. For the report only (``count_classes``, default on): the eigengap class count of
+   :mod:`selector.strategies.class_count` (median and range over three subsamples), and the
+   spectral group of each pick (``groups``, ``n_groups``), drawn from a seed taken after the picks,
+   so they never change the selection.
+
+Chosen as the default strategy by the strategy matrix (issue 13, ``eval/strategy_matrix.py``;
+``oversample`` 6 against 3, ``density`` 0 against 0.25 and 0.5, on the project's default
+embedding): see ``eval/README.md`` for the table and the rule.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from selector.cluster import group_rows, kmeans, sq_dists
+
+from .base import Selection, Strategy
+from .class_count import estimate_class_range, spectral_groups
+from .registry import register
+from .typiclust import most_typical
+
+
+def typical_candidates(x: np.ndarray, assign: np.ndarray, free: np.ndarray, k_nn: int, min_size: int,
+                       max_points: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The most typical free row of every cluster with at least ``min_size`` rows.
+
+    Returns: (rows, cluster ids, cluster sizes), one entry per such cluster that has a free row.
+    """
+    n_clusters = int(assign.max()) + 1
+    sizes = np.bincount(assign, minlength=n_clusters)
+    by, bounds = group_rows(assign, n_clusters, np.flatnonzero(free))
+    rows, cl = [], []
+    for c in np.flatnonzero(sizes >= min_size):
+        members = by[bounds[c]:bounds[c + 1]]
+        if members.shape[0] == 0:
+            continue
+        j, _ = most_typical(x, members, k_nn, max_points, rng)
+        rows.append(j)
+        cl.append(c)
+    rows, cl = np.asarray(rows, dtype=np.int64), np.asarray(cl, dtype=np.int64)
+    return rows, cl, sizes[cl]
+
+
+def weighted_kcenter(cand: np.ndarray, weight: np.ndarray, centers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy k-center over candidate vectors: each step picks argmax ``weight * dist`` to the
+    nearest center (the earlier picks and ``centers``).
+
+    Args:
+        cand: (m, d) float32 candidates. weight: (m,) > 0. centers: (c, d) float32 (may be empty).
+        n: picks, <= m.
+
+    Returns:
+        (n,) int64 candidate indices in pick order, (n,) float64 their distance when picked (inf
+        for a first pick without centers: then the heaviest candidate is taken).
+    """
+    m = cand.shape[0]
+    if centers.shape[0]:
+        md = np.sqrt(np.maximum(sq_dists(cand, centers).min(axis=1).astype(np.float64), 0.0))
+    else:
+        md = np.full(m, np.inf)
+    out = np.empty(n, dtype=np.int64)
+    rad = np.empty(n, dtype=np.float64)
+    for t in range(n):
+        score = np.where(np.isinf(md), weight * 1e30, weight * md)
+        j = int(np.argmax(score))
+        out[t], rad[t] = j, md[j]
+        d = np.sqrt(np.maximum(sq_dists(cand, cand[j:j + 1])[:, 0].astype(np.float64), 0.0))
+        md = np.minimum(md, d)
+        md[j] = -1.0  # never again
+    return out, rad
+
+
+@register("typcover")
+class TypCover(Strategy):
+    """Typical k-center; see the module docstring. ``scores`` are the pick's distance to the nearest
+    earlier pick or labeled item (0 for the first pick without labels); ``groups`` the estimated
+    class group of each pick with ``count_classes`` (else its k-means cluster); ``info`` holds
+    ``n_clusters``, ``n_candidates`` and, with ``count_classes``, ``k``, ``k_range``, ``k_per_seed``
+    and ``max_k`` of the class count.
+    """
+
+    def __init__(self, oversample: float = 6.0, min_size: int = 2, density: float = 0.0, k_nn: int = 20,
+                 max_cluster_points: int = 5_000, kmeans_iter: int = 20, max_points_per_centroid: int = 32,
+                 count_classes: bool = True, k_repeats: int = 3, use_gpu: bool | None = None):
+        if oversample < 1:
+            raise ValueError(f"oversample must be >= 1, got {oversample}")
+        self.oversample = oversample
+        self.min_size = min_size
+        self.density = density
+        self.k_nn = k_nn
+        self.max_cluster_points = max_cluster_points
+        self.kmeans_iter = kmeans_iter
+        self.max_points_per_centroid = max_points_per_centroid
+        self.count_classes = count_classes
+        self.k_repeats = k_repeats
+        self.use_gpu = use_gpu
+
+    def _select(self, x, budget, labeled_mask, rng):
+        n = x.shape[0]
+        n_lab = int(labeled_mask.sum())
+        m = int(min(n, max(budget + n_lab, round(self.oversample * (n_lab + budget)))))
+        seed = int(rng.integers(2**31 - 1))
+        _, assign, _ = kmeans(x, m, seed=seed, niter=self.kmeans_iter, init="k-means++",
+                              max_points_per_centroid=self.max_points_per_centroid, use_gpu=self.use_gpu)
+        free = ~labeled_mask
+        rows, cl, sizes = typical_candidates(x, assign, free, self.k_nn, self.min_size, self.max_cluster_points, rng)
+        picks = np.empty(0, dtype=np.int64)
+        radius = np.empty(0)
+        groups = np.empty(0, dtype=np.int64)
+        if rows.shape[0]:
+            take = min(budget, rows.shape[0])
+            w = sizes.astype(np.float64) ** self.density
+            order, radius = weighted_kcenter(x[rows], w, x[labeled_mask], take)
+            picks, groups = rows[order], cl[order]
+        if picks.shape[0] < budget:  # fewer candidate clusters than the budget: k-center fills up
+            from .kcenter import kcenter_greedy
+            more, r2 = kcenter_greedy(x, np.concatenate([np.flatnonzero(labeled_mask), picks]),
+                                      budget - picks.shape[0])
+            picks = np.concatenate([picks, more])
+            radius = np.concatenate([radius, r2])
+            groups = np.concatenate([groups, assign[more]])
+        radius = np.where(np.isfinite(radius), radius, 0.0)
+        info = {"n_clusters": m, "n_candidates": int(rows.shape[0])}
+        n_groups = None
+        if self.count_classes:  # the report's class count: after the picks, from its own seed
+            cseed = int(rng.integers(2**31 - 1))
+            est = estimate_class_range(x, seed=cseed, repeats=self.k_repeats, budget=budget)
+            _, gassign = spectral_groups(x, est.k, estimate=est, seed=cseed, use_gpu=self.use_gpu)
+            groups, n_groups = gassign[picks], int(gassign.max()) + 1
+            info.update(k=int(est.k), k_range=list(est.k_range), k_per_seed=list(est.k_per_seed), max_k=est.max_k)
+        return Selection(indices=picks, scores=radius, groups=groups, n_groups=n_groups, info=info)
