@@ -254,6 +254,52 @@ def ranks(values: dict[str, float]) -> dict[str, float]:
     return out
 
 
+#: the product's default strategy (``selector.Selector``'s ``strategy``), checked by :func:`default_check`
+DEFAULT = "typcover"
+#: the rule's tolerance: the default may trail the best strategy's class coverage by at most this
+#: much (5-seed means) in any (dataset, embedding, shape) cell at B = K and 2K
+TOLERANCE = 0.5
+
+
+def default_check(rows: list[dict], default: str = DEFAULT, tol: float = TOLERANCE) -> list[str]:
+    """Markdown lines applying the rule that chose the default (README, eval/README): best mean rank
+    over all cells, and never more than ``tol`` classes below the best coverage at B = K and 2K.
+    Lists every cell that breaks the second half."""
+    means = cell_means(rows)
+    strategies = sorted({r["strategy"] for r in rows})
+    if default not in strategies:
+        return []
+    mean_rank = {s: [] for s in strategies}
+    breaks = []
+    n_checked = 0
+    for key, by in sorted(means.items()):
+        if set(by) != set(strategies):
+            continue
+        for m in METRICS:
+            rk = ranks({s: by[s][m] for s in strategies})
+            for s in strategies:
+                mean_rank[s].append(rk[s])
+        if key[3] in (1.0, 2.0):
+            n_checked += 1
+            best_s = max(strategies, key=lambda s: by[s]["covered"])
+            gap = by[best_s]["covered"] - by[default]["covered"]
+            if gap > tol + 1e-9:
+                breaks.append(f"| {' | '.join(map(str, key[:3]))} | {key[3]:g}K | {by[default]['covered']:.1f} | "
+                              f"{by[best_s]['covered']:.1f} ({best_s}) | {gap:.1f} |")
+    avg = {s: float(np.mean(v)) for s, v in mean_rank.items() if v}
+    if not avg:
+        return []
+    best = min(avg, key=avg.get)
+    lines = ["", f"## The default (`{default}`) against the rule", "",
+             f"* Mean rank: {avg[default]:.2f}; best: `{best}` {avg[best]:.2f} "
+             f"({'holds' if best == default else 'does not hold'}).",
+             f"* Class coverage at B = K and 2K more than {tol:g} class below the best strategy: "
+             f"{len(breaks)} of {n_checked} (dataset, embedding, shape, budget) cells."]
+    if breaks:
+        lines += ["", "| embedding | dataset | shape | B | default | best | gap |", "|---|---|---|---|---|---|---|", *breaks]
+    return lines
+
+
 def summarise(rows: list[dict], command: str) -> str:
     """The summary markdown of the matrix's rows (see the module docstring)."""
     means = cell_means(rows)
@@ -285,6 +331,7 @@ def summarise(rows: list[dict], command: str) -> str:
         gap, key, got, best = worst[s]
         lines.append(f"| {s} | {np.mean(list(pm.values())):.2f} | {pm['covered']:.2f} | {pm['entropy']:.2f} | "
                      f"{pm['probe_acc']:.2f} | {gap:.1f}: {'/'.join(map(str, key))} ({got:.1f} / {best:.1f}) |")
+    lines += default_check(rows)
     for mult in (1.0, 2.0):
         lines += ["", f"## Classes covered at B = {mult:g}K: gap to the best strategy (seed means)", "",
                   "| embedding | dataset | shape | K | best | " + " | ".join(strategies) + " |",

@@ -173,7 +173,8 @@ def test_bad_strategy_params_fail_before_any_work(tmp_path):
     np.save(tmp_path / "emb.npy", np.eye(8, dtype=np.float32))
     for bad, msg in (("explore", "expected KEY=VALUE"), ("colour=red", "has no parameter 'colour'"),
                      ("explore=2", "explore must be in [0, 1)")):
-        r = _run("select", "-b", 2, "--embeddings", tmp_path / "emb.npy", "--param", bad, "-o", tmp_path / "o.csv")
+        r = _run("select", "-b", 2, "--embeddings", tmp_path / "emb.npy", "-s", "balanced", "--param", bad,
+                 "-o", tmp_path / "o.csv")
         assert r.exit_code == 2 and msg in r.output, r.output
         assert not (tmp_path / "o.csv").exists()
 
@@ -186,3 +187,14 @@ def test_summary_prints_the_class_estimate_and_its_range(tmp_path):
     r = _run("select", "-b", 8, "--embeddings", tmp_path / "emb.npy", "-s", "balanced", "-o", tmp_path / "o.csv")
     assert r.exit_code == 0, r.output
     assert "estimated classes: 4 (range 4-4 over 1 subsample)" in r.output, r.output
+
+
+def test_default_strategy_is_typcover_and_reports_the_class_estimate(tmp_path):
+    from .blobs import sphere_blobs
+
+    x, blob = sphere_blobs([150, 100, 60, 40], d=16, seed=5)
+    np.save(tmp_path / "emb.npy", x)
+    r = _run("select", "-b", 8, "--embeddings", tmp_path / "emb.npy", "-o", tmp_path / "o.csv", "--json")
+    assert r.exit_code == 0, r.output
+    assert '"strategy": "typcover"' in r.output.replace(": ", ": ").replace('":"', '": "'), r.output
+    assert "estimated classes: 4" in r.output or '"estimated_classes": 4' in r.output, r.output

@@ -123,3 +123,19 @@ def test_class_count_is_reported_and_never_changes_the_picks():
     # each estimated group is one blob: picks in the same blob share a group
     for g in set(with_count.groups.tolist()):
         assert len(set(blob[with_count.indices[with_count.groups == g]].tolist())) == 1
+
+
+def test_typical_share_spends_part_of_the_budget_on_typiclust_picks():
+    from selector.strategies.typiclust import typiclust_pick  # noqa: F401  (the picks it reuses)
+
+    x, blob = sphere_blobs([500, 300, 100, 20, 10], d=16, spread=0.05, seed=8)
+    sel = TypCover(typical_share=0.5, count_classes=False).select(x, 10, rng=1)
+    again = TypCover(typical_share=0.5, count_classes=False).select(x, 10, rng=1)
+    assert sel.indices.tolist() == again.indices.tolist()
+    assert len(set(sel.indices.tolist())) == 10
+    assert len(set(blob[sel.indices].tolist())) == 5  # the covering half still reaches the small blobs
+    # the typical half sits in slots 0, 2, 4, ...: TypiClust's picks, one per k-means cluster (here: blob)
+    typical_slots = blob[sel.indices[0::2]]
+    assert sorted(typical_slots.tolist()) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="typical_share"):
+        TypCover(typical_share=1.5)
