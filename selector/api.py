@@ -103,7 +103,8 @@ class Selector:
 
     Args:
         encoder: path of an encoder checkpoint to use, or None to train one on the pool.
-        strategy: a registered strategy name (see ``strategies.STRATEGIES``) or a Strategy instance.
+        strategy: a registered strategy name (see ``strategies.STRATEGIES``) or a Strategy instance;
+            default ``"typcover"``, chosen by the strategy matrix (``eval/strategy_matrix.py``).
         strategy_params: keyword hyperparameters for the named strategy.
         seed: seeds training, k-means and the strategy; the same seed gives the same selection.
         device: "auto" (CUDA when present), "cpu" or "cuda".
@@ -147,7 +148,7 @@ class Selector:
             required. Only rank 0 gets the embedding (``embeddings_`` is None elsewhere) and selects.
     """
 
-    def __init__(self, encoder: str | os.PathLike | None = None, strategy: str | Strategy = "balanced",
+    def __init__(self, encoder: str | os.PathLike | None = None, strategy: str | Strategy = "typcover",
                  strategy_params: Mapping[str, Any] | None = None, seed: int = 0, device: str = "auto",
                  epochs: int | None = None, loss: str = "simclr", arch: str | None = None,
                  batch_size: int = 256, image_size: int | None = None,

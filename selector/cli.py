@@ -349,11 +349,12 @@ def encoder_options(f):
 @click.option("--image-root", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
               help="With --embeddings: the folder the ids are relative to (image URLs, CVAT sizes, absolute paths).")
 @click.option("--strategy", "-s", type=LazyChoice(names_of("selector.strategies", "STRATEGIES")),
-              default="balanced", show_default=True,
-              help="Selection strategy.")
+              default="typcover", show_default=True,
+              help="Selection strategy (the default, typcover, was chosen by eval/strategy_matrix.py; "
+                   "balanced evens out known labels across classes).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="A hyperparameter of the strategy, repeatable: --param explore=0 (balanced without "
-                   "exploration), --param k_nn=10.")
+              help="A hyperparameter of the strategy, repeatable: --param oversample=3 (typcover: fewer, larger "
+                   "clusters), --param explore=0 (balanced without exploration), --param k_nn=10.")
 @click.option("--out", "-o", type=click.Path(path_type=Path, allow_dash=True), default=Path("selection.csv"),
               show_default=True,
               help="Output file; the format follows the suffix: .csv, .jsonl, .json (Label Studio), "
