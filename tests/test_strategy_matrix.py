@@ -43,6 +43,22 @@ def test_summary_ranks_and_gaps_from_rows():
     assert "| e | d | balanced | 10 | 10.0 | +0.0 | -3.0 |" in md
 
 
+def test_rule_table_lists_every_strategy_and_the_default_s_failing_cells():
+    rows = []
+    for shape, covs in (("balanced", {"a": 10, "b": 9.8}), ("lt100", {"a": 6, "b": 8})):
+        for seed in range(2):
+            for s, cov in covs.items():
+                for mult in (1.0, 5.0):
+                    rows.append({"embedding": "e", "dataset": "d", "shape": shape, "n_classes": 10, "pool_size": 100,
+                                 "budget_mult": mult, "budget": 10, "seed": seed, "strategy": s, "covered": cov,
+                                 "entropy": cov / 10, "probe_acc": cov / 20, "seconds": 0.1})
+    md = "\n".join(sm.rule_table(rows, default="a"))
+    assert "| a (default) | 1.50 | 1 | 2.0 (e/d/lt100, 1K) |" in md  # within 0.5 on balanced, 2 behind on lt100
+    assert "| b | 1.50 | 0 | - |" in md
+    assert "| e | d | lt100 | 1K | 6.0 | 8.0 (b) | 2.0 |" in md
+    assert sm.product_default() in ("typcover", "balanced", "typiclust", "kcenter", "probcover", "random")
+
+
 def test_tiny_run_on_digits_writes_csv_and_summary(tmp_path):
     out = tmp_path / "m"
     args = ["--datasets", "digits", "--shapes", "subset", "--seeds", "1", "--budget-mults", "1",
