@@ -15,9 +15,9 @@ TypiClust picks typical items but spends its budget in proportion to the mass, s
 finds few rare classes. Here the coverage comes from k-center and the typicality from the candidate
 set. No class count is needed to choose.
 
-``typical_share`` (default 0) first spends that share of the budget on TypiClust's own picks
-(k-means into ``n_labeled + share * budget`` clusters, the most typical item of each; mass-
-proportional) and starts the k-center from them; rank order then alternates the two kinds.
+``typical_share`` (default 0.5) of the budget goes first to TypiClust's own picks (k-means into
+``n_labeled + share * budget`` clusters, the most typical item of each: the mass of the pool),
+and the k-center starts from them; rank order alternates the two kinds. 0 is pure coverage.
 
 4. For the report only (``count_classes``, default on): the eigengap class count of
    :mod:`selector.strategies.class_count` (median and range over three subsamples), and the
@@ -25,13 +25,14 @@ proportional) and starts the k-center from them; rank order then alternates the 
    so they never change the selection.
 
 Chosen as the default strategy by the strategy matrix (issue 13, ``eval/strategy_matrix.py``,
-tables in ``eval/runs/strategy_matrix``): the best mean rank over every embedding, dataset, pool
-shape and budget. Its known weak cell: a pool mixing two datasets of different spread (MNIST +
-notMNIST, balanced, on the default embedding) where the coverage goes to the more spread half and
-it trails TypiClust by several classes at B = K. Weighting the candidates by cluster size
-(``density``), fewer clusters (``oversample`` 3), larger minimum clusters (``min_size``) or a
-TypiClust share each narrowed that gap and cost as much or more on long tails (ratio 100), measured
-in ``eval/runs/strategy_variants``.
+tables in ``eval/runs/strategy_matrix``): with ``typical_share=0.5`` it has the best mean rank over
+every embedding, dataset, pool shape and budget (2.74, then ``typical_share=0`` 3.05 and
+``balanced`` 3.37). No strategy is within 0.5 class of the best everywhere. Its weak cell: a pool
+mixing two datasets of different spread (MNIST + notMNIST, balanced, default embedding) where the
+covering picks go to the more spread half and it trails TypiClust by 4 classes at B = K; pure
+coverage (``typical_share=0``) finds more rare classes on long tails. Weighting the candidates by
+cluster size (``density``), fewer clusters (``oversample`` 3) or larger minimum clusters
+(``min_size``) traded long-tail coverage for the mixed pool (``eval/runs/strategy_variants``).
 """
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ class TypCover(Strategy):
 
     def __init__(self, oversample: float = 6.0, min_size: int = 2, density: float = 0.0, k_nn: int = 20,
                  max_cluster_points: int = 5_000, kmeans_iter: int = 20, max_points_per_centroid: int = 32,
-                 typical_share: float = 0.0, count_classes: bool = True, k_repeats: int = 3,
+                 typical_share: float = 0.5, count_classes: bool = True, k_repeats: int = 3,
                  use_gpu: bool | None = None):
         if not 0.0 <= typical_share <= 1.0:
             raise ValueError(f"typical_share must be in [0, 1], got {typical_share}")
