@@ -79,3 +79,10 @@ def test_embedding_file_with_wrong_rows_is_named(tmp_path):
     np.save(tmp_path / "digits__bad.npy", np.zeros((5, 3), np.float32))
     with pytest.raises(SystemExit, match="digits__bad.npy"):
         sm.embeddings_for("digits", 1797, tmp_path, None)
+
+
+def test_is_default_ignores_report_only_parameters():
+    assert sm.is_default("typcover", "typcover")
+    assert sm.is_default("typcover:count_classes=False", "typcover")
+    assert not sm.is_default("typcover:typical_share=0", "typcover")
+    assert not sm.is_default("balanced", "typcover")
