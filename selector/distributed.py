@@ -298,7 +298,7 @@ class Dist:
                else "another process of the run stopped")
         return DistributedError(f"rank {self.rank} of {self.world} on {self.host}: {why}"
                                 f"{' while ' + what if what else ''} ({text[:160]}); rerun the same command to "
-                                "resume from the last checkpoint")
+                                "resume where it stopped")
 
     def _collective(self, fn: Callable[[], Any], what: str) -> Any:
         try:

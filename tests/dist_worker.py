@@ -14,11 +14,11 @@ lines) for the test to compare; the ranks run one torch thread each.
   the global batch against one process on the same batch; an uninterrupted training; a distributed
   embedding with the trained encoder, and rank 0's single-process embedding of the same pool.
 * ``killed``: the same training, checkpointing every step; after the checkpoint of step
-  :data:`KILL_AFTER_STEP` rank 0 writes ``killed.marker`` and pauses, so the test can kill rank 1
-  there; rank 0 then meets the dead rank and writes its one-line error.
+  :data:`KILL_AFTER_STEP` rank 0 writes ``killed.marker`` and waits for ``killed.go``, which the test
+  writes once it has killed rank 1; rank 0 then meets the dead rank and writes its one-line error.
 * ``resume``: the same training again on the same checkpoint (resumes and finishes), then a distributed
-  embedding into a fresh cache, paused after each chunk (``SELECTOR_TEST_PAUSE_AFTER_CHUNK_S``) so the
-  test can kill rank 1 after the first chunk.
+  embedding into a fresh cache; rank 1 writes ``embed.marker`` after its first chunk and waits there to
+  be killed, while rank 0 embeds its share and meets the dead rank at the end.
 * ``timeout``: rank 0 of 2 alone, joining with a short timeout: the rendezvous error.
 * ``finish``: one process, no torchrun: the killed embedding finished from the cache.
 """
@@ -39,7 +39,7 @@ BATCH = 8  # per process: global batch 16, 4 steps per epoch
 EPOCHS = 2
 CHUNK = 8  # images per embedding-cache file
 KILL_AFTER_STEP = 3
-PAUSE_S = 1.0
+WAIT_S = 600.0  # longest a rank waits for the test to kill the other (a bound on a hang)
 TIMEOUT_S = 3.0
 
 
@@ -136,6 +136,12 @@ def loss_and_gradients(dist, out: Path) -> None:
     np.savez(out / f"loss-rank{dist.rank}.npz", **res)
 
 
+def wait_for_file(path: Path) -> None:
+    t0 = time.monotonic()
+    while not path.exists() and time.monotonic() - t0 < WAIT_S:
+        time.sleep(0.01)
+
+
 def embed(dist, encoder, cache: Path):
     from selector.embed import embed_pool
 
@@ -189,7 +195,7 @@ def main(phase: str, out: Path) -> int:
                 save(path, *a, **kw)
                 if kw.get("steps_done", 0) >= KILL_AFTER_STEP and not (out / "killed.marker").exists():
                     (out / "killed.marker").write_text(str(kw["steps_done"]))
-                    time.sleep(PAUSE_S)  # the test kills rank 1 now
+                    wait_for_file(out / "killed.go")  # the test kills rank 1 meanwhile
 
             train_mod.save_checkpoint = save_then_pause
             try:
@@ -202,6 +208,17 @@ def main(phase: str, out: Path) -> int:
             enc = train(dist, out / "b.ckpt", 0.0)
             if dist.main:
                 np.savez(out / "train-b.npz", **weights(enc))
+            if not dist.main:  # rank 1 stops after its first chunk, to be killed there
+                import selector.embed as embed_mod
+
+                write = embed_mod._write_chunk
+
+                def write_then_wait(path, *a):
+                    write(path, *a)
+                    (out / "embed.marker").write_text(path.name)
+                    time.sleep(WAIT_S)
+
+                embed_mod._write_chunk = write_then_wait
             try:
                 embed(dist, enc, out / "cache-b")
             except DistributedError as e:

@@ -28,7 +28,7 @@ import pytest
 from tests import dist_worker as W
 
 REPO = Path(__file__).resolve().parents[1]
-JOB_TIMEOUT_S = 240  # a whole 2-process job on the loaded 2-core machine
+JOB_TIMEOUT_S = 900  # a bound on a hang: a job takes seconds, minutes when a loaded machine runs it niced
 
 
 def free_port() -> int:
@@ -72,7 +72,7 @@ class Server:
         specs = self.specs(phase, out, ranks, env=env) + list(also)
         self.proc.stdin.write(json.dumps(specs) + "\n")
         self.proc.stdin.flush()
-        self.pids = self._read(30)["pids"]
+        self.pids = self._read(120)["pids"]
         return self.pids
 
     def finish(self, out: Path, timeout_s: float = JOB_TIMEOUT_S) -> list[int]:
@@ -116,14 +116,15 @@ def jobs(tmp_path_factory):
         wait_for("killed.marker", out)
         os.kill(pids[1], signal.SIGKILL)  # rank 1 dies at a step; rank 0 must stop by itself
         t_kill = time.monotonic()
-        assert server.finish(out, 120) == [1, -signal.SIGKILL], logs(out)
+        out.joinpath("killed.go").write_text("")
+        assert server.finish(out) == [1, -signal.SIGKILL], logs(out)
         out.joinpath("killed-stop-s.txt").write_text(f"{time.monotonic() - t_kill:.1f}")
         t_killed = time.monotonic() - t0
 
-        pids = server.start("resume", out, env={"SELECTOR_TEST_PAUSE_AFTER_CHUNK_S": "0.5"})
-        wait_for("cache-b/embeddings/*/chunk-*.npz", out)
-        os.kill(pids[1], signal.SIGKILL)  # killed mid-way through the embedding
-        assert server.finish(out, 120) == [1, -signal.SIGKILL], logs(out)
+        pids = server.start("resume", out)
+        wait_for("embed.marker", out)
+        os.kill(pids[1], signal.SIGKILL)  # killed mid-way through the embedding, after its first chunk
+        assert server.finish(out) == [1, -signal.SIGKILL], logs(out)
         server.start("finish", out, ranks=())
         assert server.finish(out) == [0], logs(out)
         out.joinpath("seconds.txt").write_text(f"{t_ref:.1f} {t_killed:.1f} {time.monotonic() - t0:.1f}")
@@ -159,7 +160,7 @@ def test_a_rank_killed_mid_training_stops_the_other_with_one_line_within_the_tim
     msg = jobs.joinpath("killed-rank0.txt").read_text()
     assert "\n" not in msg and msg.startswith("rank 0 of 2 on ")
     assert "another process" in msg and "rerun the same command to resume" in msg
-    assert float(jobs.joinpath("killed-stop-s.txt").read_text()) < 60
+    assert float(jobs.joinpath("killed-stop-s.txt").read_text()) < 120
 
 
 def test_training_killed_at_a_step_and_resumed_ends_with_the_same_weights(jobs):
@@ -189,8 +190,8 @@ def test_embedding_killed_mid_way_resumes_from_the_cache_in_one_process(jobs):
         emb, n_embedded = z["emb"], int(z["n_embedded"])
     with np.load(jobs / "embed-a.npz") as z:
         np.testing.assert_allclose(emb, z["single"], rtol=0, atol=1e-6)
-    # the killed job's chunks were reused: one process embedded only what they lacked
-    assert 0 < n_embedded < W.N_IMAGES and n_embedded % W.CHUNK == 0
+    # the killed job's chunks were reused: one process embedded only what they lacked (rank 1's 3 others)
+    assert n_embedded == 3 * W.CHUNK
 
 
 def test_a_rendezvous_that_never_completes_fails_in_one_line_after_its_timeout(jobs):

@@ -107,13 +107,13 @@ def _pool(path: Path, n: int = 64) -> Path:
 def _select_cmd(tmp_path: Path, pool: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "selector", "select", "--nproc", "2", "--pool", str(pool), "--budget", "5",
             "--out", str(out), "--arch", "resnet-small", "--epochs", "1", "--batch-size", "8", "--image-size", "16",
-            "--no-flip", "--cache-dir", str(tmp_path / "cache"), "--workers", "0", "--json", "--dist-timeout", "120"]
+            "--no-flip", "--cache-dir", str(tmp_path / "cache"), "--workers", "0", "--json", "--dist-timeout", "600"]
 
 
 def test_select_with_nproc_2_trains_and_embeds_on_two_processes_and_rank_0_selects(tmp_path):
     out = tmp_path / "sel.csv"
     r = subprocess.run(_select_cmd(tmp_path, _pool(tmp_path / "pool.npz"), out), capture_output=True, text=True,
-                       timeout=300, env=_env(), cwd=tmp_path)
+                       timeout=900, env=_env(), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout)  # one JSON object: rank 1 printed nothing
     assert summary["chosen"] == 5 and len(list(csv.DictReader(out.open()))) == 5
@@ -126,7 +126,7 @@ def test_select_with_nproc_2_trains_and_embeds_on_two_processes_and_rank_0_selec
 def test_a_pool_missing_under_nproc_stops_with_one_line_from_rank_0_and_one_from_the_launcher(tmp_path):
     missing = tmp_path / "missing.npz"
     r = subprocess.run(_select_cmd(tmp_path, missing, tmp_path / "sel.csv"), capture_output=True, text=True,
-                       timeout=300, env=_env(), cwd=tmp_path)
+                       timeout=900, env=_env(), cwd=tmp_path)
     assert r.returncode == 1
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
     assert errors[0] == f"Error: pool file {missing} does not exist", r.stderr[-3000:]
@@ -141,7 +141,7 @@ def test_embed_with_nproc_2_equals_one_process_and_a_later_single_run_reuses_its
 
     def run(*args):
         r = subprocess.run([sys.executable, "-m", "selector", *map(str, args), "--workers", "0", "-q"],
-                           capture_output=True, text=True, timeout=300, env=_env(), cwd=tmp_path)
+                           capture_output=True, text=True, timeout=900, env=_env(), cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
         return r
 
