@@ -107,12 +107,15 @@ class TypCover(Strategy):
 
     def __init__(self, oversample: float = 6.0, min_size: int = 2, density: float = 0.0, k_nn: int = 20,
                  max_cluster_points: int = 5_000, kmeans_iter: int = 20, max_points_per_centroid: int = 32,
-                 typical_share: float = 0.5, kmeanspp_max: int = 1024, count_classes: bool = True,
+                 typical_share: float = 0.5, kmeanspp_max: int = 1024, max_clusters: int = 2000,
+                 max_train: int = 65_536, count_classes: bool = True,
                  k_repeats: int = 3, use_gpu: bool | None = None):
         if not 0.0 <= typical_share <= 1.0:
             raise ValueError(f"typical_share must be in [0, 1], got {typical_share}")
         self.typical_share = typical_share
         self.kmeanspp_max = kmeanspp_max
+        self.max_clusters = max_clusters
+        self.max_train = max_train
         if oversample < 1:
             raise ValueError(f"oversample must be >= 1, got {oversample}")
         self.oversample = oversample
@@ -143,12 +146,15 @@ class TypCover(Strategy):
         covered = labeled_mask.copy()
         covered[first] = True
         rest = budget - b_typ
-        m = int(min(n, max(budget + n_lab, round(self.oversample * (n_lab + budget)))))
+        # for scale (no pool of the strategy matrix reaches either cap): at most max_clusters clusters, trained
+        # on at most max_train rows; k-means costs clusters x training rows x d per iteration
+        m = int(min(n, max(rest + n_lab, min(self.max_clusters, round(self.oversample * (n_lab + budget))))))
+        mpc = int(max(1, min(self.max_points_per_centroid, self.max_train // max(m, 1))))
         # k-means++ seeding finds small clusters; above kmeanspp_max clusters its k * log k passes cost more
         # than they find (a pool of 1M at B = 1,000 asks for 6,000), so faiss' seeded random init is used
         _, assign, _ = kmeans(x, m, seed=seed, niter=self.kmeans_iter,
                               init="k-means++" if m <= self.kmeanspp_max else None,
-                              max_points_per_centroid=self.max_points_per_centroid, use_gpu=self.use_gpu)
+                              max_points_per_centroid=mpc, use_gpu=self.use_gpu)
         rows, cl, sizes = typical_candidates(x, assign, ~covered, self.k_nn, self.min_size, self.max_cluster_points, rng)
         picks = np.empty(0, dtype=np.int64)
         radius = np.empty(0)
