@@ -107,7 +107,7 @@ class TypCover(Strategy):
 
     def __init__(self, oversample: float = 6.0, min_size: int = 2, density: float = 0.0, k_nn: int = 20,
                  max_cluster_points: int = 5_000, kmeans_iter: int = 20, max_points_per_centroid: int = 32,
-                 typical_share: float = 0.5, kmeanspp_max: int = 1024, max_clusters: int = 2000,
+                 typical_share: float = 0.5, kmeanspp_max: int = 1024, max_clusters: int = 1000,
                  max_train: int = 16_384, count_classes: bool = True,
                  k_repeats: int = 3, use_gpu: bool | None = None):
         if not 0.0 <= typical_share <= 1.0:
