@@ -25,8 +25,11 @@ labeled, coarsely. Two label regimes for the encoder:
 
 Encoders (``--configs``): ``simclr`` (no labels; temperature 0.2, the project's default), ``supcon``
 (supcon-spread with alpha 0), ``spread-A`` (supcon-spread with alpha A), ``spread-A+ae`` (with the
-class-conditional autoencoder at the paper's weight 1), all at the paper's temperature 0.5; ``pca50``
-(PCA-50 of the pixels, no training) as a reference. resnet-small, batch 256, AdamW, the training loop of
+class-conditional autoencoder at the paper's weight 1), all at the paper's temperature 0.5 unless a suffix
+``@T`` names another (``spread-0.5@0.2``: SimCLR's temperature, the project's before); ``pca50``
+(PCA-50 of the pixels, no training) and ``default`` (the product's default embedding, what ``selector
+select`` embeds with no options: ImageNet-pretrained EfficientNet-Lite0 frozen with the pixel view, no
+training; the next round of a user who keeps it) as references. resnet-small, batch 256, AdamW, the training loop of
 the pipeline (:func:`selector.train.train_encoder`), ``--epochs`` epochs; k-means pseudo-labels are off
 (``pseudo_label_every=0``): the pipeline refreshes them every 5 epochs, after the end of runs this short,
 so the unlabeled images train as NT-Xent either way.
@@ -38,13 +41,15 @@ Scores, all against the **fine** labels the encoder never saw:
 * ``fine_linear``: linear probe fitted on the pool's fine labels, accuracy on the test split
   (:func:`selector.eval.retrain.linear_probe`);
 * ``coarse_knn``: the same LOO kNN against the coarse labels (did the encoder learn them);
-* ``classes_b{B}``, ``entropy_b{B}``: the next round. The default strategy (``balanced``) picks B images with
-  the labeled round as labeled (``labeled_mask``; its coarse labels are not passed to the strategy, since
+* ``classes_b{B}``, ``entropy_b{B}``: the next round. The product's default strategy (``--strategy``; its
+  report-only class count off, which never changes the picks) picks B images with the labeled round as labeled (``labeled_mask``; its coarse labels are not passed to the strategy, since
   the next round asks for fine classes); the fine classes among the B picks (of 10) and their normalised
   entropy (1 = evenly spread over all 10).
 
 The CSV is rewritten (atomically) after every cell, and a run started again with the same ``--out`` skips
-the cells it holds, so an interrupted run loses at most one cell. ``summary.md`` (mean +- std over seeds,
+the cells it holds, so an interrupted run loses at most one cell. Rows made with other sizes or another
+strategy are dropped and made again. The embeddings are kept in ``--emb-cache`` (one ``.npz`` per dataset,
+labels, encoder, seed and sizes), so scoring another strategy does not train again. ``summary.md`` (mean +- std over seeds,
 with the command at the top) is rewritten at the end, or alone with ``--summary-only``.
 
     nice -n 15 python -m selector.eval.coarse_to_fine --out eval/runs/coarse_to_fine
@@ -70,13 +75,15 @@ CIFAR_VEHICLES = (0, 1, 8, 9)
 COARSE_NAMES = {"mnist10k": ("0-4", "5-9"), "notmnist10k": ("A-E", "F-J"), "cifar10": ("vehicle", "animal")}
 REGIMES = ("round", "all")
 BUDGETS = (10, 20)
-#: The default plan: (regime, config) cells; simclr and pca50 use no labels, so they run once.
+#: The default plan: (regime, config) cells; simclr, pca50 and default use no labels, so they run once.
 #: With ``labels=round`` SupCon and every spread weight differ only on the 1 % of anchors with a label (the
 #: rest are NT-Xent at temperature 0.5), so one weight there, with and without the autoencoder.
-PLAN = (("none", "pca50"), ("none", "simclr"),
+#: ``@0.2``: the same at SimCLR's temperature, the project's before it took the paper's 0.5 for supcon-spread.
+PLAN = (("none", "pca50"), ("none", "default"), ("none", "simclr"),
         ("round", "spread-0.5"), ("round", "spread-0.5+ae"),
-        ("all", "supcon"), ("all", "spread-0.5"), ("all", "spread-0.75"), ("all", "spread-0.5+ae"))
-FIELDS = ("dataset", "regime", "config", "seed", "loss", "temperature", "alpha", "autoencoder", "n_pool",
+        ("all", "supcon"), ("all", "spread-0.5"), ("all", "spread-0.75"), ("all", "spread-0.5+ae"),
+        ("round", "spread-0.5@0.2"), ("all", "supcon@0.2"), ("all", "spread-0.5@0.2"))
+FIELDS = ("dataset", "regime", "config", "seed", "strategy", "loss", "temperature", "alpha", "autoencoder", "n_pool",
           "n_labeled", "n_coarse_labels", "epochs", "images_seen", "fine_knn", "fine_linear", "coarse_knn",
           *[f"{m}_b{b}" for b in BUDGETS for m in ("classes", "entropy")], "train_s", "eval_s")
 KEY = ("dataset", "regime", "config", "seed")
@@ -104,22 +111,38 @@ class Config:
 
 
 def parse_config(name: str) -> Config:
-    """``pca50``, ``simclr``, ``supcon``, ``spread-A`` or ``spread-A+ae`` (A in [0, 1])."""
-    if name == "pca50":
-        return Config(name, None)
-    if name == "simclr":
-        return Config(name, "simclr", temperature=0.2)
-    if name == "supcon":
-        return Config(name, "supcon-spread", alpha=0.0)
-    if name.startswith("spread-"):
-        rest, ae = (name[len("spread-"):-3], 1.0) if name.endswith("+ae") else (name[len("spread-"):], 0.0)
+    """``pca50``, ``default``, ``simclr``, ``supcon``, ``spread-A`` or ``spread-A+ae`` (A in [0, 1]); a suffix ``@T`` sets
+    the temperature (``spread-0.5@0.2``; default 0.5 for supcon-spread, 0.2 for simclr)."""
+    base, at, temp = name.partition("@")
+    t = None
+    if at:
+        try:
+            t = float(temp)
+        except ValueError:
+            t = -1.0
+        if not t > 0:
+            raise ValueError(f"unknown encoder {name!r}: the temperature after @ must be a number > 0")
+    cfg = None
+    if base in ("pca50", "default") and not at:
+        cfg = Config(name, None)
+    elif base == "simclr":
+        cfg = Config(name, "simclr", temperature=0.2)
+    elif base == "supcon":
+        cfg = Config(name, "supcon-spread", alpha=0.0)
+    elif base.startswith("spread-"):
+        rest, ae = (base[len("spread-"):-3], 1.0) if base.endswith("+ae") else (base[len("spread-"):], 0.0)
         try:
             alpha = float(rest)
         except ValueError:
             alpha = -1.0
         if 0.0 <= alpha <= 1.0:
-            return Config(name, "supcon-spread", alpha=alpha, autoencoder=ae)
-    raise ValueError(f"unknown encoder {name!r}: pca50, simclr, supcon, spread-A or spread-A+ae (A in [0, 1])")
+            cfg = Config(name, "supcon-spread", alpha=alpha, autoencoder=ae)
+    if cfg is None:
+        raise ValueError(f"unknown encoder {name!r}: pca50, default, simclr, supcon, spread-A or spread-A+ae (A in [0, 1]), "
+                         "optionally @TEMPERATURE")
+    if t is not None:
+        cfg.temperature = t
+    return cfg
 
 
 @dataclass
@@ -177,8 +200,13 @@ def train_labels(regime: str, coarse: np.ndarray, labeled: np.ndarray) -> np.nda
 
 
 def embed(cfg: Config, x_pool: np.ndarray, x_test: np.ndarray, labels, dataset: str, seed: int, epochs: int,
-          device: str) -> tuple[np.ndarray, np.ndarray, dict]:
+          device: str, cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """(pool embedding, test embedding, training facts) of one encoder trained on ``x_pool``."""
+    if cfg.name == "default":  # exactly what `selector select` embeds with no options
+        from selector.eval.bench_embeddings import fit_default
+
+        fitted = fit_default(x_pool, seed, device, cache_dir)
+        return fitted.pool_emb, fitted.transform(x_test), {"epochs": 0, "images_seen": 0}
     if cfg.loss is None:
         from selector.pixels import PixelPCA
 
@@ -198,23 +226,45 @@ def embed(cfg: Config, x_pool: np.ndarray, x_test: np.ndarray, labels, dataset: 
         "epochs": epochs, "images_seen": rep["images_seen"]}
 
 
+def default_strategy() -> str:
+    """The product's default strategy as a spec, with its report-only parameters (the class count) off:
+    the same picks, without the time the report takes."""
+    from selector.eval.strategy_matrix import REPORT_ONLY, product_default
+    from selector.strategies import get_strategy
+
+    name = product_default()
+    off = [k for k in REPORT_ONLY if k in get_strategy(name).get_params()]
+    return name + (":" + ",".join(f"{k}=False" for k in off) if off else "")
+
+
 def score(emb: np.ndarray, emb_test: np.ndarray, y_fine: np.ndarray, y_test: np.ndarray, coarse: np.ndarray,
-          labeled: np.ndarray, seed: int) -> dict:
-    """The fine-class scores of one embedding and the next round's picks (see the module docstring)."""
+          labeled: np.ndarray, seed: int, strategy: str = "balanced") -> dict:
+    """The fine-class scores of one embedding and the next round's picks by ``strategy`` (a spec such as
+    ``"typcover"`` or ``"balanced:explore=0"``; see the module docstring)."""
     from selector.eval.metrics import accuracy, classes_covered, normalised_entropy
     from selector.eval.retrain import linear_probe, loo_knn_predict
-    from selector.strategies import get_strategy
+    from selector.eval.strategy_matrix import parse_strategy
 
     out = {"fine_knn": accuracy(y_fine, loo_knn_predict(emb, y_fine)),
            "fine_linear": accuracy(y_test, linear_probe(emb, y_fine, emb_test, seed=seed)),
            "coarse_knn": accuracy(coarse, loo_knn_predict(emb, coarse))}
     k = int(np.unique(y_fine).shape[0])
     for b in BUDGETS:
-        sel = get_strategy("balanced").select(emb, b, labeled_mask=labeled, rng=seed)
+        sel = parse_strategy(strategy).select(emb, b, labeled_mask=labeled, rng=seed)
         picked = y_fine[sel.indices]
         out[f"classes_b{b}"] = classes_covered(picked)
         out[f"entropy_b{b}"] = normalised_entropy(picked, k)
     return out
+
+
+def save_embedding(path: Path, emb: np.ndarray, emb_test: np.ndarray, facts: dict, train_s: float) -> None:
+    """Write one encoder's embeddings and training facts to ``path`` atomically."""
+    from selector.atomic import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "wb") as f:
+        np.savez(f, emb=emb, emb_test=emb_test, epochs=facts["epochs"], images_seen=facts["images_seen"],
+                 train_s=train_s)
 
 
 def run_cell(data: Data, regime: str, cfg: Config, seed: int, args) -> dict:
@@ -223,15 +273,30 @@ def run_cell(data: Data, regime: str, cfg: Config, seed: int, args) -> dict:
     x_pool, y_fine = data.x[pool], data.y[pool]
     coarse = coarse_of(data.name, y_fine)
     labels = train_labels(regime, coarse, labeled) if cfg.loss not in (None, "simclr") else None
+    cache = None
+    if args.emb_cache:
+        cache = Path(args.emb_cache) / (f"{data.name}__{regime}__{cfg.name}__s{seed}__p{args.per_class}"
+                                        f"_l{args.labeled}_e{args.epochs}_t{args.test_per_class}.npz")
     t0 = time.perf_counter()
-    emb, emb_test, facts = embed(cfg, x_pool, data.x_test, labels, data.name, seed, args.epochs, args.device)
+    if cache is not None and cache.is_file():
+        with np.load(cache) as z:
+            emb, emb_test = z["emb"], z["emb_test"]
+            facts = {"epochs": int(z["epochs"]), "images_seen": int(z["images_seen"])}
+            train_s = float(z["train_s"])
+    else:
+        emb, emb_test, facts = embed(cfg, x_pool, data.x_test, labels, data.name, seed, args.epochs, args.device,
+                                     args.cache_dir)
+        train_s = time.perf_counter() - t0
+        if cache is not None:
+            save_embedding(cache, emb, emb_test, facts, train_s)
     t1 = time.perf_counter()
-    row = {"dataset": data.name, "regime": regime, "config": cfg.name, "seed": seed, "loss": cfg.loss or "",
+    row = {"dataset": data.name, "regime": regime, "config": cfg.name, "seed": seed, "strategy": args.strategy,
+           "loss": cfg.loss or "",
            "temperature": cfg.temperature if cfg.loss else "", "alpha": cfg.alpha if cfg.loss == "supcon-spread" else "",
            "autoencoder": cfg.autoencoder if cfg.loss == "supcon-spread" else "", "n_pool": int(pool.shape[0]),
            "n_labeled": int(labeled.sum()), "n_coarse_labels": 0 if labels is None else int((labels >= 0).sum()),
-           **facts, **score(emb, emb_test, y_fine, data.y_test, coarse, labeled, seed),
-           "train_s": t1 - t0}
+           **facts, **score(emb, emb_test, y_fine, data.y_test, coarse, labeled, seed, args.strategy),
+           "train_s": train_s}
     row["eval_s"] = time.perf_counter() - t1
     return row
 
@@ -370,6 +435,7 @@ def paired_table(rows: list[dict], base: tuple[str, str]) -> str:
 def write_summary(rows: list[dict], path: Path, command: str) -> None:
     from selector.atomic import atomic_write
 
+    strategies = ", ".join(sorted({r.get("strategy") or "balanced" for r in rows}))
     text = f"""# Coarse-to-fine: does an encoder trained on coarse labels keep the fine classes? (issue 17)
 
 Command (this folder's `results.csv` and this file):
@@ -386,14 +452,16 @@ linear probe. Coarse labels: MNIST 0-4 / 5-9, notMNIST A-E / F-J, CIFAR-10 vehic
 
 * **labels**: what the encoder trained with. `round`: the coarse labels of the labeled round only (the other
   images are unlabeled); `all`: the coarse label of every pool image (the paper's setting); `none`: no labels
-  (`simclr`, `pca50`).
+  (`simclr`, `pca50`, `default`).
 * **encoder**: `simclr` (temperature 0.2, the project's default), `supcon` (supcon-spread, alpha 0),
   `spread-A` (supcon-spread, alpha A), `+ae` (the class-conditional autoencoder at weight 1), all
-  supcon-spread at temperature 0.5 (the paper's code's); `pca50`: PCA-50 of the pixels (no training).
+  supcon-spread at temperature 0.5 (the paper's code's) unless `@T` names another; `pca50`: PCA-50 of the
+  pixels (no training); `default`: the product's default embedding, what `selector select` embeds with no
+  options (ImageNet-pretrained EfficientNet-Lite0, frozen, with the pixel view; no training).
 * **fine kNN**: leave-one-out kNN accuracy (k = 20) on the pool against the 10 fine classes; **fine linear**:
   linear probe on the pool's fine labels, test-split accuracy; **coarse kNN**: the same kNN against the 2 coarse
-  classes; **classes @B**, **entropy @B**: fine classes (of 10) among the B next-round picks of `balanced`
-  with the labeled round excluded, and their normalised entropy.
+  classes; **classes @B**, **entropy @B**: fine classes (of 10) among the B next-round picks of `{strategies}`
+  (the product's default strategy when the run was made) with the labeled round excluded, and their normalised entropy.
 * mean ± std over seeds; the best mean of each dataset in bold (coarse kNN is not ranked). **train s**: wall
   seconds of training on the machine as it was (shared: other jobs came and went), not a speed measurement.
 
@@ -446,7 +514,8 @@ def _key(row: dict) -> tuple:
 def same_sizes(row: dict, args) -> bool:
     """Whether a CSV row was made with this run's sizes (pool, labeled round, epochs; PCA has no epochs)."""
     return (int(_num(row["n_pool"])) == args.per_class * 10 and int(_num(row["n_labeled"])) == args.labeled
-            and (row["config"] == "pca50" or int(_num(row["epochs"])) == args.epochs))
+            and (row["config"] in ("pca50", "default") or int(_num(row["epochs"])) == args.epochs)
+            and row.get("strategy", "balanced") == args.strategy)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -464,13 +533,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on a loaded 2-core machine)")
     p.add_argument("--data-dir", default=None, help="folder of mnist10k.npz, notmnist10k.npz, cifar10-jpeg.tar.gz")
-    p.add_argument("--cache-dir", default=".bench_data", help="where the decoded CIFAR-10 arrays are cached")
+    p.add_argument("--cache-dir", default=".bench_data", help="where the decoded CIFAR-10 arrays and the default embedding's per-image cache are kept")
+    p.add_argument("--strategy", default=None,
+                   help="strategy spec of the next round's picks (default: the product's default, its class count off)")
+    p.add_argument("--emb-cache", default=".bench_data/coarse_to_fine",
+                   help="folder of the embeddings, one .npz per cell ('' to keep none)")
     p.add_argument("--summary-only", action="store_true", help="rewrite summary.md from results.csv")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.strategy is None:
+        args.strategy = default_strategy()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = "python -m selector.eval.coarse_to_fine " + " ".join(shlex.quote(a) for a in (
         sys.argv[1:] if argv is None else argv))

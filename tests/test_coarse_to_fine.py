@@ -25,8 +25,11 @@ def test_encoder_names():
     assert C.parse_config("supcon") == C.Config("supcon", "supcon-spread", alpha=0.0)
     assert C.parse_config("spread-0.25") == C.Config("spread-0.25", "supcon-spread", alpha=0.25)
     assert C.parse_config("spread-0.5+ae") == C.Config("spread-0.5+ae", "supcon-spread", alpha=0.5, autoencoder=1.0)
-    assert C.parse_config("pca50").loss is None
-    for bad in ("spread-2", "spread-x", "kcl", "spread-0.5+vae"):
+    assert C.parse_config("pca50").loss is None and C.parse_config("default").loss is None
+    assert C.parse_config("spread-0.5+ae@0.2") == C.Config("spread-0.5+ae@0.2", "supcon-spread", temperature=0.2,
+                                                           alpha=0.5, autoencoder=1.0)
+    assert C.parse_config("supcon@1").temperature == 1.0
+    for bad in ("spread-2", "spread-x", "kcl", "spread-0.5+vae", "supcon@0", "supcon@x", "pca50@0.2", "default@0.5"):
         with pytest.raises(ValueError, match="unknown encoder"):
             C.parse_config(bad)
     for _, name in C.PLAN:
@@ -78,11 +81,12 @@ def test_run_writes_the_table_and_resumes(tmp_path, monkeypatch, one_torch_threa
     monkeypatch.setattr(C, "run_cell", counting)
     out = tmp_path / "run"
     args = ["--out", str(out), "--datasets", "mnist10k", "--seeds", "1", "--per-class", "20", "--labeled", "20",
-            "--cells", "none:pca50"]
+            "--emb-cache", str(tmp_path / "emb"), "--cells", "none:pca50"]
     assert C.main(args) == 0
     assert len(calls) == 1
     rows = list(csv.DictReader(open(out / "results.csv", encoding="utf-8")))
     assert [(r["config"], r["seed"], r["n_pool"], r["n_labeled"]) for r in rows] == [("pca50", "0", "200", "20")]
+    assert rows[0]["strategy"] == C.default_strategy()
     for r in rows:
         assert float(r["fine_knn"]) > 0.9 and 1 <= int(r["classes_b10"]) <= 10 and 0 < float(r["entropy_b20"]) <= 1
     summary = (out / "summary.md").read_text(encoding="utf-8")
@@ -95,3 +99,26 @@ def test_run_writes_the_table_and_resumes(tmp_path, monkeypatch, one_torch_threa
     assert {r["n_pool"] for r in rows} == {"100"}
     C.main(["--out", str(out), "--summary-only"])
     assert "--per-class 10" in (out / "summary.md").read_text(encoding="utf-8")  # the run's command is kept
+
+
+def test_the_next_round_uses_the_product_default_and_another_strategy_reuses_the_embeddings(tmp_path, monkeypatch,
+                                                                                              one_torch_thread):
+    from selector.eval.strategy_matrix import product_default
+
+    assert C.default_strategy().partition(":")[0] == product_default()
+    data = _data()
+    monkeypatch.setattr(C, "load_data", lambda *a, **k: data)
+    trained = []
+    real = C.embed
+    monkeypatch.setattr(C, "embed", lambda *a, **k: trained.append(a[0].name) or real(*a, **k))
+    out, cache = tmp_path / "run", tmp_path / "emb"
+    args = ["--out", str(out), "--datasets", "mnist10k", "--seeds", "1", "--per-class", "20", "--labeled", "20",
+            "--emb-cache", str(cache), "--cells", "none:pca50"]
+    assert C.main(args) == 0 and trained == ["pca50"] and len(list(cache.glob("*.npz"))) == 1
+    first = list(csv.DictReader(open(out / "results.csv", encoding="utf-8")))
+    assert C.main([*args, "--strategy", "kcenter"]) == 0
+    assert trained == ["pca50"]  # another strategy: scored again from the cached embedding, not trained again
+    rows = list(csv.DictReader(open(out / "results.csv", encoding="utf-8")))
+    assert [r["strategy"] for r in rows] == ["kcenter"]
+    assert rows[0]["fine_knn"] == first[0]["fine_knn"] and rows[0]["train_s"] == first[0]["train_s"]
+    assert "next-round picks of `kcenter`" in (out / "summary.md").read_text(encoding="utf-8")
