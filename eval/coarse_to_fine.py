@@ -52,7 +52,7 @@ strategy are dropped and made again. The embeddings are kept in ``--emb-cache`` 
 labels, encoder, seed and sizes), so scoring another strategy does not train again. ``summary.md`` (mean +- std over seeds,
 with the command at the top) is rewritten at the end, or alone with ``--summary-only``.
 
-    nice -n 15 python -m selector.eval.coarse_to_fine --out eval/runs/coarse_to_fine
+    python -m selector.eval.coarse_to_fine --out eval/runs/coarse_to_fine
 """
 from __future__ import annotations
 
@@ -484,6 +484,10 @@ Against `simclr` (no labels, the project's default loss):
 Against `supcon` trained on every coarse label (the paper's baseline):
 
 {paired_table(rows, ("all", "supcon"))}
+
+Against `default` (the product's default embedding, no training: what a user who keeps it gets):
+
+{paired_table(rows, ("none", "default"))}
 
 ## Limits
 
