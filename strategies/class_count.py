@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
-from scipy.sparse.linalg import LinearOperator, eigsh, splu
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh, splu
 
 from selector.cluster import kmeans, knn, nearest_centroid, sample_rows
 
@@ -62,13 +62,13 @@ ZERO_EIG = 1e-9
 
 #: shift of the shift-invert eigensolver: the Laplacian's eigenvalues nearest -SHIFT are its smallest
 SHIFT = 1e-3
-#: eigenpairs from which the shift-invert solver is used: the first widening of the spectrum (31 -> 91).
-#: Measured on the shared 2-core machine: a 7,754-row component of a graph of 500 blobs took over 590 s
-#: for 91 eigenpairs as the largest of S and 56 s for 271 (Lanczos converges slowly inside clusters of
-#: eigenvalues), 6.5 s for 271 by shift-invert; but 31 eigenpairs of a 5,000-row CIFAR-10 graph take
-#: 0.4 s as the largest of S against 26 s by shift-invert (its factorisation fills in). Pools whose
-#: eigengap is found among the first 31 (most) never pay for the factorisation.
-SHIFT_INVERT_FROM = 60
+#: Lanczos restarts allowed on the largest eigenvalues of S before the shift-invert solver takes over.
+#: Measured on the shared 2-core machine: 31 eigenpairs of a 5,000-row CIFAR-10 graph converge within
+#: 20 restarts (0.2 s; shift-invert takes 26 s there, its factorisation fills in), 91 within 100
+#: (1.7 s); a 7,754-row component of a graph of 500 blobs, whose eigenvalues come in tight clusters,
+#: had not converged after 300 (13 s for 31 eigenpairs; over 590 s for 91 without a limit), where
+#: shift-invert gives 271 eigenpairs in 6.5 s.
+LANCZOS_MAXITER = 100
 
 
 #: the largest class count the estimate ever considers (issue 13: pools of up to 1,000 classes).
@@ -182,13 +182,15 @@ def _connected_spectrum(W: sp.csr_matrix, r: int) -> tuple[np.ndarray, np.ndarra
         vals, vecs = vals[::-1][:r], vecs[:, ::-1][:, :r]
         return np.clip(1.0 - vals, 0.0, 2.0), vecs
     v0 = np.full(m, 1.0 / np.sqrt(m))  # fixed start vector: deterministic
-    if r < SHIFT_INVERT_FROM:
-        vals, vecs = eigsh(S.astype(np.float64), k=r, which="LA", tol=1e-8, v0=v0)
+    try:
+        vals, vecs = eigsh(S.astype(np.float64), k=r, which="LA", tol=1e-8, v0=v0, maxiter=LANCZOS_MAXITER)
         order = np.argsort(-vals)
         return np.clip(1.0 - vals[order], 0.0, 2.0), vecs[:, order]
-    # many eigenpairs: the smallest of L = I - S by shift-invert Lanczos. L + SHIFT * I is positive
-    # definite and sparse; its factorisation costs seconds (much fill-in on a graph without clusters),
-    # which pays off only when the largest of S would need hundreds of slow Lanczos restarts
+    except ArpackNoConvergence:
+        pass
+    # eigenvalues in tight clusters (many well-separated groups): the smallest of L = I - S by
+    # shift-invert Lanczos. L + SHIFT * I is positive definite and sparse; its factorisation is what
+    # costs (seconds, much fill-in on a graph without clusters), so it only runs when the above fails
     L = (sp.identity(m, format="csc") - S.tocsc()).astype(np.float64)
     lu = splu((L + SHIFT * sp.identity(m, format="csc")).tocsc(), permc_spec="MMD_AT_PLUS_A",
               options={"SymmetricMode": True})
