@@ -72,6 +72,7 @@ DEFAULT_PLAN = (
     (("default", "pca", "pretrained", "random"), SHAPES),
     (("simclr",), ("small", "lt100")),
     (("finetune:images=4000",), ("small", "lt100")),
+    (("pretrained:size=128+pca", "pretrained:size=160+pca"), ("small", "lt100")),  # the default at larger inputs
     (("fallback",), ("small", "lt100")),
     (("finetune:images=4000",), ("full",)),
 )
@@ -226,7 +227,10 @@ def fit_pretrained(x: np.ndarray, seed: int, device, cache_dir=None, name: str =
     kw = {"backbone": name, "backbone_mode": "frozen"}
     if size is not None:
         kw["backbone_size"] = int(size)
-    return _fit_via_selector(x, seed, device, cache_dir, **kw)
+    fitted = _fit_via_selector(x, seed, device, cache_dir, **kw)
+    if size is not None:
+        fitted.note += f" at {int(size)} px"
+    return fitted
 
 
 def fit_finetune(x: np.ndarray, seed: int, device, cache_dir=None, name: str = "efficientnet-lite0", images: str = "20000",

@@ -116,7 +116,7 @@ def test_estimate_range_on_unequal_blobs(k):
 @pytest.mark.parametrize("k, missed", [(100, 0), (200, 0), (500, 5)])
 def test_estimate_range_on_many_unequal_blobs(k, missed):
     # beyond the old cap of 30: the cap follows the budget (2 * 100 ... 2 * 500, at most 1,000).
-    # K = 500 (13 min on one core): the pool is 20,000 rows and the subsample 10,000, so the smallest
+    # K = 500 (17 min on one core of the loaded machine): the pool is 20,000 rows and the subsample 10,000, so the smallest
     # blobs (15 rows) keep about 7, fewer than the graph's 10 neighbours, and a few of them join a
     # neighbour; every subsample found 497 when this was written. At most 1 % may be missed there.
     x, _ = _many_blobs(k)
