@@ -202,8 +202,8 @@ def train_labels(regime: str, coarse: np.ndarray, labeled: np.ndarray) -> np.nda
 def embed(cfg: Config, x_pool: np.ndarray, x_test: np.ndarray, labels, dataset: str, seed: int, epochs: int,
           device: str, cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """(pool embedding, test embedding, training facts) of one encoder trained on ``x_pool``."""
-    if cfg.name == "default":  # exactly what `selector select` embeds with no options
-        from selector.eval.bench_embeddings import fit_default
+    if cfg.name == "default":  # exactly what `selector select` embeds with no options (its per-image cache in
+        from selector.eval.bench_embeddings import fit_default  # cache_dir is the one bench_embeddings uses)
 
         fitted = fit_default(x_pool, seed, device, cache_dir)
         return fitted.pool_emb, fitted.transform(x_test), {"epochs": 0, "images_seen": 0}
@@ -249,8 +249,9 @@ def score(emb: np.ndarray, emb_test: np.ndarray, y_fine: np.ndarray, y_test: np.
            "fine_linear": accuracy(y_test, linear_probe(emb, y_fine, emb_test, seed=seed)),
            "coarse_knn": accuracy(coarse, loo_knn_predict(emb, coarse))}
     k = int(np.unique(y_fine).shape[0])
+    picker = parse_strategy(strategy)
     for b in BUDGETS:
-        sel = parse_strategy(strategy).select(emb, b, labeled_mask=labeled, rng=seed)
+        sel = picker.select(emb, b, labeled_mask=labeled, rng=seed)
         picked = y_fine[sel.indices]
         out[f"classes_b{b}"] = classes_covered(picked)
         out[f"entropy_b{b}"] = normalised_entropy(picked, k)
@@ -285,7 +286,7 @@ def run_cell(data: Data, regime: str, cfg: Config, seed: int, args) -> dict:
             train_s = float(z["train_s"])
     else:
         emb, emb_test, facts = embed(cfg, x_pool, data.x_test, labels, data.name, seed, args.epochs, args.device,
-                                     args.cache_dir)
+                                     Path(args.cache_dir) / "selector-cache")
         train_s = time.perf_counter() - t0
         if cache is not None:
             save_embedding(cache, emb, emb_test, facts, train_s)
@@ -537,7 +538,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on a loaded 2-core machine)")
     p.add_argument("--data-dir", default=None, help="folder of mnist10k.npz, notmnist10k.npz, cifar10-jpeg.tar.gz")
-    p.add_argument("--cache-dir", default=".bench_data", help="where the decoded CIFAR-10 arrays and the default embedding's per-image cache are kept")
+    p.add_argument("--cache-dir", default=".bench_data", help="where the decoded CIFAR-10 arrays and (in selector-cache/) the default embedding's per-image "
+                        "cache are kept")
     p.add_argument("--strategy", default=None,
                    help="strategy spec of the next round's picks (default: the product's default, its class count off)")
     p.add_argument("--emb-cache", default=".bench_data/coarse_to_fine",

@@ -46,9 +46,9 @@ def test_laplacian_spectrum_counts_components():
 
 @pytest.mark.parametrize("shift_invert", [False, True])
 def test_large_graph_spectrum_matches_the_dense_solution(shift_invert, monkeypatch):
-    # above 600 rows the smallest eigenpairs come from Lanczos on the largest of D^-1/2 W D^-1/2 or,
-    # when that does not converge in LANCZOS_MAXITER restarts, by shift-invert: either way the same as a dense eigendecomposition of
-    # I - D^-1/2 W D^-1/2, eigenvalue and eigenvector
+    # above 600 rows the smallest eigenpairs come from Lanczos on the largest of D^-1/2 W D^-1/2 or, when
+    # that does not converge in LANCZOS_MAXITER restarts, by shift-invert: either way the same as a dense
+    # eigendecomposition of I - D^-1/2 W D^-1/2, eigenvalue and eigenvector
     from selector.strategies import class_count
     monkeypatch.setattr(class_count, "LANCZOS_MAXITER", 1 if shift_invert else 10**6)  # 1: falls back at once
     x, _ = unequal_blobs(12, n=900, ratio=5, spread=0.3, seed=2)
@@ -116,9 +116,10 @@ def test_estimate_range_on_unequal_blobs(k):
 @pytest.mark.parametrize("k, missed", [(100, 0), (200, 0), (500, 5)])
 def test_estimate_range_on_many_unequal_blobs(k, missed):
     # beyond the old cap of 30: the cap follows the budget (2 * 100 ... 2 * 500, at most 1,000).
-    # K = 500 (17 min on one core of the loaded machine): the pool is 20,000 rows and the subsample 10,000, so the smallest
-    # blobs (15 rows) keep about 7, fewer than the graph's 10 neighbours, and a few of them join a
-    # neighbour; every subsample found 497 when this was written. At most 1 % may be missed there.
+    # K = 500 (17 min on one core of the loaded machine): the pool is 20,000 rows and the subsample
+    # 10,000, so the smallest blobs (15 rows) keep about 7, fewer than the graph's 10 neighbours, and a
+    # few of them join a neighbour; every subsample found 497 when this was written. At most 1 % may be
+    # missed there.
     x, _ = _many_blobs(k)
     est = estimate_class_range(x, budget=k, seed=0)
     assert k - missed <= est.k <= k
