@@ -49,9 +49,11 @@ import csv
 import logging
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -253,19 +255,33 @@ def _fit_via_selector(x: np.ndarray, seed: int, device, cache_dir=None, **kw) ->
     from selector import Selector
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-emb-"))
-    pool = tmp / "pool.npz"
-    np.savez(pool, x=x.transpose(0, 2, 3, 1) if x.shape[1] == 3 else x[:, 0])
     dev = getattr(device, "type", str(device))
     sel = Selector(seed=seed, device=dev, cache_dir=cache_dir, **kw)
-    t0 = time.perf_counter()
-    sel.fit(pool)
-    total = time.perf_counter() - t0
+
+    def as_file(z: np.ndarray) -> Path:
+        p = tmp / f"x{z.shape[0]}.npz"
+        np.savez(p, x=z.transpose(0, 2, 3, 1) if z.shape[1] == 3 else z[:, 0])
+        return p
+
+    try:
+        pool = as_file(x)
+        t0 = time.perf_counter()
+        sel.fit(pool)
+        total = time.perf_counter() - t0
+        pool.unlink()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     fit_s = sel.timings_.get("train", 0.0)
 
     def transform(z: np.ndarray) -> np.ndarray:
-        p = tmp / f"q{z.shape[0]}.npz"
-        np.savez(p, x=z.transpose(0, 2, 3, 1) if z.shape[1] == 3 else z[:, 0])
-        return np.asarray(sel.embed(p))
+        p = as_file(z)
+        try:
+            return np.asarray(sel.embed(p))
+        finally:
+            p.unlink()
+
+    weakref.finalize(transform, shutil.rmtree, tmp, ignore_errors=True)  # the folder lives as long as transform
 
     note = f"{sel.backbone_} {sel.encoder_.config.mode}" + (" + pixel view" if sel.pixel_view_ is not None else "")
     rep = getattr(sel, "train_report_", None)
@@ -551,11 +567,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def command_line(module: str, argv=None) -> str:
+    """The command that made a table, as written beside it: ``argv`` (default ``sys.argv[1:]``) without
+    the flags that change only what is printed (``--summary-only``, ``-v``)."""
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--summary-only", "-v", "--verbose")]
+    return f"python -m {module} " + " ".join(shlex.quote(a) for a in shown)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s")
-    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--summary-only", "-v", "--verbose")]
-    command = "python -m selector.eval.bench_embeddings " + " ".join(shlex.quote(a) for a in shown)
+    command = command_line("selector.eval.bench_embeddings", argv)
     csv_path = args.out / "results.csv"
     rows = read_rows(csv_path)
     if not args.summary_only:

@@ -1,0 +1,315 @@
+"""Training recipe of the encoder trained on the pool, measured across datasets (issue 12, item 2).
+
+The default embedding (frozen EfficientNet-Lite0 + pixel view) trains nothing; the recipe decides the
+embedding of ``--backbone resnet-small`` / ``selector train`` and of the fallback used when the
+``pretrained`` extra is missing (resnet-small trained on the pool + pixel view). Two parts:
+
+* **quality** (default): one factor at a time away from the product's recipe (:class:`selector.train.TrainConfig`
+  and :func:`selector.train.auto_epochs`), on the balanced small pool of every dataset of
+  :mod:`selector.eval.bench_embeddings`, same seed, same pool, in one run. Each trained encoder is scored
+  alone and with the pixel view concatenated (what the fallback embeds): leave-one-out kNN (k = 20) on the
+  pool and the linear probe on the held-out test split. A variant replaces the default only if it raises
+  the mean kNN over datasets by more than the seed spread and loses no dataset by more than a point.
+* **speed** (``--speed``): seconds per training step of resnet-small (batch 256, 32 px, RGB and
+  grayscale) on the CPU, eager against channels-last and ``torch.compile``, with 1 and 2 threads,
+  alternated and repeated in one process; ratios against eager in the same run.
+
+    python -m selector.eval.bench_recipe --out eval/runs/recipe
+    python -m selector.eval.bench_recipe --out eval/runs/recipe --speed
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("selector.eval.bench_recipe")
+
+#: (name, keyword arguments of :func:`selector.eval.bench_embeddings.fit_simclr`), one factor at a time.
+VARIANTS: tuple[tuple[str, dict], ...] = (
+    ("default", {}),
+    ("crop=0.08", {"crop": "0.08"}),  # smallest crop scale; defaults: 0.2 RGB, 0.5 grayscale
+    ("crop=0.8", {"crop": "0.8"}),
+    ("temp=0.1", {"temp": "0.1"}),  # default 0.2
+    ("temp=0.5", {"temp": "0.5"}),
+    ("lr=1e-3", {"lr": "1e-3"}),  # default 2e-3 (AdamW)
+    ("lr=4e-3", {"lr": "4e-3"}),
+    ("flip=0", {"flip": "0"}),  # default: flips on
+    ("sgd", {"opt": "sgd", "lr": "0.06"}),  # default AdamW; SGD + Nesterov momentum 0.9 at SimCLR's small-batch lr
+    ("images=25000", {"images": "25000"}),  # the epoch rule gives 30 epochs (53,760 images seen at 2,000)
+)
+FIELDS = ("dataset", "shape", "variant", "seed", "n_pool", "loo_knn", "linear", "loo_knn_pv", "linear_pv",
+          "fit_s", "load", "note")
+SPEED_FIELDS = ("arch", "channels", "threads", "mode", "repeat", "step_s", "load", "note")
+
+
+# -- quality -------------------------------------------------------------------------------------
+
+def run_variant(split, shape: str, name: str, kw: dict, seed: int, device, k: int = 20) -> dict:
+    """Train resnet-small on the pool with one variant of the recipe; score it alone and + pixel view."""
+    from selector.eval.bench_embeddings import fit_pca, fit_simclr, pool_indices, score
+    from selector.pixels import concat_views
+
+    idx = pool_indices(split, shape, seed)
+    x, y = split.x[idx], split.y[idx]
+    fitted = fit_simclr(x, seed, device, **kw)
+    test = fitted.transform(split.x_test)
+    pv = fit_pca(x, seed, device)
+    alone = score(fitted.pool_emb, y, test, split.y_test, k=k, seed=seed)
+    both = score(concat_views(fitted.pool_emb, pv.pool_emb), y, concat_views(test, pv.transform(split.x_test)),
+                 split.y_test, k=k, seed=seed)
+    return {"dataset": split.name, "shape": shape, "variant": name, "seed": seed, "n_pool": int(x.shape[0]),
+            "loo_knn": alone["loo_knn"], "linear": alone["linear"], "loo_knn_pv": both["loo_knn"],
+            "linear_pv": both["linear"], "fit_s": fitted.fit_s, "load": os.getloadavg()[0], "note": fitted.note}
+
+
+def quality_markdown(rows: list[dict], command: str) -> str:
+    """Per-dataset table of every variant against the default recipe (same seed, same pool)."""
+    def f(r, key):
+        return float(r[key])
+
+    by = {(r["dataset"], r["variant"], str(r["seed"])): r for r in rows}
+    datasets = sorted({r["dataset"] for r in rows})
+    variants = [v for v, _ in VARIANTS if any(r["variant"] == v for r in rows)]
+    out = ["## Quality: one factor at a time, small balanced pools", "",
+           "Produced by (from the repository root):", "", "```", command, "```", "",
+           "kNN: leave-one-out kNN accuracy (k = 20) on the pool; lin: linear probe on the held-out test split; "
+           "+pv: with the pixel view concatenated (the fallback embedding). Differences are against `default` "
+           "(the product's recipe) on the same pool and seed; fit s: training wall seconds (load: 1-minute load "
+           "average, 2-core machine).", ""]
+    head = "| variant | " + " | ".join(f"{d} kNN / +pv" for d in datasets) + " | mean Δ kNN | mean Δ +pv | worst Δ kNN | mean Δ lin | fit s |"
+    out += [head, "|" + " --- |" * (1 + len(datasets) + 5)]
+    for v in variants:
+        cells, d_knn, d_pv, d_lin, fits = [], [], [], [], []
+        for d in datasets:
+            rs = [r for (dd, vv, s), r in by.items() if dd == d and vv == v]
+            if not rs:
+                cells.append("")
+                continue
+            knn = np.mean([f(r, "loo_knn") for r in rs]) * 100
+            pv = np.mean([f(r, "loo_knn_pv") for r in rs]) * 100
+            cells.append(f"{knn:.1f} / {pv:.1f}")
+            fits += [f(r, "fit_s") for r in rs]
+            for r in rs:
+                base = by.get((d, "default", str(r["seed"])))
+                if base is not None:
+                    d_knn.append((f(r, "loo_knn") - f(base, "loo_knn")) * 100)
+                    d_pv.append((f(r, "loo_knn_pv") - f(base, "loo_knn_pv")) * 100)
+                    d_lin.append((f(r, "linear") - f(base, "linear")) * 100)
+
+        def m(a):
+            return f"{np.mean(a):+.1f}" if a else ""
+        worst = f"{min(d_knn):+.1f}" if d_knn else ""
+        out.append(f"| `{v}` | " + " | ".join(cells) + f" | {m(d_knn)} | {m(d_pv)} | {worst} | {m(d_lin)} | "
+                   f"{np.mean(fits):.0f} |")
+    spread = []
+    for d in datasets:
+        knn = [f(r, "loo_knn") * 100 for (dd, vv, s), r in sorted(by.items()) if dd == d and vv == "default"]
+        if len(knn) > 1:
+            spread.append(f"{d} {max(knn) - min(knn):.1f} ({len(knn)} seeds)")
+    if spread:
+        out += ["", "Seed spread of the default recipe (max - min LOO kNN over seeds, each seed its own pool and "
+                "training): " + ", ".join(spread) + ". A difference smaller than that is not a difference."]
+    loads = [float(r["load"]) for r in rows]
+    out += ["", f"{len(rows)} rows, seeds {sorted({int(r['seed']) for r in rows})}; load {min(loads):.1f}-{max(loads):.1f}."]
+    return "\n".join(out)
+
+
+# -- speed ---------------------------------------------------------------------------------------
+
+def _step_fn(channels: int, mode: str, arch: str = "resnet-small", bs: int = 256, size: int = 32):
+    """One training step of the product's recipe (two augmented views, ``arch``, NT-Xent, AdamW)."""
+    import torch
+
+    from selector.augment import make_augment, to_float
+    from selector.backbones import Encoder, EncoderConfig
+    from selector.losses import get_loss
+
+    torch.manual_seed(0)
+    model = Encoder(EncoderConfig(arch=arch, in_channels=channels, image_size=size))
+    cl = mode in ("channels-last", "compile+channels-last")
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    fwd = torch.compile(model) if mode.startswith("compile") else model
+    loss_fn = get_loss("simclr", temperature=0.2)
+    aug = make_augment(channels, size)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    batch = torch.randint(0, 256, (bs, channels, size, size), dtype=torch.uint8)
+
+    def step():
+        x = to_float(batch)
+        with torch.no_grad():
+            v = torch.cat([aug(x), aug(x)])
+        if cl:
+            v = v.contiguous(memory_format=torch.channels_last)
+        z = fwd(v)
+        loss = loss_fn(z[:bs], z[bs:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def time_steps(channels: int, mode: str, threads: int, steps: int = 5, warmup: int = 2,
+               arch: str = "resnet-small") -> float:
+    """Median seconds per step after ``warmup`` steps (compilation happens there)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    step = _step_fn(channels, mode, arch)
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def speed_rows(modes, threads_list, channels_list, repeats: int, steps: int, archs=("resnet-small",)) -> list[dict]:
+    rows = []
+    for rep in range(repeats):
+        for ch in channels_list:
+            for th in threads_list:
+                for arch in archs:
+                    for mode in modes:  # alternated: load drift hits every mode alike
+                        note = ""
+                        try:
+                            s = time_steps(ch, mode, th, steps=steps, arch=arch)
+                        except Exception as e:  # noqa: BLE001 - a mode that cannot run here is a result
+                            s, note = float("nan"), f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
+                        rows.append({"arch": arch, "channels": ch, "threads": th, "mode": mode, "repeat": rep,
+                                     "step_s": s, "load": os.getloadavg()[0], "note": note})
+                        log.info("%s", rows[-1])
+    return rows
+
+
+def speed_markdown(rows: list[dict], command: str) -> str:
+    out = ["## Speed: seconds per training step on the CPU (batch 256, 32 px)", "",
+           "Produced by (from the repository root):", "", "```", command, "```", "",
+           "Median over the repeats of each repeat's median step; ratio: eager resnet-small's time over the row's "
+           "(above 1: faster) at the same channels and thread count, in the same run.", "",
+           "| channels | threads | arch | mode | s / step | ratio vs eager resnet-small | note |",
+           "| ---: | ---: | --- | --- | ---: | ---: | --- |"]
+
+    def key(r):
+        return int(r["channels"]), int(r["threads"]), r.get("arch") or "resnet-small", r["mode"]
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(r)
+    med = {}
+    for k, rs in groups.items():
+        vals = [float(r["step_s"]) for r in rs if np.isfinite(float(r["step_s"]))]
+        med[k] = statistics.median(vals) if vals else float("nan")
+    for k in sorted(groups, key=lambda k: (-k[0], k[1], k[2] != "resnet-small", k[2], k[3] != "eager", k[3])):
+        ch, th, arch, mode = k
+        base = med.get((ch, th, "resnet-small", "eager"), float("nan"))
+        notes = sorted({r["note"] for r in groups[k] if r["note"]})
+        out.append(f"| {ch} | {th} | {arch} | {mode} | {med[k]:.3f} | {base / med[k]:.2f} | {'; '.join(notes)} |")
+    loads = [float(r["load"]) for r in rows]
+    out += ["", f"load {min(loads):.1f}-{max(loads):.1f} during the run."]
+    return "\n".join(out)
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from selector.eval.bench_embeddings import DATASETS, SHAPES
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="folder for the CSVs and summary.md")
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    ap.add_argument("--shape", default="small", choices=SHAPES)
+    ap.add_argument("--variants", nargs="+", default=None, help="names from VARIANTS (default: all)")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for training")
+    ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--cache-dir", type=Path, default=Path(".bench_data"))
+    ap.add_argument("--speed", action="store_true", help="time training steps instead (writes speed.csv)")
+    ap.add_argument("--modes", nargs="+", default=["eager", "channels-last", "compile", "compile+channels-last"])
+    ap.add_argument("--speed-threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--archs", nargs="+", default=["resnet-small"], help="architectures timed (--speed)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--summary-only", action="store_true", help="rewrite summary.md from the CSVs")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from selector.atomic import atomic_write
+    from selector.eval.bench_embeddings import command_line, load_split, read_rows
+    from selector.eval.bench_encoders import write_csv
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    command = command_line("selector.eval.bench_recipe", argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    q_path, s_path = args.out / "results.csv", args.out / "speed.csv"
+    cmd_path = args.out / "commands.txt"
+    commands: dict[str, list[str]] = {}  # the commands that made the rows, per part, in order
+    for line in cmd_path.read_text().splitlines() if cmd_path.is_file() else []:
+        part, _, cmd = line.partition("\t")
+        commands.setdefault(part, []).append(cmd)
+    known = dict(VARIANTS)
+    names = args.variants or [v for v, _ in VARIANTS]
+    for v in names:
+        if v not in known:
+            raise SystemExit(f"unknown variant {v!r}; choose from {', '.join(known)}")
+    if not args.summary_only:
+        import torch
+
+        if args.speed:
+            new = speed_rows(args.modes, args.speed_threads, (3, 1), args.repeats, args.steps, args.archs)
+
+            def skey(r):
+                return (r.get("arch") or "resnet-small", str(r["channels"]), str(r["threads"]), r["mode"])
+            redone = {skey(r) for r in new}  # a rerun replaces the rows it measures again, keeps the others
+            write_csv([r for r in read_rows(s_path) if skey(r) not in redone] + new, s_path, SPEED_FIELDS)
+            part = "speed"
+        else:
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            device = torch.device("cpu")
+            rows = read_rows(q_path)
+            done = {(r["dataset"], r["shape"], r["variant"], str(r["seed"])) for r in rows}
+            for ds in args.datasets:
+                split = load_split(ds, args.data_dir, args.cache_dir)
+                for seed in range(args.seeds):
+                    for v in names:
+                        key = (ds, args.shape, v, str(seed))
+                        if key in done:
+                            continue
+                        row = run_variant(split, args.shape, v, known[v], seed, device)
+                        rows.append(row)
+                        write_csv(rows, q_path, FIELDS)  # after every row: an interrupted run resumes
+                        print(f"{ds}/{args.shape}/{v} seed {seed}: kNN {row['loo_knn']:.4f} "
+                              f"(+pv {row['loo_knn_pv']:.4f}), fit {row['fit_s']:.0f} s", flush=True)
+            part = "quality"
+        if command not in commands.setdefault(part, []):
+            commands[part].append(command)
+        with atomic_write(cmd_path, "w") as f:
+            f.write("".join(f"{k}\t{c}\n" for k, cs in sorted(commands.items()) for c in cs))
+    parts = ["# Training recipe of the encoder trained on the pool", "",
+             "See the module docstring of `eval/bench_recipe.py` for what is measured and the decision rule.", ""]
+    if q_path.is_file():
+        parts += [quality_markdown(read_rows(q_path), "\n".join(commands.get("quality", [command]))), ""]
+    if s_path.is_file():
+        parts += [speed_markdown(read_rows(s_path), "\n".join(commands.get("speed", [command]))), ""]
+    with atomic_write(args.out / "summary.md", "w") as f:
+        f.write("\n".join(parts))
+    print(f"wrote {args.out / 'summary.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
