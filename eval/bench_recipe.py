@@ -230,7 +230,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--shape", default="small", choices=SHAPES)
     ap.add_argument("--variants", nargs="+", default=None, help="names from VARIANTS (default: all)")
-    ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
+    ap.add_argument("--seeds", type=int, default=1, help="how many seeds, from --seed-start")
+    ap.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training")
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--cache-dir", type=Path, default=Path(".bench_data"))
@@ -284,7 +285,7 @@ def main(argv=None) -> int:
             done = {(r["dataset"], r["shape"], r["variant"], str(r["seed"])) for r in rows}
             for ds in args.datasets:
                 split = load_split(ds, args.data_dir, args.cache_dir)
-                for seed in range(args.seeds):
+                for seed in range(args.seed_start, args.seed_start + args.seeds):
                     for v in names:
                         key = (ds, args.shape, v, str(seed))
                         if key in done:

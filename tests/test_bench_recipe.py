@@ -70,5 +70,9 @@ def test_a_tiny_quality_run_trains_scores_and_resumes(tmp_path, monkeypatch):
     md = (out / "summary.md").read_text()
     assert "bench_recipe --out" in md and "--datasets digits --shape full" in md and "| `flip=0` |" in md
     assert (out / "commands.txt").read_text().count("quality\t") == 2  # both commands that made rows
+    R.main(["--out", str(out), "--datasets", "digits", "--shape", "full", "--variants", "default", "--seed-start", "1"])
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [(r["variant"], r["seed"]) for r in rows] == [("default", "0"), ("flip=0", "0"), ("default", "1")]
+    assert "Seed spread of the default recipe" in (out / "summary.md").read_text()
     with pytest.raises(SystemExit, match="unknown variant 'nope'"):
         R.main(["--out", str(out), "--variants", "nope"])
