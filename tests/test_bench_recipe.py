@@ -19,14 +19,25 @@ def test_quality_table_gives_paired_mean_and_worst_differences():
     md = R.quality_markdown(rows, "cmd")
     line = next(ln for ln in md.splitlines() if ln.startswith("| `temp=0.5`"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    # variant, a, b, mean d kNN, mean d +pv, worst d kNN, mean d lin, fit s
+    # variant, a, b, mean / worst d kNN, mean / worst d +pv, mean d lin, fit s, verdict
     assert cells[1:3] == ["84.0 / 91.0", "58.0 / 70.0"]
-    assert cells[3] == "+1.0" and cells[4] == "+0.5" and cells[5] == "-2.0" and cells[6] == "+2.0"
-    base = next(ln for ln in md.splitlines() if ln.startswith("| `default`"))
-    assert "+0.0" in base
+    assert cells[3:8] == ["+1.0", "-2.0", "+0.5", "+0.0", "+2.0"]
+    assert cells[9] == "no seed spread measured"
     assert "Seed spread" not in md
     md = R.quality_markdown(rows + [_row("a", "default", 0.83, 0.90, 0.70, seed=1)], "cmd")
-    assert "Seed spread of the default recipe" in md and "a 3.0 (2 seeds)" in md
+    assert "Seed spread of the default recipe" in md and "a 3.0 / 0.0 (2 seeds)" in md
+
+
+def test_verdict_needs_a_gain_above_the_seed_spread_in_both_columns_and_no_large_loss():
+    base = [_row("a", "default", 0.80, 0.90, 0.7), _row("a", "default", 0.81, 0.905, 0.7, seed=1),
+            _row("b", "default", 0.60, 0.70, 0.5)]  # spread: 1.0 alone, 0.5 +pv (from dataset a)
+    win = [_row("a", "v", 0.83, 0.92, 0.7), _row("b", "v", 0.62, 0.71, 0.5)]  # +2.5 / +1.5 mean
+    assert R.verdict(base + win, "v") == "replaces the default"
+    small = [_row("a", "v", 0.83, 0.904, 0.7), _row("b", "v", 0.62, 0.70, 0.5)]  # +pv: +0.2
+    assert R.verdict(base + small, "v") == "keeps the default (+pv: mean +0.2, not above the seed spread 0.5)"
+    lossy = [_row("a", "v", 0.86, 0.96, 0.7), _row("b", "v", 0.585, 0.71, 0.5)]  # b: -1.5 alone
+    assert R.verdict(base + lossy, "v") == "keeps the default (alone: b -1.5)"
+    assert R.verdict(base, "v") == "not measured" and R.verdict(base, "default") == "the default"
 
 
 def test_speed_table_ratio_is_eager_resnet_small_over_the_row():
