@@ -238,7 +238,8 @@ def speed_markdown(rows: list[dict], command: str) -> str:
     out = ["## Speed: seconds per training step on the CPU (batch 256, 32 px)", "",
            "Produced by (from the repository root):", "", "```", command, "```", "",
            "Median over the repeats of each repeat's median step; ratio: eager resnet-small's time over the row's "
-           "(above 1: faster) at the same channels and thread count, in the same run.", "",
+           "(above 1: faster) at the same channels and thread count; the modes of one arch and thread count are "
+           "timed in one run, alternated.", "",
            "| channels | threads | arch | mode | s / step | ratio vs eager resnet-small | note |",
            "| ---: | ---: | --- | --- | ---: | ---: | --- |"]
 
