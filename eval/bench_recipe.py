@@ -204,15 +204,19 @@ def time_steps(channels: int, mode: str, threads: int, steps: int = 5, warmup: i
     """Median seconds per step after ``warmup`` steps (compilation happens there)."""
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    step = _step_fn(channels, mode, arch)
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    try:
+        step = _step_fn(channels, mode, arch)
+        for _ in range(warmup):
+            step()
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
     return statistics.median(times)
 
 

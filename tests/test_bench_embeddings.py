@@ -7,6 +7,16 @@ import pytest
 from selector.eval import bench_embeddings as B
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """``main(["--threads", "1"])`` sets torch's thread count for the process: put it back for the next tests."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 def _split(n_per=40, classes=4, side=8, seed=0):
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(classes), n_per)

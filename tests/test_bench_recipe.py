@@ -8,6 +8,16 @@ from selector.eval import bench_recipe as R
 from selector.eval.bench_embeddings import Split
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """``main(["--threads", "1"])`` sets torch's thread count for the process: put it back for the next tests."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 def _row(ds, variant, knn, pv, lin, seed=0):
     return {"dataset": ds, "shape": "small", "variant": variant, "seed": seed, "n_pool": 10, "loo_knn": knn,
             "linear": lin, "loo_knn_pv": pv, "linear_pv": lin, "fit_s": 10, "load": 1.0, "note": ""}
@@ -87,3 +97,11 @@ def test_a_tiny_quality_run_trains_scores_and_resumes(tmp_path, monkeypatch):
     assert "Seed spread of the default recipe" in (out / "summary.md").read_text()
     with pytest.raises(SystemExit, match="unknown variant 'nope'"):
         R.main(["--out", str(out), "--variants", "nope"])
+
+
+def test_step_timer_leaves_the_thread_count_as_it_was():
+    import torch
+
+    n = torch.get_num_threads()
+    R.time_steps(1, "eager", threads=1 if n > 1 else 2, steps=1, warmup=0)
+    assert torch.get_num_threads() == n
