@@ -84,13 +84,19 @@ def paired_deltas(rows: list[dict], variant: str, key: str) -> dict[str, list[fl
     return out
 
 
-def seed_spread(rows: list[dict], key: str) -> float | None:
-    """Mean over datasets (with two or more seeds of the default) of max - min of ``key`` (points)."""
+def default_spreads(rows: list[dict], key: str) -> dict[str, tuple[float, int]]:
+    """{dataset: (max - min of ``key`` over the default recipe's seeds in points, seeds)} for the datasets
+    with two or more seeds of the default."""
     per: dict[str, list[float]] = {}
     for r in rows:
         if r["variant"] == "default":
             per.setdefault(r["dataset"], []).append(100 * float(r[key]))
-    spreads = [max(v) - min(v) for v in per.values() if len(v) > 1]
+    return {d: (max(v) - min(v), len(v)) for d, v in per.items() if len(v) > 1}
+
+
+def seed_spread(rows: list[dict], key: str) -> float | None:
+    """Mean over datasets (with two or more seeds of the default) of max - min of ``key`` (points)."""
+    spreads = [sp for sp, _ in default_spreads(rows, key).values()]
     return float(np.mean(spreads)) if spreads else None
 
 
@@ -149,12 +155,8 @@ def quality_markdown(rows: list[dict], command: str) -> str:
                 stats.append(f"{min(per):+.1f}" if per else "")
         out.append(f"| `{v}` | " + " | ".join(cells) + " | " + " | ".join(stats) + f" | {np.mean(fits):.0f} | "
                    f"{verdict(rows, v)} |")
-    spread = []
-    for d in datasets:
-        knn = [100 * float(r["loo_knn"]) for r in rows if r["dataset"] == d and r["variant"] == "default"]
-        pv = [100 * float(r["loo_knn_pv"]) for r in rows if r["dataset"] == d and r["variant"] == "default"]
-        if len(knn) > 1:
-            spread.append(f"{d} {max(knn) - min(knn):.1f} / {max(pv) - min(pv):.1f} ({len(knn)} seeds)")
+    alone, with_pv = default_spreads(rows, "loo_knn"), default_spreads(rows, "loo_knn_pv")
+    spread = [f"{d} {alone[d][0]:.1f} / {with_pv[d][0]:.1f} ({alone[d][1]} seeds)" for d in datasets if d in alone]
     if spread:
         out += ["", "Seed spread of the default recipe (max - min LOO kNN over seeds, alone / +pv; each seed its own "
                 "pool and training): " + ", ".join(spread) + ". A difference smaller than that is not a difference."]
@@ -166,22 +168,25 @@ def quality_markdown(rows: list[dict], command: str) -> str:
 # -- speed ---------------------------------------------------------------------------------------
 
 def _step_fn(channels: int, mode: str, arch: str = "resnet-small", bs: int = 256, size: int = 32):
-    """One training step of the product's recipe (two augmented views, ``arch``, NT-Xent, AdamW)."""
+    """One training step of the product's recipe (:class:`selector.train.TrainConfig`: two augmented views,
+    ``arch``, its loss and optimizer), with the model and views in channels-last and/or compiled per ``mode``."""
     import torch
 
     from selector.augment import make_augment, to_float
     from selector.backbones import Encoder, EncoderConfig
     from selector.losses import get_loss
+    from selector.train import TrainConfig, _make_optimizer
 
+    cfg = TrainConfig()  # the product's loss, temperature, optimizer, lr and weight decay
     torch.manual_seed(0)
     model = Encoder(EncoderConfig(arch=arch, in_channels=channels, image_size=size))
     cl = mode in ("channels-last", "compile+channels-last")
     if cl:
         model = model.to(memory_format=torch.channels_last)
     fwd = torch.compile(model) if mode.startswith("compile") else model
-    loss_fn = get_loss("simclr", temperature=0.2)
-    aug = make_augment(channels, size)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    loss_fn = get_loss(cfg.loss, **cfg.loss_params)
+    aug = make_augment(channels, size, flip=cfg.flip, crop_scale=cfg.crop_scale)
+    opt = _make_optimizer(model, cfg)
     batch = torch.randint(0, 256, (bs, channels, size, size), dtype=torch.uint8)
 
     def step():

@@ -202,8 +202,10 @@ def train_labels(regime: str, coarse: np.ndarray, labeled: np.ndarray) -> np.nda
 def embed(cfg: Config, x_pool: np.ndarray, x_test: np.ndarray, labels, dataset: str, seed: int, epochs: int,
           device: str, cache_dir: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """(pool embedding, test embedding, training facts) of one encoder trained on ``x_pool``."""
-    if cfg.name == "default":  # exactly what `selector select` embeds with no options (its per-image cache in
-        from selector.eval.bench_embeddings import fit_default  # cache_dir is the one bench_embeddings uses)
+    if cfg.name == "default":
+        # exactly what `selector select` embeds with no options; its per-image cache in cache_dir is the one
+        # bench_embeddings uses
+        from selector.eval.bench_embeddings import fit_default
 
         fitted = fit_default(x_pool, seed, device, cache_dir)
         return fitted.pool_emb, fitted.transform(x_test), {"epochs": 0, "images_seen": 0}
