@@ -25,7 +25,9 @@ and ``summary.md`` (written by :func:`summarise` from the CSV: the command, mean
 strategy over the cells, the worst cell of each, and the class-coverage gap of each strategy to the
 best one per (dataset, embedding, shape) at B = K and 2K). ``--summary-only`` rewrites the summary
 from ``results.csv`` and every ``*/results.csv`` under ``--out`` (runs split by dataset, e.g.
-``--datasets digits --out eval/runs/strategy_matrix/digits``).
+``--datasets digits --out eval/runs/strategy_matrix/digits``) and under each ``--include`` folder (a
+variant's runs summarised beside the matrix: ``--out eval/runs/strategy_variants/min_size --include
+eval/runs/strategy_matrix``).
 
     nice python -m selector.eval.strategy_matrix --emb-dir .bench_data/embeddings
 """
@@ -165,13 +167,22 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=Path("eval/runs/strategy_matrix"))
     ap.add_argument("--force", action="store_true", help="overwrite an existing results.csv")
     ap.add_argument("--summary-only", action="store_true", help="rewrite summary.md from results.csv")
+    ap.add_argument("--include", type=Path, nargs="+", default=[],
+                    help="with --summary-only: also the results.csv and */results.csv of these folders (a variant "
+                         "run summarised beside the matrix it is compared with)")
     raw = list(sys.argv[1:] if argv is None else argv)
     a = ap.parse_args(argv)
     from selector.atomic import atomic_write
     csv_path, md_path = a.out / "results.csv", a.out / "summary.md"
     command = "python -m selector.eval.strategy_matrix " + " ".join(shlex.quote(r) for r in raw)
+    if a.include and not a.summary_only:
+        raise SystemExit("--include only goes with --summary-only")
     if a.summary_only:
-        parts = sorted(p for p in [csv_path, *a.out.glob("*/results.csv")] if p.is_file())
+        for d in a.include:
+            if not d.is_dir():
+                raise SystemExit(f"--include {d}: no such folder")
+        parts = sorted({p for d in [a.out, *a.include] for p in [d / "results.csv", *d.glob("*/results.csv")]
+                        if p.is_file()})
         if not parts:
             raise SystemExit(f"{csv_path}: no results to summarise (nor in {a.out}/*/results.csv)")
         with atomic_write(md_path) as fh:
@@ -284,13 +295,35 @@ def is_default(spec: str, default: str) -> bool:
     return {k: v for k, v in got.items() if k not in REPORT_ONLY} == {k: v for k, v in ref.items() if k not in REPORT_ONLY}
 
 
+def paired_gap_ci(best: dict[int, float], other: dict[int, float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean gap ``best - other`` over the seeds both have, and its two-sided ``level`` confidence
+    interval (Student t on the per-seed differences: both strategies see the same pool per seed).
+
+    Returns (mean, low, high); with a single seed the interval is (-inf, inf).
+    """
+    from scipy import stats
+    seeds = sorted(set(best) & set(other))
+    d = np.array([best[s] - other[s] for s in seeds], dtype=np.float64)
+    mean = float(d.mean())
+    if d.shape[0] < 2:
+        return mean, -np.inf, np.inf
+    half = float(stats.t.ppf(0.5 + level / 2, d.shape[0] - 1) * d.std(ddof=1) / np.sqrt(d.shape[0]))
+    return mean, mean - half, mean + half
+
+
 def rule_table(rows: list[dict], default: str | None = None, tol: float = TOLERANCE) -> list[str]:
     """Markdown lines applying the rule that chooses the default (README, eval/README) to every
     strategy: its mean rank over all complete cells, and the (dataset, embedding, shape) cells at
     B = K and 2K where its class coverage is more than ``tol`` below the best strategy's; then the
-    default's failing cells one by one."""
+    default's failing cells one by one. Each gap also gets a paired 95 % confidence interval over the
+    seeds (:func:`paired_gap_ci`); a cell counts as *clearly* behind when the whole interval lies
+    above ``tol``, which separates a real loss from seed noise in 5-seed means."""
     default = product_default() if default is None else default
     means = cell_means(rows)
+    per_seed: dict[tuple, dict[str, dict[int, float]]] = {}
+    for r in rows:
+        key = (r["embedding"], r["dataset"], r["shape"], r["budget_mult"])
+        per_seed.setdefault(key, {}).setdefault(r["strategy"], {})[int(r["seed"])] = float(r["covered"])
     strategies = sorted({r["strategy"] for r in rows})
     default = next((s for s in strategies if is_default(s, default)), default)
     mean_rank = {s: [] for s in strategies}
@@ -309,7 +342,8 @@ def rule_table(rows: list[dict], default: str | None = None, tol: float = TOLERA
             for s in strategies:
                 gap = by[best_s]["covered"] - by[s]["covered"]
                 if gap > tol + 1e-9:
-                    fails[s].append((gap, key, by[s]["covered"], by[best_s]["covered"], best_s))
+                    _, low, high = paired_gap_ci(per_seed[key][best_s], per_seed[key][s])
+                    fails[s].append((gap, key, by[s]["covered"], by[best_s]["covered"], best_s, low, high))
     if not n_checked:
         return []
     avg = {s: float(np.mean(v)) for s, v in mean_rank.items()}
@@ -318,17 +352,21 @@ def rule_table(rows: list[dict], default: str | None = None, tol: float = TOLERA
              f"The default is the strategy with the best mean rank, and it should never trail the best strategy's "
              f"class coverage by more than {tol:g} class in a (dataset, embedding, shape) cell at B = K and 2K "
              f"({n_checked} such cells here).", "",
-             "| strategy | mean rank | cells more than " + f"{tol:g}" + " class behind | worst gap (cell) |",
-             "|---|---|---|---|"]
+             f"A cell is *clearly* behind when the paired 95 % confidence interval of the gap over the seeds "
+             f"(same pool per seed) lies wholly above {tol:g}; the others may be seed noise.", "",
+             "| strategy | mean rank | cells more than " + f"{tol:g}" + " class behind | of them clearly | "
+             "worst gap (cell) |", "|---|---|---|---|---|"]
     for s in order:
         worst = max(fails[s], default=None)
         w = f"{worst[0]:.1f} ({'/'.join(map(str, worst[1][:3]))}, {worst[1][3]:g}K)" if worst else "-"
-        lines.append(f"| {s}{' (default)' if s == default else ''} | {avg[s]:.2f} | {len(fails[s])} | {w} |")
+        clear = sum(f[5] > tol for f in fails[s])
+        lines.append(f"| {s}{' (default)' if s == default else ''} | {avg[s]:.2f} | {len(fails[s])} | {clear} | {w} |")
     if default in fails and fails[default]:
         lines += ["", f"Cells where the default (`{default}`) is more than {tol:g} class behind:", "",
-                  "| embedding | dataset | shape | B | default | best | gap |", "|---|---|---|---|---|---|---|"]
-        for gap, key, got, best, best_s in sorted(fails[default], key=lambda f: f[1]):
-            lines.append(f"| {' | '.join(map(str, key[:3]))} | {key[3]:g}K | {got:.1f} | {best:.1f} ({best_s}) | {gap:.1f} |")
+                  "| embedding | dataset | shape | B | default | best | gap | 95 % CI |", "|---|---|---|---|---|---|---|---|"]
+        for gap, key, got, best, best_s, low, high in sorted(fails[default], key=lambda f: f[1]):
+            lines.append(f"| {' | '.join(map(str, key[:3]))} | {key[3]:g}K | {got:.1f} | {best:.1f} ({best_s}) | "
+                         f"{gap:.1f} | {low:.1f} to {high:.1f}{' (clear)' if low > tol else ''} |")
     return lines
 
 

@@ -627,7 +627,7 @@ def _run_select(budget, pool, embeddings, ids, strategy, out, labels_in, encoder
     k_text = f", estimated classes: {k}" if k is not None else ""
     if k is not None and k_range:
         n_sub = len(result.selection.info.get("k_per_seed", []))
-        k_text += f" (range {k_range[0]}-{k_range[1]} over {n_sub} subsample{'' if n_sub == 1 else 's'})"
+        k_text += f" (range {k_range[0]}-{k_range[1]} over {n_sub} sample{'' if n_sub == 1 else 's'} of the pool)"
     summary.append(("strategy", f"{strategy} ({result.seconds:.2f} s){k_text}"))
     return result, summary
 

@@ -1,8 +1,9 @@
 """Class-balanced selection: the project's default strategy.
 
 1. Estimate the number of classes K (eigengap, :mod:`selector.strategies.class_count`) unless given:
-   the median over ``k_repeats`` subsamples, considering up to ``max_k`` classes (by default from the
-   pool size and the budget, up to 1,000); ``info["k_range"]`` is the range the subsamples gave.
+   the median over ``k_repeats`` subsamples (a pool no larger than the subsample: the whole pool's
+   estimate), considering up to ``max_k`` classes (by default from the pool size and the budget, up to
+   1,000); ``info["k_range"]`` is the range the subsamples gave.
 2. Group the pool into K groups by spectral clustering of a subsample extended to all points
    through the group means (:func:`selector.strategies.class_count.spectral_groups`); unlike k-means on
    the pool this does not split a large class to even out cluster sizes.
@@ -211,7 +212,8 @@ class Balanced(Strategy):
         max_k: largest K the estimate considers; None: from the pool size and the budget
             (:func:`selector.strategies.class_count.auto_max_k`, up to 1,000). n_sample / k_graph:
             estimate's subsample size (raised for a large max_k) and graph degree. k_repeats:
-            subsample seeds of the estimate; K is their median and ``info["k_range"]`` their range. k_nn, min_cluster_size, max_cluster_points: TypiClust inside groups.
+            subsample seeds of the estimate; K is their median (or the whole pool's estimate, see
+            :func:`~selector.strategies.class_count.estimate_class_range`) and ``info["k_range"]`` their range. k_nn, min_cluster_size, max_cluster_points: TypiClust inside groups.
     """
 
     def __init__(self, n_classes: int | None = None, max_k: int | None = None, n_sample: int = 5_000,

@@ -20,14 +20,15 @@ set. No class count is needed to choose.
 and the k-center starts from them; rank order alternates the two kinds. 0 is pure coverage.
 
 4. For the report only (``count_classes``, default on): the eigengap class count of
-   :mod:`selector.strategies.class_count` (median and range over three subsamples), and the
-   spectral group of each pick (``groups``, ``n_groups``), drawn from a seed taken after the picks,
-   so they never change the selection.
+   :mod:`selector.strategies.class_count` (median and range over three subsamples; on a pool no
+   larger than the subsample, the whole pool's K and the range over it and two 80 % subsamples),
+   and the spectral group of each pick (``groups``, ``n_groups``), drawn from a seed taken after the
+   picks, so they never change the selection.
 
 Chosen as the default strategy by the strategy matrix (issue 13, ``eval/strategy_matrix.py``,
 tables in ``eval/runs/strategy_matrix``): with ``typical_share=0.5`` it has the best mean rank over
-every embedding, dataset, pool shape and budget (2.74, then ``typical_share=0`` 3.05 and
-``balanced`` 3.37). No strategy is within 0.5 class of the best everywhere. Its weak cell: a pool
+every embedding, dataset, pool shape and budget (2.78, then ``typical_share=0`` 3.23 and
+``balanced`` 3.28). No strategy is within 0.5 class of the best everywhere. Its weak cell: a pool
 mixing two datasets of different spread (MNIST + notMNIST, balanced, default embedding) where the
 covering picks go to the more spread half and it trails TypiClust by 4 classes at B = K; pure
 coverage (``typical_share=0``) finds more rare classes on long tails. Weighting the candidates by

@@ -194,7 +194,8 @@ def test_info_reports_the_class_estimate_range_and_the_budget_driven_max_k():
 
     x, _ = sphere_blobs([900, 700, 500, 300, 200, 100])  # 2,700 rows: the whole pool is the subsample
     s = Balanced(explore=0).select(x, 40, rng=0)
-    assert s.info["k"] == 6 and s.info["k_range"] == [6, 6] and s.info["k_per_seed"] == [6]
+    # the whole pool's K, and the range over it and two subsamples of 80 % of it
+    assert s.info["k"] == 6 and s.info["k_range"] == [6, 6] and s.info["k_per_seed"] == [6, 6, 6]
     assert s.info["max_k"] == auto_max_k(2_700, 40) == 80  # 2 x budget, not the old constant 30
     with pytest.raises(ValueError, match="k_repeats"):
         Balanced(k_repeats=0)

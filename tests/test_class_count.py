@@ -139,10 +139,26 @@ def test_estimate_range_reports_every_seed_and_takes_the_median():
         estimate_class_range(x, repeats=0)
 
 
-def test_estimate_range_single_pass_when_the_sample_is_the_pool():
+def test_estimate_range_on_a_pool_no_larger_than_the_sample_uses_its_subsamples():
+    # K is the whole pool's estimate; the range also spans repeats - 1 subsamples of 80 % of the pool,
+    # so that it says how stable K is instead of repeating one number
+    from selector.strategies import class_count as cc
     x, _ = unequal_blobs(4, n=800)
     est = estimate_class_range(x, repeats=3)
-    assert est.k_per_seed == (4,) and est.k_range == (4, 4)
+    n = x.shape[0]
+    whole = estimate_num_classes(x, max_k=est.max_k, n_sample=n, seed=0)
+    assert est.k == whole.k == 4 and est.k_per_seed == (4, 4, 4) and est.k_range == (4, 4)
+    np.testing.assert_array_equal(est.sample, np.arange(n))
+    subs = [estimate_num_classes(x, max_k=est.max_k, n_sample=int(0.8 * n), seed=s).k for s in (1, 2)]
+    assert list(est.k_per_seed[1:]) == subs
+    # no clear gap: the subsamples disagree with the whole pool and the range shows it
+    noise = np.random.default_rng(0).standard_normal((600, 16)).astype(np.float32)
+    est = estimate_class_range(noise, max_k=30, repeats=5)
+    assert est.k == est.k_per_seed[0] and len(est.k_per_seed) == 5
+    assert est.k_range == (min(est.k_per_seed), max(est.k_per_seed)) and est.k_range[0] < est.k_range[1]
+    # a pool of a handful of rows: the whole pool's estimate alone
+    est = estimate_class_range(x[: cc.MIN_RANGE_ROWS - 1], repeats=3)
+    assert len(est.k_per_seed) == 1
 
 
 def test_mixed20_range_contains_the_truth():

@@ -186,7 +186,7 @@ def test_summary_prints_the_class_estimate_and_its_range(tmp_path):
     np.save(tmp_path / "emb.npy", x)
     r = _run("select", "-b", 8, "--embeddings", tmp_path / "emb.npy", "-s", "balanced", "-o", tmp_path / "o.csv")
     assert r.exit_code == 0, r.output
-    assert "estimated classes: 4 (range 4-4 over 1 subsample)" in r.output, r.output
+    assert "estimated classes: 4 (range 4-4 over 3 samples of the pool)" in r.output, r.output
 
 
 def test_default_strategy_is_typcover_and_reports_the_class_estimate(tmp_path):
