@@ -123,6 +123,15 @@ def make_pool(shape: str, y: np.ndarray, train: np.ndarray, rng: np.random.Gener
     raise ValueError(f"unknown pool shape {shape!r}; choose from {', '.join(SHAPES)}")
 
 
+def split(y: np.ndarray, test_per_class: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """The matrix's fixed (seed 12345) split of a dataset's rows into the training rows pools are drawn
+    from and a class-balanced test split of ``test_per_class`` per class (at most a third of the
+    smallest class)."""
+    from selector.eval.pools import train_test_split_balanced
+    per_test = min(test_per_class, int(np.bincount(y).min()) // 3)
+    return train_test_split_balanced(y, per_test, rng=np.random.default_rng(12345))
+
+
 # ---------------------------------------------------------------------------------------------- run
 
 def parse_strategy(spec: str):
@@ -206,9 +215,7 @@ def main(argv=None) -> None:
             embs = {} if a.embeddings and "pca50" not in a.embeddings else {"pca50": pca50(pixels)}
             embs.update(embeddings_for(ds, y.shape[0], a.emb_dir, a.embeddings))
             del pixels
-            from selector.eval.pools import train_test_split_balanced
-            per_test = min(a.test_per_class, int(np.bincount(y).min()) // 3)
-            train, test = train_test_split_balanced(y, per_test, rng=np.random.default_rng(12345))
+            train, test = split(y, a.test_per_class)
             for shape in a.shapes:
                 for seed in range(a.seeds):
                     pool = make_pool(shape, y, train, np.random.default_rng(seed), a.per_class, a.n_max)

@@ -68,7 +68,6 @@ def main(argv=None) -> None:
     raw = list(sys.argv[1:] if argv is None else argv)
     a = ap.parse_args(argv)
     from selector.atomic import atomic_write
-    from selector.eval.pools import train_test_split_balanced
     md_path = a.out / "summary.md"
     if md_path.exists() and not a.force:
         raise SystemExit(f"{md_path} exists; pass --force to overwrite it")
@@ -80,13 +79,12 @@ def main(argv=None) -> None:
         embs = {} if a.embeddings and "pca50" not in a.embeddings else {"pca50": sm.pca50(pixels)}
         embs.update(sm.embeddings_for(ds, y.shape[0], a.emb_dir, a.embeddings))
         del pixels
-        per_test = min(100, int(np.bincount(y).min()) // 3)  # the matrix's split, so its pools
-        train, _ = train_test_split_balanced(y, per_test, rng=np.random.default_rng(12345))
-        per_class = 100 if ds == "mixed20" else 200
+        train, _ = sm.split(y)  # the matrix's split and pool draws: the pools its strategies saw
         for ename, emb in embs.items():
             sizes, pur = [], []
             for seed in range(a.seeds):
-                pool = sm.make_pool(a.shape, y, train, np.random.default_rng(seed), per_class, a.n_max)
+                # per_class only shapes balanced pools, never these long tails
+                pool = sm.make_pool(a.shape, y, train, np.random.default_rng(seed), 200, a.n_max)
                 s, p = by_rank(emb[pool], y[pool], a.k)
                 sizes.append(s)
                 pur.append(p)
