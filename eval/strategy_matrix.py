@@ -97,6 +97,17 @@ def embeddings_for(dataset: str, n: int, emb_dir: Path | None, only: list[str] |
     return out
 
 
+def dataset_embeddings(dataset: str, emb_dir: Path | None, only: list[str] | None,
+                       cache_dir: Path | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The matrix's embeddings of one dataset, ``{"pca50": ..., name: ...}`` (``pca50`` unless ``only``
+    leaves it out; the others from :func:`embeddings_for`), and its (n,) labels."""
+    pixels, y = load_pixels(dataset, cache_dir)
+    embs = {} if only and "pca50" not in only else {"pca50": pca50(pixels)}
+    del pixels
+    embs.update(embeddings_for(dataset, y.shape[0], emb_dir, only))
+    return embs, y
+
+
 def make_pool(shape: str, y: np.ndarray, train: np.ndarray, rng: np.random.Generator, per_class: int,
               n_max: int) -> np.ndarray:
     """Indices into ``y`` (a subset of ``train``) of one pool of the given shape."""
@@ -211,10 +222,7 @@ def main(argv=None) -> None:
         w = csv.DictWriter(fh, fieldnames=FIELDS)
         w.writeheader()
         for ds in a.datasets:
-            pixels, y = load_pixels(ds, a.cache_dir)
-            embs = {} if a.embeddings and "pca50" not in a.embeddings else {"pca50": pca50(pixels)}
-            embs.update(embeddings_for(ds, y.shape[0], a.emb_dir, a.embeddings))
-            del pixels
+            embs, y = dataset_embeddings(ds, a.emb_dir, a.embeddings, a.cache_dir)
             train, test = split(y, a.test_per_class)
             for shape in a.shapes:
                 for seed in range(a.seeds):

@@ -75,10 +75,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"--k must be >= 1, got {a.k}")
     rows = []
     for ds in a.datasets:
-        pixels, y = sm.load_pixels(ds, a.cache_dir)
-        embs = {} if a.embeddings and "pca50" not in a.embeddings else {"pca50": sm.pca50(pixels)}
-        embs.update(sm.embeddings_for(ds, y.shape[0], a.emb_dir, a.embeddings))
-        del pixels
+        embs, y = sm.dataset_embeddings(ds, a.emb_dir, a.embeddings, a.cache_dir)
         train, _ = sm.split(y)  # the matrix's split and pool draws: the pools its strategies saw
         for ename, emb in embs.items():
             sizes, pur = [], []

@@ -285,18 +285,23 @@ def estimate_class_range(x: np.ndarray, max_k: int | None = None, n_sample: int 
     n = x.shape[0]
     max_k = auto_max_k(n, budget) if max_k is None else int(max_k)
     m = sample_size(n_sample, max_k)
-    if m >= n:
+    whole = m >= n
+    if whole:
         # every subsample would be the whole pool: K comes from the whole pool, and the range from it and
         # repeats - 1 seeded subsamples of SUBSAMPLE_FRACTION of it, so that the range still says how
         # stable K is (a single estimate of a 1,797-row pool with no clear gap reads "26, range 26-26")
-        return _whole_pool_range(x, max_k, k_graph, seed, repeats)
-    ests = [estimate_num_classes(x, max_k=max_k, n_sample=m, k_graph=k_graph, seed=seed + r) for r in range(repeats)]
+        sizes = [n] + [int(SUBSAMPLE_FRACTION * n)] * (repeats - 1 if n >= MIN_RANGE_ROWS else 0)
+    else:
+        sizes = [m] * repeats
+    ests = [estimate_num_classes(x, max_k=max_k, n_sample=s, k_graph=k_graph, seed=seed + r)
+            for r, s in enumerate(sizes)]
     ks = [e.k for e in ests]
     order = np.argsort(ks, kind="stable")
-    mid = ests[int(order[(len(ks) - 1) // 2])]
-    log.debug("class count: K=%d, range %d-%d over %d subsamples (max_k=%d)", mid.k, min(ks), max(ks), len(ks), max_k)
-    return ClassCountEstimate(mid.k, mid.eigenvalues, mid.gaps, mid.sample, mid.vectors,
-                              k_range=(min(ks), max(ks)), k_per_seed=tuple(ks), max_k=mid.max_k)
+    rep = ests[0] if whole else ests[int(order[(len(ks) - 1) // 2])]
+    log.debug("class count: K=%d, range %d-%d over %d samples of %s rows (max_k=%d)", rep.k, min(ks), max(ks),
+              len(ks), sizes, max_k)
+    return ClassCountEstimate(rep.k, rep.eigenvalues, rep.gaps, rep.sample, rep.vectors,
+                              k_range=(min(ks), max(ks)), k_per_seed=tuple(ks), max_k=rep.max_k)
 
 
 #: share of a small pool (no larger than the subsample) that each further repeat of
@@ -305,23 +310,6 @@ SUBSAMPLE_FRACTION = 0.8
 
 #: pools smaller than this get a single estimate (a subsample of a handful of rows says nothing)
 MIN_RANGE_ROWS = 50
-
-
-def _whole_pool_range(x: np.ndarray, max_k: int, k_graph: int, seed: int, repeats: int) -> ClassCountEstimate:
-    """The estimate of the whole pool ``x`` (its K, spectrum and eigenvectors), with ``k_range`` and
-    ``k_per_seed`` over it and ``repeats - 1`` subsamples of :data:`SUBSAMPLE_FRACTION` of its rows
-    (seeds ``seed + 1, ...``); ``k_per_seed[0]`` is the whole pool's K."""
-    n = x.shape[0]
-    whole = estimate_num_classes(x, max_k=max_k, n_sample=n, k_graph=k_graph, seed=seed)
-    ks = [whole.k]
-    if n >= MIN_RANGE_ROWS:
-        m = int(SUBSAMPLE_FRACTION * n)
-        ks += [estimate_num_classes(x, max_k=max_k, n_sample=m, k_graph=k_graph, seed=seed + r).k
-               for r in range(1, repeats)]
-    log.debug("class count: K=%d on the whole pool, range %d-%d with %d subsamples of %.0f %%", whole.k,
-              min(ks), max(ks), len(ks) - 1, 100 * SUBSAMPLE_FRACTION)
-    return ClassCountEstimate(whole.k, whole.eigenvalues, whole.gaps, whole.sample, whole.vectors,
-                              k_range=(min(ks), max(ks)), k_per_seed=tuple(ks), max_k=whole.max_k)
 
 
 def spectral_groups(x: np.ndarray, k: int, estimate: ClassCountEstimate | None = None, seed: int = 0,
