@@ -527,8 +527,8 @@ def _parse_class_names(text: str | None) -> list[str] | None:
 
 
 def _plan(budget, ids, root, labels_in: dict, allow_smaller: bool, where: str, duplicate_mask=None):
-    """The API's :func:`selector.api.plan_selection` with the --labeled/--exclude options."""
-    from .api import plan_selection
+    """The API's :func:`selector.plan.plan_selection` with the --labeled/--exclude options."""
+    from .plan import plan_selection
 
     read_kw = {}
     if labels_in["labeled"] or labels_in["exclude"]:
@@ -738,7 +738,7 @@ def _train(dist, pool, out, batch_size, labels, force, arch, loss, epochs, image
                            decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=None, quiet=quiet)
             y = None
             if labels is not None:
-                from .api import labeled_and_labels
+                from .plan import labeled_and_labels
 
                 _, y, _ = labeled_and_labels(str(labels), p.ids, p.root)
             return p, y

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from selector import Selector, select_embeddings
-from selector.api import labeled_mask_for
+from selector.plan import labeled_mask_for
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_labeled_mask_for_errors():
 
 
 def test_labels_from_a_file_reach_label_aware_strategies(tmp_path):
-    from selector.api import labeled_and_labels
+    from selector.plan import labeled_and_labels
 
     rng = np.random.default_rng(0)
     centers = np.eye(8, dtype=np.float32)[:3] * 4

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 import selector.api
-from selector.api import plan_selection
+import selector.plan
+from selector.plan import plan_selection
 from selector.strategies import SelectionError
 
 IDS = [f"img_{i}.png" for i in range(10)]
@@ -61,14 +62,15 @@ def test_labels_files_and_sent_out_files(tmp_path):
 
 def test_cli_and_api_decide_through_plan_selection(digits_pool, tmp_path, monkeypatch):
     calls = []
-    real = selector.api.plan_selection
+    real = selector.plan.plan_selection
 
     def spy(*args, **kw):
         plan = real(*args, **kw)
         calls.append(plan)
         return plan
 
-    monkeypatch.setattr(selector.api, "plan_selection", spy)
+    monkeypatch.setattr(selector.plan, "plan_selection", spy)
+    monkeypatch.setattr(selector.api, "plan_selection", spy)  # the API's own binding of it
     from selector import Selector
     from selector.cli import main
 
