@@ -133,7 +133,7 @@ def eval_cmd(data, pool_spec, strategy_names, budgets, seeds, rounds, retrainer,
         etr, ete, sel = embed_dataset(xtr, xte, name, cache, encoder, epochs, loss, arch, device, 0, progress)
         retrain = retrainer
         if retrainer == "finetune":
-            from selector.data import load_pool
+            from selector.pool import load_pool
 
             from .finetune import finetune_retrainer
 

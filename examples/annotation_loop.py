@@ -7,7 +7,7 @@ The round trip this script walks through, once per round (files under ``--out``)
 
     round r  1. result = sel.select(budget, labeled=<Label Studio export of rounds 1..r-1>)
                  (round 1: labeled=None; the export JSON is passed as a path, read with
-                 selector.labels.read_labels, so items labeled before are never chosen again)
+                 selector.formats.read_labels, so items labeled before are never chosen again)
              2. result.to_label_studio("round_r/tasks.json")
                  -> Label Studio tasks (data.image URL, data.path, data.rank, the estimated
                  group as a pre-annotation) and round_r/tasks.config.xml (labeling config)
@@ -18,7 +18,7 @@ The round trip this script walks through, once per round (files under ``--out``)
                  ``annotations`` -> round_r/export.json (simulated in Label Studio's export
                  format: the choice in annotations[-1].result[0].value.choices)
              5. labels = read_labels("round_r/export.json", root=pool folder)
-                 -> {pool path: label}; selector.labels.labeled_mask_from matches them to the
+                 -> {pool path: label}; selector.plan.labeled_mask matches them to the
                  pool (mask, class index per item); the metrics below are computed from them
              6. round_r/export.json becomes ``labeled=`` of round r+1
 
@@ -54,10 +54,11 @@ import numpy as np
 from selector.eval.metrics import classes_covered, normalised_entropy  # noqa: E402
 from selector.eval.retrain import linear_probe  # noqa: E402
 from selector import STRATEGIES, Selector  # noqa: E402
-from selector.data import Pool, load_pool, write_demo_pool  # noqa: E402
-from selector.labels import labeled_mask_from, read_labels  # noqa: E402
+from selector.formats import read_labels  # noqa: E402
+from selector.plan import labeled_mask  # noqa: E402
+from selector.pool import Pool, load_pool, write_demo_pool  # noqa: E402
 
-#: The Label Studio control names the export uses (selector.export defaults).
+#: The Label Studio control names the export uses (selector.formats.label_studio defaults).
 FROM_NAME, TO_NAME = "choice", "image"
 
 
@@ -202,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         export_file.write_text(json.dumps(project, indent=1) + "\n", encoding="utf-8")
         # 5. read the labels back
         labels = read_labels(export_file, root=root)
-        mask, y, class_names, n_missing = labeled_mask_from(labels, pool.ids, root)
+        mask, y, class_names, n_missing = labeled_mask(labels, pool.ids, root)
         if n_missing:
             raise RuntimeError(f"{n_missing} exported tasks name no pool item")
         got = [class_names[j] for j in y[mask]]

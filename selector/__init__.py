@@ -21,9 +21,9 @@ _LAZY = {
     "Selector": "selector.api",
     "SelectionResult": "selector.api",
     "select_embeddings": "selector.api",
-    "Pool": "selector.data",
-    "PoolError": "selector.data",
-    "load_pool": "selector.data",
+    "Pool": "selector.pool",
+    "PoolError": "selector.pool",
+    "load_pool": "selector.pool",
 }
 
 

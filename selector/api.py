@@ -11,27 +11,25 @@ strategies on embeddings directly.
 """
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from selector.strategies import STRATEGIES, Selection, Strategy, get_strategy
 
-from .backbones import ARCHS, Encoder, EncoderConfig
-from .data import Pool, load_pool
+from .backbones import ARCHS, EncoderConfig
 from .device import resolve_device
 from .embed import embed_pool
-from .plan import SelectionPlan, labeled_mask_for, plan_selection
-from .train import TrainConfig, auto_epochs, load_encoder, train_encoder
-
-log = logging.getLogger(__name__)
+from .encoding import (MODES, EncoderPlan, EncoderRequest, check_backbone, encoder_config, encoder_input,
+                       get_encoder, plan_encoder, resolve_backbone, train_config)
+from .plan import SelectionPlan, labeled_mask, plan_selection
+from .pool import Pool, load_pool
+from .train import TrainConfig
 
 
 @dataclass
@@ -75,8 +73,8 @@ class SelectionResult:
         return len(self.selection)
 
     def export(self, out_path: str | os.PathLike, fmt: str | None = None, **kw) -> list[Path]:
-        """Write the selection (format from ``fmt`` or the suffix; see :mod:`selector.export`)."""
-        from .export import export_selection
+        """Write the selection (format from ``fmt`` or the suffix; see :mod:`selector.formats`)."""
+        from .formats import export_selection
 
         return export_selection(self.selection, self.ids, out_path, fmt=fmt, root=self.root,
                                 strategy=self.strategy, **kw)
@@ -105,14 +103,14 @@ class Selector:
     Args:
         encoder: path of an encoder checkpoint to use, or None to train one on the pool.
         strategy: a registered strategy name (see ``strategies.STRATEGIES``) or a Strategy instance;
-            default ``"typcover"``, chosen by the strategy matrix (``eval/strategy_matrix.py``).
+            default ``"typcover"``, chosen by the strategy matrix (``benchmarks/strategy_matrix.py``).
         strategy_params: keyword hyperparameters for the named strategy.
         seed: seeds training, k-means and the strategy; the same seed gives the same selection.
         device: "auto" (CUDA when present), "cpu" or "cuda".
         epochs: training epochs; None chooses from the pool size (:func:`selector.train.auto_epochs`).
         loss: contrastive loss name (see ``selector.losses.LOSSES``).
-        arch: encoder architecture ("resnet-small" or "resnet18"); None (default) and no ``backbone``
-            means ``backbone="auto"``.
+        arch: a backbone trained on the pool (``selector.backbones.ARCHS``); None (default) and no
+            ``backbone`` means ``backbone="auto"``.
         batch_size: training batch size.
         image_size: encoder input side; None chooses from the pool.
         cache_dir: folder for the trained encoder and the embedding cache (None: no disk cache).
@@ -120,9 +118,9 @@ class Selector:
         progress: show progress bars (stderr).
         embed_chunk: images per embedding-cache file (the unit of resume; default
             :data:`selector.embed.CHUNK`).
-        backbone: overrides ``arch`` when given: "resnet-small", "resnet18", a pretrained backbone
-            ("efficientnet-lite0", "torchvision:NAME"; :mod:`selector.pretrained`) or "auto"
-            (:func:`selector.pretrained.choose_backbone`, by the pool's kind; the reason is in
+        backbone: overrides ``arch`` when given: a registered backbone (:mod:`selector.backbones`:
+            "resnet-small", "resnet18", "efficientnet-lite0", "torchvision:NAME", ...) or "auto"
+            (:func:`selector.encoding.choose_backbone`, by the pool's kind; the reason is in
             ``backbone_reason_``). Default: ``arch`` if given, else "auto".
         backbone_mode: "auto" (frozen for a pretrained backbone, trained for the others), "frozen"
             (no training: the backbone's pooled features; a random-weight baseline for the small
@@ -131,7 +129,7 @@ class Selector:
             ``$TORCH_HOME/hub/checkpoints``) or of ``efficientnet-lite0`` (default: the package's).
             Nothing is ever downloaded.
         backbone_size: input side of a pretrained backbone (images are resized to it); default
-            :data:`selector.pretrained.DEFAULT_INPUT_SIZE`.
+            :data:`selector.encoding.DEFAULT_INPUT_SIZE`.
         time_budget: minutes of training: the first steps are timed and the number of steps is planned
             so the whole learning-rate schedule ends within it (``epochs``, if given, is then a cap).
         pixel_view: concatenate the pixel view (PCA-50 of the pixels, :mod:`selector.pixels`) to the
@@ -168,8 +166,6 @@ class Selector:
             raise ValueError(f"unknown encoder architecture {arch!r}; choose from {', '.join(ARCHS)}")
         if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {epochs}")
-        from .pretrained import MODES, check_backbone
-
         if backbone is not None:
             check_backbone(backbone)
         if backbone_mode not in MODES:
@@ -219,13 +215,12 @@ class Selector:
         Args:
             labels: optional (n,) int64 known labels (-1 unknown) for losses that use them (KCL,
                 SupCon-spread); ignored by the others, so they neither change training nor the cache key.
-        Sets ``pool_``, ``encoder_``, ``embeddings_`` (n, dim) float32, ``timings_`` (seconds per step)
-        and ``n_embedded_`` (images the encoder ran on; 0 when all came from the cache).
+        Sets ``pool_``, ``encoder_plan_`` (:class:`selector.encoding.EncoderPlan`: which encoder and why),
+        ``encoder_``, ``embeddings_`` (n, dim) float32, ``timings_`` (seconds per step) and ``n_embedded_``
+        (images the encoder ran on; 0 when all came from the cache).
         """
         t0 = time.perf_counter()
         self.timings_: dict[str, float] = {}
-        if labels is not None and not self._loss_uses_labels():
-            labels = None
         if not isinstance(pool, Pool):  # read the pool the way the encoder expects
             size, channels = encoder_input(self.encoder, self.image_size)
             pool = load_pool(pool, image_size=size, channels=channels, on_bad=self.on_bad, progress=self.progress)
@@ -234,8 +229,11 @@ class Selector:
         device = self.dist.device if self.dist is not None else resolve_device(self.device)
 
         t1 = time.perf_counter()
-        self.encoder_cached_ = False  # set by _get_encoder when a finished checkpoint is reused
-        self.encoder_ = self._get_encoder(pool, device, labels)
+        plan = self.plan_encoder(pool, labels)
+        self.encoder_plan_ = plan
+        self.backbone_, self.backbone_reason_ = plan.backbone, plan.reason
+        self.encoder_, self.encoder_cached_, self.checkpoint_ = get_encoder(
+            plan, pool.images, device, cache_dir=self.cache_dir, labels=labels, progress=self.progress, dist=self.dist)
         self.train_report_ = getattr(self.encoder_, "train_report", None)  # steps, epochs, images seen, seconds
         self.timings_["train"] = time.perf_counter() - t1
 
@@ -244,7 +242,7 @@ class Selector:
                                                         cache_dir=self.cache_dir, progress=self.progress,
                                                         chunk=self.embed_chunk, dist=self.dist)
         self.pixel_view_ = None
-        if self.uses_pixel_view() and self.embeddings_ is not None:  # rank 0 alone when distributed
+        if plan.pixel_view and self.embeddings_ is not None:  # rank 0 alone when distributed
             from .pixels import PixelPCA, concat_views
 
             self.pixel_view_ = PixelPCA().fit(pool.images, seed=self.seed)
@@ -252,29 +250,24 @@ class Selector:
         self.timings_["embed"] = time.perf_counter() - t2
         return self
 
-    def _loss_uses_labels(self) -> bool:
-        from .losses import LOSSES
+    def encoder_request(self) -> EncoderRequest:
+        """The encoder options of this selector, as :func:`selector.encoding.plan_encoder` reads them."""
+        return EncoderRequest(backbone=self.backbone_name, mode=self.backbone_mode, encoder=self.encoder,
+                              weights=self.weights, backbone_size=self.backbone_size, loss=self.loss,
+                              epochs=self.epochs, time_budget=self.time_budget, batch_size=self.batch_size,
+                              seed=self.seed, flip=self.flip, autoencoder=self.autoencoder, pixel_view=self.pixel_view)
 
-        return bool(getattr(LOSSES.get(self.loss), "needs_labels", False))
+    def plan_encoder(self, pool: Pool, labels: np.ndarray | None = None) -> EncoderPlan:
+        """The :class:`selector.encoding.EncoderPlan` :meth:`fit` follows for ``pool`` (and known ``labels``)."""
+        world = self.dist.world if self.dist is not None else 1
+        return plan_encoder(self.encoder_request(), pool.channels, pool.size, len(pool), pool_key=pool.key,
+                            labels=labels, world_size=world)
 
     def train_config(self, n: int, backbone: str | None = None) -> TrainConfig:
         """The training configuration used for a pool of ``n`` images (``backbone``: the resolved one,
         default: the one ``fit`` used, else the one asked for)."""
-        kw = {}
-        if self.time_budget is not None:  # the budget plans the steps; epochs, if given, caps them
-            kw = {"epochs": self.epochs or 0, "time_budget_s": float(self.time_budget) * 60.0}
-        else:
-            kw = {"epochs": self.epochs or auto_epochs(n)}
-        from .pretrained import is_pretrained
-
-        if is_pretrained(backbone or getattr(self, "backbone_", None) or self.backbone_name):
-            kw["lr"] = TrainConfig.lr / 10  # fine-tuning pretrained weights: a tenth of the from-scratch rate
-        from .losses import TRAIN_PARAMS
-
-        if self.loss in TRAIN_PARAMS:  # supcon-spread: the paper's temperature and weights
-            kw["loss_params"] = dict(TRAIN_PARAMS[self.loss])
-        return TrainConfig(loss=self.loss, batch_size=self.batch_size, seed=self.seed, flip=self.flip,
-                           autoencoder=self.autoencoder, **kw)
+        return train_config(self.encoder_request(), n, backbone or getattr(self, "backbone_", None)
+                            or self.backbone_name)
 
     @property
     def backbone_name(self) -> str:
@@ -283,72 +276,15 @@ class Selector:
 
     def uses_pixel_view(self) -> bool:
         """Whether :meth:`fit` adds the pixel view (see ``pixel_view``)."""
-        if self.pixel_view is not None:
-            return bool(self.pixel_view)
-        return self.encoder is None and self.backbone_name == "auto"
+        return self.encoder_request().adds_pixel_view()
 
     def resolve_backbone(self, pool: Pool) -> tuple[str, str, str]:
         """(backbone, "frozen" or "trained", reason) used for ``pool``; ``auto`` is decided here."""
-        from .pretrained import choose_backbone, pretrained_installed, resolve_mode
-
-        name = self.backbone_name
-        if name == "auto":
-            name, mode, reason = choose_backbone(pool.channels, pool.size, len(pool), pretrained_installed())
-            if self.backbone_mode != "auto":
-                mode = resolve_mode(name, self.backbone_mode)
-            return name, mode, reason
-        mode = resolve_mode(name, self.backbone_mode)
-        return name, mode, f"{name} as asked"
+        return resolve_backbone(self.backbone_name, self.backbone_mode, pool.channels, pool.size, len(pool))
 
     def encoder_config(self, pool: Pool) -> EncoderConfig:
-        from .pretrained import encoder_config
-
         name, mode, _ = self.resolve_backbone(pool)
         return encoder_config(name, pool.channels, pool.size, mode, size=self.backbone_size, weights=self.weights)
-
-    def _get_encoder(self, pool: Pool, device, labels) -> Encoder:
-        if self.encoder is not None:
-            enc, state = load_encoder(self.encoder, map_location="cpu")
-            if enc.config.in_channels != pool.channels or enc.config.image_size != pool.size:
-                raise ValueError(f"encoder {self.encoder} expects {enc.config.in_channels}-channel "
-                                 f"{enc.config.image_size} px images, the pool has {pool.channels}-channel {pool.size} px")
-            return enc.to(device)
-        self.backbone_, mode, self.backbone_reason_ = self.resolve_backbone(pool)
-        enc_cfg = self.encoder_config(pool)
-        self.checkpoint_ = None
-        if mode == "frozen":  # nothing to train: the backbone's features (cached by content as any other)
-            import torch
-
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)  # a random-weight baseline is the same for the same seed
-                return Encoder(enc_cfg, weights=self.weights).eval().to(device)
-        tr_cfg = self.train_config(len(pool), backbone=self.backbone_)
-        ckpt = None
-        if self.cache_dir is not None:
-            folder = Path(self.cache_dir) / "encoders"
-            folder.mkdir(parents=True, exist_ok=True)
-            world = self.dist.world if self.dist is not None else 1
-            key = encoder_cache_key(pool.key, enc_cfg.to_dict(), tr_cfg.to_dict(), labels, world_size=world)
-            ckpt = folder / f"encoder-{key}.pt"
-        self.checkpoint_ = ckpt
-
-        def cached() -> bool:
-            if ckpt is None or not ckpt.exists():
-                return False
-            from .train import CheckpointError, checkpoint_finished, read_checkpoint
-
-            try:
-                return checkpoint_finished(read_checkpoint(ckpt))
-            except CheckpointError as e:  # our own cache entry, damaged (truncated, disk error): redo it
-                log.warning("ignoring damaged cached encoder %s (%s); training again", ckpt,
-                            str(e).replace(f"{ckpt}: ", "").replace(f" {ckpt}", ""))
-                ckpt.unlink(missing_ok=True)
-                return False
-
-        # rank 0 looks at the cache for everyone (it alone writes the checkpoint)
-        self.encoder_cached_ = cached() if self.dist is None else self.dist.on_main(cached)
-        return train_encoder(pool.images, enc_cfg, tr_cfg, device, checkpoint_path=ckpt, labels=labels,
-                             progress=self.progress, weights=self.weights, dist=self.dist)
 
     def embed(self, pool: Pool | str | os.PathLike) -> np.ndarray:
         """Embed another pool with the fitted encoder: (n, dim) float32, L2-normalised."""
@@ -373,10 +309,11 @@ class Selector:
 
     def labeled_mask(self, labeled: Any) -> tuple[np.ndarray, int]:
         """(n,) bool mask from ``labeled``: None, a bool mask, indices, item ids, a {id: label}
-        mapping, or a labels file (.csv, .txt, .jsonl, Label Studio .json, CVAT .xml).
-        Returns (mask, number of entries that name no pool item)."""
+        mapping, or a labels file (.csv, .txt, .jsonl, Label Studio .json, CVAT .xml); see
+        :func:`selector.plan.labeled_mask`. Returns (mask, number of entries that name no pool item)."""
         self._check_fitted()
-        return labeled_mask_for(labeled, self.pool_.ids, self.pool_.root)
+        found = labeled_mask(labeled, self.pool_.ids, self.pool_.root)
+        return found.mask, found.missing
 
     def select(self, budget: int, labeled: Any = None, *, files: Sequence[str | os.PathLike] = (),
                exclude: Sequence[str | os.PathLike] = (), allow_smaller: bool = False, **read_kw) -> SelectionResult:
@@ -395,52 +332,10 @@ class Selector:
         self._check_fitted()
         if len(plan.excluded) != len(self.pool_):
             raise ValueError(f"the plan covers {len(plan.excluded)} items, the pool has {len(self.pool_)}")
-        strat = self.strategy if isinstance(self.strategy, Strategy) else get_strategy(self.strategy, **self.strategy_params)
+        strat = (self.strategy if isinstance(self.strategy, Strategy)
+                 else get_strategy(self.strategy, **self.strategy_params))
         return select_embeddings(self.embeddings_, plan.budget, plan.excluded, strat, self.seed, self.pool_.ids,
                                  self.pool_.root, info=plan.info, labels=plan.labels)
-
-
-def encoder_input(encoder: str | os.PathLike | None, image_size: int | None = None, what: str = "image_size"
-                  ) -> tuple[int | None, int | None]:
-    """(image size, channels) a pool must be read at for ``encoder`` (a checkpoint path, or None to
-    train one: then ``image_size`` and any channel count). Raises CheckpointError for a checkpoint
-    without a valid input size and ValueError when ``image_size`` (named ``what`` in the message)
-    differs from the encoder's."""
-    if encoder is None:
-        return image_size, None
-    from .train import CheckpointError, read_checkpoint
-
-    cfg = read_checkpoint(encoder)["config"]
-    try:
-        size, channels = int(cfg["image_size"]), int(cfg["in_channels"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{encoder}: the stored configuration has no valid input size") from e
-    if image_size is not None and image_size != size:
-        raise ValueError(f"encoder {encoder} expects {size} px images, but {what} {image_size} was given; "
-                         f"leave {what} out")
-    return size, channels
-
-
-def encoder_cache_key(pool_key: str, encoder_config: Mapping[str, Any], train_config: Mapping[str, Any],
-                      labels: np.ndarray | None = None, world_size: int = 1) -> str:
-    """The name (``encoder-<key>.pt``) of a trained encoder in the cache: a hash of the pool's content
-    key, the encoder and training configurations, the known labels that trained it, the package version
-    and the training recipe's code (:func:`selector.train.recipe_digest`), so an upgrade that changes
-    how encoders are trained never reuses one cached before it; and the number of processes that
-    trained it when above 1 (N processes of batch b train with the global batch N*b)."""
-    from . import __version__
-    from .train import recipe_digest
-
-    h = hashlib.blake2b(digest_size=10)
-    h.update(f"selector {__version__}\nrecipe {recipe_digest()}\n".encode())
-    h.update(pool_key.encode())
-    h.update(repr(sorted(dict(encoder_config).items())).encode())
-    h.update(repr(sorted(dict(train_config).items())).encode())
-    if labels is not None:
-        h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
-    if world_size > 1:
-        h.update(f"\nprocesses {int(world_size)}".encode())
-    return h.hexdigest()
 
 
 #: Largest magnitude accepted in an embedding: squared distances summed over a million rows of a few

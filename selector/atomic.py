@@ -5,7 +5,7 @@
   nothing behind. With ``overwrite=False`` the file is only created, never replaced: if it appeared
   while this run worked (another run with the same output), :class:`OutputExistsError` is raised.
 * :func:`check_outputs`: the rule "every file a run writes obeys ``--force``", applied to the list of
-  every path a run will write (``selector.export.output_paths``), before any work.
+  every path a run will write (``selector.formats.output_paths``), before any work.
 """
 from __future__ import annotations
 

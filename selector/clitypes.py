@@ -41,3 +41,30 @@ def names_of(module: str, attr: str, sort: bool = True) -> Callable[[], list[str
         return sorted(names) if sort else names
 
     return load
+
+
+class LazyHelpOption(click.Option):
+    """A :class:`click.Option` whose help text ends with ``more()``, loaded only when the help is shown
+    (``--help``), not when the option is parsed or completed: e.g. the entries of a registry.
+    Use as ``click.option(..., cls=LazyHelpOption, more=loader)``."""
+
+    def __init__(self, *args, more: Callable[[], str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._more = more
+
+    def get_help_record(self, ctx):
+        static = self.help
+        self.help = f"{static or ''} {self._more()}".strip()
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = static
+
+
+def text_of(module: str, func: str, *args) -> Callable[[], str]:
+    """A loader for :class:`LazyHelpOption`: ``module.func(*args)``, imported on first use."""
+
+    def load() -> str:
+        return getattr(importlib.import_module(module), func)(*args)
+
+    return load

@@ -14,7 +14,7 @@ which respects container/cgroup CPU sets better than ``os.cpu_count``), capped b
 ``OMP_NUM_THREADS`` when that is set. The module applies it once on import so faiss does not
 oversubscribe a small machine.
 
-Scaling (measured on a 2-core CPU, ``eval/bench_strategies.py``): k-means trains on at most
+Scaling (measured on a 2-core CPU, ``benchmarks/bench_strategies.py``): k-means trains on at most
 ``k * max_points_per_centroid`` seeded-sampled points and then assigns all n points, so k=1,000
 on 1M x 128 takes ~3 s instead of ~11 s for full training. :func:`knn` uses an exact flat
 index up to ``flat_max`` database points and an IVF index above it.
@@ -71,7 +71,7 @@ def one_blas_thread():
     per seeding step): far too little work to share between threads, so with several BLAS threads
     each step mostly pays for waking and synchronising them. On a busy 2-core machine that made
     1,000 k-center picks from 10,000 x 128 take 5-12 s instead of ~0.3 s
-    (``eval/bench_kcenter.py --compare``).
+    (``benchmarks/bench_kcenter.py --compare``).
     """
     return threadpool_limits(limits=1, user_api="blas")
 
@@ -179,7 +179,7 @@ def kmeanspp_init(x: np.ndarray, k: int, seed: int, n_local_trials: int | None =
     Each step draws ``n_local_trials`` candidates (default ``2 + int(log k)``) with probability
     proportional to their squared distance to the nearest row already chosen and keeps the one
     that lowers the k-means potential most. Chosen by measurement (issue 13,
-    ``eval/bench_strategies.py --quality``): on 50 clusters of unequal sizes (10,000 x 128), plain
+    ``benchmarks/bench_strategies.py --coverage``): on 50 clusters of unequal sizes (10,000 x 128), plain
     D^2 sampling (``n_local_trials=1``) seeded TypiClust to 41 of 50 clusters covered at B = 50,
     the greedy variant to 45 (the published TypiClust code, scikit-learn ``KMeans``, covers 44-46);
     training on more points or for more iterations changed nothing. O(k * trials * n * d) time,

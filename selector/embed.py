@@ -10,7 +10,7 @@ looks every image's digest up there and runs the encoder only on the images not 
 * byte-identical files are embedded once.
 
 Memory: the cache is read one chunk file at a time straight into the output array and the images
-are read in chunks of ``chunk`` rows (they may be a memory map, :func:`selector.data.alloc_images`),
+are read in chunks of ``chunk`` rows (they may be a memory map, :func:`selector.pool.alloc_images`),
 so the only pool-sized allocation is the (n, dim) float32 result.
 
 Test hook: the environment variable ``SELECTOR_TEST_PAUSE_AFTER_CHUNK_S`` (seconds, default unset)

@@ -2,7 +2,7 @@
 
 :func:`torchrun_command` builds ``python -m torch.distributed.run --standalone --nproc_per_node N -m
 selector <the same arguments without --nproc>``; :func:`run_torchrun` runs it as a child that dies with
-this process (``PR_SET_PDEATHSIG`` through :func:`selector.data.die_with_parent`, as the decoder
+this process (``PR_SET_PDEATHSIG`` through :func:`selector.supervise.die_with_parent`, as the decoder
 workers do), and the ranks it starts die with torchrun the same way (:func:`selector.distributed` is
 joined by the CLI, which sets it up). Several machines: run ``torchrun`` yourself with its ``--nnodes``
 and ``--rdzv-*`` flags (``docs/distributed.md``).
@@ -16,6 +16,8 @@ import signal
 import subprocess
 import sys
 from typing import Sequence
+
+from .supervise import die_with_parent
 
 #: Environment variables torchrun sets in the processes it starts (one of them is enough to tell).
 TORCHRUN_VARS = ("TORCHELASTIC_RUN_ID", "GROUP_RANK", "LOCAL_WORLD_SIZE")
@@ -64,8 +66,6 @@ def torchrun_command(nproc: int, args: Sequence[str], python: str | None = None)
 
 
 def _die_with_launcher(parent: int) -> None:  # runs in the child between fork and exec
-    from .data import die_with_parent
-
     die_with_parent(parent, watch=False)
 
 

@@ -4,7 +4,7 @@ PCA of the raw pixels is a strong embedding on small, centred images (digits, gl
 objects), where a contrastive encoder trained for minutes on a CPU or an ImageNet backbone may not
 beat it; on photos a learned embedding is far ahead. Concatenating the L2-normalised blocks of both
 makes cosine similarity the mean of the two views' similarities, so the neighbours of an image are
-those that both views agree on. The embedding benchmark (``eval/runs/embeddings``) measures each view
+those that both views agree on. The embedding benchmark (``benchmarks/results/embeddings``) measures each view
 and their concatenation on every dataset and pool shape.
 """
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """What a selection may choose, decided before any slow work: the labeled mask, the known labels,
 byte-identical duplicates and the budget (:func:`plan_selection`), for the API and the command line alike.
+
+:func:`labeled_mask` is the one place that turns labels in any form (a mask, indices, item ids, a
+``{id: label}`` mapping, a labels file) into a mask over the pool and class ids.
 """
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
+
+from .formats import last_round, normalize_path, read_label_files, read_labels
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +53,16 @@ def plan_selection(budget: int, ids: Sequence[str], labeled: Any = None, *,
     Args:
         budget: items asked for.
         ids: (n,) item ids of the pool or embedding rows.
-        labeled: labels in any form :meth:`Selector.labeled_mask` takes (None, a mask, indices, item
-            ids, a {id: label} mapping, one labels file); not together with ``files``/``exclude``.
+        labeled: labels in any form :func:`labeled_mask` takes (None, a mask, indices, item ids, a
+            {id: label} mapping, one labels file); not together with ``files``/``exclude``.
         files: labels files, e.g. one export per round; their union (see
-            :func:`selector.labels.read_label_files`).
+            :func:`selector.formats.read_label_files`).
         exclude: files of items sent out but not labeled yet: excluded, not counted as labeled.
         root: the pool folder, to match absolute paths and URLs in labels files.
         duplicate_mask: ``Pool.duplicate_mask``: given the excluded mask, the copies to exclude too.
         allow_smaller: a budget above the free items takes them all (with a warning) instead of failing.
         where: names the pool in messages.
-        **read_kw: passed to :func:`selector.labels.read_labels` (``skipped``, ``url_prefix``,
+        **read_kw: passed to :func:`selector.formats.read_labels` (``skipped``, ``url_prefix``,
             ``document_root``).
 
     Raises:
@@ -72,14 +77,13 @@ def plan_selection(budget: int, ids: Sequence[str], labeled: Any = None, *,
     if files or exclude:
         if labeled is not None:
             raise ValueError("give labels either as labeled= or as files=/exclude=, not both")
-        from .labels import _class_order, last_round, read_label_files
-
         labeled = read_label_files(files, exclude, root, **read_kw)
         info = {"round": last_round([*files, *exclude]) + 1,
                 "class_names": _class_order({v for v in labeled.values() if v is not None})}
     elif read_kw:
         raise ValueError(f"{', '.join(sorted(read_kw))} apply to labels files (files=, exclude=)")
-    mask, y, missing = labeled_and_labels(labeled, ids, root)
+    found = labeled_mask(labeled, ids, root)
+    mask, y, missing = found.mask, found.labels, found.missing
     named = [*files, *exclude] or ([labeled] if isinstance(labeled, (str, os.PathLike)) else [])
     if named and not mask.any() and not missing:
         log.warning("labeled file%s %s list%s no images; nothing is excluded", "s" if len(named) > 1 else "",
@@ -103,46 +107,113 @@ def plan_selection(budget: int, ids: Sequence[str], labeled: Any = None, *,
                          n_duplicates=int(dup.sum()), missing=missing, info=info)
 
 
-def labeled_mask_for(labeled: Any, ids: Sequence[str], root: Path | None) -> tuple[np.ndarray, int]:
-    """See :meth:`Selector.labeled_mask`; works on any list of item ids."""
-    mask, _, missing = labeled_and_labels(labeled, ids, root)
-    return mask, missing
+class LabeledMask(NamedTuple):
+    """What labels say about a pool (:func:`labeled_mask`).
+
+    Attributes:
+        mask: (n,) bool, True for labeled items.
+        y: (n,) int64, the index into ``class_names`` or -1 (unlabeled, or labeled with unknown label).
+        class_names: the labels seen on matched items, sorted (numerically when all look like integers).
+        missing: entries of the labels naming no item of the pool (for the caller to warn about).
+    """
+
+    mask: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+    missing: int
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """``y`` when at least one label is known, else None (what label-aware strategies take)."""
+        return self.y if (self.y >= 0).any() else None
 
 
-def labeled_and_labels(labeled: Any, ids: Sequence[str], root: Path | None
-                       ) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """(mask (n,) bool, labels (n,) int64 class ids with -1 for unknown or None when no label is known,
-    entries naming no pool item) from any form :meth:`Selector.labeled_mask` takes. Class ids index the
-    sorted class names of a labels file or mapping."""
+def labeled_mask(labeled: Any, ids: Sequence[str], root: str | os.PathLike | None = None) -> LabeledMask:
+    """Match labels in any form to the items ``ids`` of a pool (or the rows of an embedding).
+
+    Args:
+        labeled: None (nothing labeled); a (n,) bool mask; an array of indices; item ids (matched like
+            the paths of a labels file); a ``{id: label or None}`` mapping (as from
+            :func:`selector.formats.read_labels`; None: labeled, label unknown); or the path of a labels
+            file (.csv, .txt, .jsonl, Label Studio .json, CVAT .xml).
+        ids: (n,) the pool's item ids, indexed like the embeddings.
+        root: the pool folder, to match absolute paths and URLs (not used unless it is a folder).
+
+    Returns:
+        :class:`LabeledMask`; class ids index the sorted class names of a labels file or mapping. A mask
+        or indices carry no label.
+
+    Raises:
+        ValueError: a mask of another shape, an index out of range, two pool ids naming the same file,
+            or two entries with different labels naming the same file.
+        LabelFileError: an unreadable labels file.
+    """
     n = len(ids)
+    folder = root if root is not None and Path(root).is_dir() else None
     if labeled is None:
-        return np.zeros(n, dtype=bool), None, 0
+        return _without_labels(np.zeros(n, dtype=bool))
     if isinstance(labeled, (str, os.PathLike)):
-        from .labels import read_labels
+        labeled = read_labels(labeled, root=folder)
+    if not isinstance(labeled, Mapping):
+        arr = np.asarray(labeled)
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise ValueError(f"labeled mask has shape {arr.shape}, expected ({n},)")
+            return _without_labels(arr.copy())
+        if arr.size == 0:
+            return _without_labels(np.zeros(n, dtype=bool))
+        if np.issubdtype(arr.dtype, np.integer):
+            if arr.min() < 0 or arr.max() >= n:
+                raise ValueError(f"labeled index out of range [0, {n}): {arr.min()}..{arr.max()}")
+            mask = np.zeros(n, dtype=bool)
+            mask[arr] = True
+            return _without_labels(mask)
+        labeled = {str(p): None for p in arr.tolist()}
+    return _match(labeled, ids, folder)
 
-        labeled = read_labels(labeled, root=root if root is not None and Path(root).is_dir() else None)
-    if isinstance(labeled, Mapping):
-        from .labels import labeled_mask_from
 
-        mask, y, _, missing = labeled_mask_from(labeled, ids, root if root is not None and Path(root).is_dir() else None)
-        return mask, (y if (y >= 0).any() else None), missing
-    mask, missing = _mask_from_array(labeled, ids, root)
-    return mask, None, missing
+def _without_labels(mask: np.ndarray) -> LabeledMask:
+    return LabeledMask(mask, np.full(len(mask), -1, dtype=np.int64), [], 0)
 
 
-def _mask_from_array(labeled: Any, ids: Sequence[str], root: Path | None) -> tuple[np.ndarray, int]:
-    n = len(ids)
-    arr = np.asarray(labeled)
-    if arr.dtype == bool:
-        if arr.shape != (n,):
-            raise ValueError(f"labeled mask has shape {arr.shape}, expected ({n},)")
-        return arr.copy(), 0
-    if arr.size == 0:
-        return np.zeros(n, dtype=bool), 0
-    if np.issubdtype(arr.dtype, np.integer):
-        if arr.min() < 0 or arr.max() >= n:
-            raise ValueError(f"labeled index out of range [0, {n}): {arr.min()}..{arr.max()}")
-        mask = np.zeros(n, dtype=bool)
-        mask[arr] = True
-        return mask, 0
-    return labeled_mask_for({str(p): None for p in arr.tolist()}, ids, root)
+def _match(labels: Mapping[str, str | None], paths: Sequence[str], root: str | os.PathLike | None
+           ) -> LabeledMask:
+    """Match ``{path: label or None}`` to the pool ids ``paths`` (paths normalised on both sides)."""
+    n = len(paths)
+    where: dict[str, int] = {}
+    for i, p in enumerate(paths):
+        key = normalize_path(p, root)
+        if key in where:
+            raise ValueError(f"pool ids {paths[where[key]]!r} and {p!r} name the same file")
+        where[key] = i
+    found: dict[int, str | None] = {}
+    seen_as: dict[int, str] = {}
+    n_missing = 0
+    for k, lab in labels.items():
+        i = where.get(normalize_path(k, root))
+        if i is None:
+            n_missing += 1
+            continue
+        if i in found and found[i] != lab:
+            raise ValueError(f"labels {seen_as[i]!r} -> {found[i]!r} and {k!r} -> {lab!r} name the same file")
+        found[i] = lab
+        seen_as[i] = k
+    class_names = _class_order({lab for lab in found.values() if lab is not None})
+    cid = {c: j for j, c in enumerate(class_names)}
+    mask = np.zeros(n, dtype=bool)
+    y = np.full(n, -1, dtype=np.int64)
+    for i, lab in found.items():
+        mask[i] = True
+        if lab is not None:
+            y[i] = cid[lab]
+    if n_missing:
+        log.debug("%d labeled entries are not in the pool", n_missing)
+    return LabeledMask(mask, y, class_names, n_missing)
+
+
+def _class_order(names: set[str]) -> list[str]:
+    """Sorted class names; numerically when all look like integers ("2" before "10")."""
+    try:
+        return sorted(names, key=int)
+    except ValueError:
+        return sorted(names)

@@ -41,7 +41,7 @@ def read_selection(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The chosen items of a selection file in rank order: ``[{"rank", "path", "group"}]``.
 
     Reads ``.csv`` (``rank,path,group,score``), ``.jsonl`` and Label Studio tasks ``.json`` (the
-    ``data.path``/``data.rank``/``data.group`` fields, or ``meta``) as :mod:`selector.export`
+    ``data.path``/``data.rank``/``data.group`` fields, or ``meta``) as :mod:`selector.formats`
     writes them.
     """
     p = Path(path)

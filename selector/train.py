@@ -5,8 +5,9 @@ uint8, augmented twice there (per-sample random views, :mod:`selector.augment`),
 chosen loss (:mod:`selector.losses`) is minimised with AdamW or SGD under a cosine schedule with warm-up.
 On CUDA it uses bf16 autocast and channels-last, and ``torch.compile`` on request.
 
-Checkpoints are written atomically at the end of every epoch and every ``checkpoint_every_s`` seconds
-inside an epoch, holding the weights, optimizer, schedule, step and the RNG state. Training again with
+Checkpoints (:mod:`selector.checkpoint`) are written atomically at the end of every epoch and every
+``checkpoint_every_s`` seconds inside an epoch, holding the weights, optimizer, schedule, step and the RNG
+state. Training again with
 the same checkpoint path resumes where it stopped; since batches and augmentations are drawn from
 seeded generators whose state is saved, a resumed run ends with the same weights as an uninterrupted
 one (bit for bit on the CPU with the same thread count).
@@ -30,9 +31,6 @@ the checkpoints (atomically) and reads them on resume, passing them to the other
 """
 from __future__ import annotations
 
-import functools
-import hashlib
-import io
 import logging
 import math
 import os
@@ -44,18 +42,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import atomic_write
 from .augment import make_augment, to_float
 from .backbones import Encoder, EncoderConfig
+from .checkpoint import (CheckpointError, checkpoint_finished, checkpoint_report, read_checkpoint, rng_state,
+                         save_checkpoint, set_rng_state)
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "selector-encoder"
-CHECKPOINT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """An encoder file that cannot be used; the message names the file."""
 
 
 @dataclass
@@ -113,115 +105,6 @@ def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use adamw or sgd")
 
 
-def save_checkpoint(path: str | os.PathLike, encoder: Encoder, train_cfg: TrainConfig, *, epoch: int,
-                    step: int, optimizer=None, scheduler=None, rng_state=None, pseudo=None,
-                    elapsed: float = 0.0, total_steps: int | None = None, steps_done: int | None = None,
-                    steps_per_epoch: int | None = None, world_size: int = 1, decoder=None) -> None:
-    """Write an encoder checkpoint atomically (tensors and plain Python values only). ``world_size``:
-    the number of processes that trained it (stored when above 1; a resume needs as many)."""
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "config": encoder.config.to_dict(),
-        "train": train_cfg.to_dict(),
-        "epochs_done": int(epoch),
-        "step_in_epoch": int(step),
-        "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
-        "elapsed_s": float(elapsed),
-    }
-    if world_size > 1:
-        state["world_size"] = int(world_size)
-    if total_steps is not None:  # the plan (a time budget's is measured, so it must be kept) and progress
-        state.update(total_steps=int(total_steps), steps_done=int(steps_done), steps_per_epoch=int(steps_per_epoch))
-    if decoder is not None:  # the autoencoder's decoder (its optimizer state is in the optimizer's)
-        state["decoder"] = {"config": decoder.config(),
-                            "state_dict": {k: v.detach().cpu() for k, v in decoder.state_dict().items()}}
-    if optimizer is not None:
-        state["optimizer"] = optimizer.state_dict()
-        state["scheduler"] = scheduler.state_dict()
-        state["rng"] = rng_state
-        state["pseudo"] = None if pseudo is None else torch.as_tensor(pseudo)
-    buf = io.BytesIO()  # serialised first: a full disk is then one OSError of the write, named by atomic_write
-    torch.save(state, buf)
-    with atomic_write(path, "wb") as f:
-        f.write(buf.getbuffer())
-
-
-#: The training recipe: the code whose change must retrain a cached encoder (files or folders of this package).
-RECIPE_MODULES = ("train.py", "augment.py", "backbones.py", "distributed.py", "losses")
-
-
-def recipe_files() -> list[Path]:
-    """The source files of the training recipe (:data:`RECIPE_MODULES`), in a fixed order."""
-    here = Path(__file__).resolve().parent
-    out: list[Path] = []
-    for name in RECIPE_MODULES:
-        p = here / name
-        out.extend(sorted(p.rglob("*.py")) if p.is_dir() else [p])
-    return out
-
-
-def _file_bytes(f: Path) -> bytes:
-    return f.read_bytes()
-
-
-@functools.lru_cache(maxsize=1)
-def recipe_digest() -> str:
-    """Hex digest of the training recipe's code (:func:`recipe_files`): part of the encoder cache key,
-    so an upgrade that changes how encoders are trained never reuses an encoder cached before it."""
-    here = Path(__file__).resolve().parent
-    h = hashlib.blake2b(digest_size=12)
-    for f in recipe_files():
-        h.update(f.relative_to(here).as_posix().encode() + b"\0" + _file_bytes(f) + b"\0")
-    return h.hexdigest()
-
-
-def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load and check a checkpoint with ``weights_only=True`` (a pickle with code in it is refused)."""
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"encoder {path} is a folder; give the checkpoint file (from 'selector train')")
-    if not path.is_file():
-        raise CheckpointError(f"encoder file {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - corrupt, truncated, or unsafe pickles all end here
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if "Weights only load failed" in first:
-            first = "it holds Python objects other than weights; refused (only weights are ever loaded)"
-        raise CheckpointError(f"cannot load encoder {path}: {first[:200]}") from e
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a selector encoder checkpoint")
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {state.get('version')} is not supported")
-    return state
-
-
-def load_encoder(path: str | os.PathLike, map_location="cpu") -> tuple[Encoder, dict]:
-    """Rebuild the encoder stored in ``path``; returns (encoder in eval mode, checkpoint dict)."""
-    state = read_checkpoint(path, map_location)
-    try:
-        cfg = EncoderConfig(**state["config"])
-        enc = Encoder(cfg, load_weights=False)  # a pretrained backbone's own file is not needed
-        enc.load_state_dict(state["state_dict"])
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{path}: weights do not fit the stored architecture: {str(e).splitlines()[0][:200]}") from e
-    return enc.eval(), state
-
-
-def _rng_state(device: torch.device) -> dict:
-    st = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        st["cuda"] = torch.cuda.get_rng_state(device)
-    return st
-
-
-def _set_rng_state(st: dict, device: torch.device) -> None:
-    torch.set_rng_state(st["cpu"])
-    if device.type == "cuda" and "cuda" in st:
-        torch.cuda.set_rng_state(st["cuda"], device)
-
-
 def train_encoder(
     images: np.ndarray,
     encoder_config: EncoderConfig,
@@ -246,8 +129,8 @@ def train_encoder(
             written with another architecture or training configuration).
         stop_after_steps: stop (after checkpointing) once this many optimizer steps ran in this call;
             for tests of resume.
-        weights: weights file of a pretrained backbone (default: where :mod:`selector.pretrained`
-            looks for it); fine-tuning starts from it.
+        weights: weights file of a pretrained backbone (default: its spec's, :mod:`selector.backbones`);
+            fine-tuning starts from it.
         clock: seconds, monotonic (read once per step); injectable so a test can run a time budget on a
             fake clock.
         dist: a :class:`selector.distributed.Dist` to train on every process of a torchrun job (every
@@ -261,9 +144,8 @@ def train_encoder(
     seen, seconds; the batch is the global one).
     Returns the encoder in eval mode, on ``device``.
     """
-    from .losses import get_loss
-
     from .device import resolve_device
+    from .losses import get_loss
 
     rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
     main = rank == 0
@@ -325,7 +207,7 @@ def train_encoder(
         total_steps = state.get("total_steps", total_steps)  # a time budget's plan is kept across resumes
         log.info("resuming training from %s at epoch %d step %d", checkpoint_path, start_epoch, start_step)
         if checkpoint_finished(state):
-            model.train_report = _report(state, gbs, elapsed, cfg)
+            model.train_report = checkpoint_report(state, gbs, elapsed, cfg.time_budget_s)
             return model.eval()
 
     restore = None
@@ -371,11 +253,12 @@ def _train_loop(model, train_step, images_t, known, cfg, device, dist, rank, wor
     n_epochs = -(-total_steps // steps_per_epoch)
 
     opt = _make_optimizer(model if decoder is None else torch.nn.ModuleList([model, decoder]), cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_lambda(total_steps, max(1, int(cfg.warmup_frac * total_steps))))
+    warmup = max(1, int(cfg.warmup_frac * total_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_lambda(total_steps, warmup))
     if state is not None and "optimizer" in state:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"], device)  # used when resuming inside an epoch (one process)
+        set_rng_state(state["rng"], device)  # used when resuming inside an epoch (one process)
         if state.get("pseudo") is not None:
             pseudo = state["pseudo"].cpu().numpy()
 
@@ -393,7 +276,7 @@ def _train_loop(model, train_step, images_t, known, cfg, device, dist, rank, wor
         if checkpoint_path is not None and main:  # rank 0 alone: every rank holds the same weights
             epoch, step = divmod(done, steps_per_epoch)
             save_checkpoint(checkpoint_path, model, cfg, epoch=epoch, step=step, optimizer=opt, scheduler=sched,
-                            rng_state=_rng_state(device), pseudo=pseudo, elapsed=now - t0,
+                            rng_state=rng_state(device), pseudo=pseudo, elapsed=now - t0,
                             total_steps=total_steps, steps_done=done, steps_per_epoch=steps_per_epoch,
                             world_size=world, decoder=decoder)
 
@@ -476,7 +359,7 @@ def _time_steps(model: Encoder, train_step, images_t: torch.Tensor, known, pseud
     With several processes every rank times its share of the first global batch (the steps are
     collectives)."""
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    rng = _rng_state(device)
+    rng = rng_state(device)
     model.train()
     perm = torch.randperm(images_t.shape[0], generator=torch.Generator().manual_seed(cfg.seed * 7_919))
     reads = [clock()]
@@ -490,24 +373,10 @@ def _time_steps(model: Encoder, train_step, images_t: torch.Tensor, known, pseud
             torch.cuda.synchronize(device)
         reads.append(clock())
     model.load_state_dict(saved)
-    _set_rng_state(rng, device)
+    set_rng_state(rng, device)
     steps = np.diff(reads)[1:] if TIMING_STEPS > 1 else np.diff(reads)
     return float(max(np.mean(steps), 1e-6))
 
-
-def checkpoint_finished(state: dict) -> bool:
-    """True when a checkpoint holds a finished training (every planned step done)."""
-    if "total_steps" in state and "steps_done" in state:
-        return state["steps_done"] >= state["total_steps"]
-    return state["epochs_done"] >= state["train"]["epochs"]
-
-
-def _report(state: dict, bs: int, elapsed: float, cfg: TrainConfig) -> dict:
-    spe = int(state.get("steps_per_epoch", 0)) or 1
-    done = int(state.get("steps_done", state["epochs_done"] * spe))
-    return {"steps": done, "batch_size": bs, "epochs": done / spe, "images_seen": done * bs,
-            "seconds": float(elapsed), "time_budget_s": cfg.time_budget_s,
-            "processes": int(state.get("world_size", 1))}
 
 def _make_decoder(cfg: TrainConfig, model: Encoder, known: torch.Tensor | None, device: torch.device, dist=None):
     """The class-conditional decoder of ``cfg.autoencoder`` (None without it): one slot per known class

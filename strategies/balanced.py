@@ -26,9 +26,9 @@
    (both have sparse neighbourhoods: a density filter on the k-center picks, tried while designing
    this and not kept, lost the rarest MNIST classes), so the split is a hedge: half the budget is
    typical and class-balanced over the groups, half covers the space. Measured on MNIST-10k
-   embeddings of the project's encoder (``eval/quality_strategies.py --data mnist10k``, tables in
-   ``eval/README.md``): at B = 20 on a long-tailed pool (imbalance 100) it covers 9.2 of 10 classes
-   against 6.4 with ``explore=0``, at a cost of probe accuracy on balanced pools (0.729 against
+   embeddings of the project's encoder (``benchmarks/quality_strategies.py --data mnist10k``, tables in
+   ``benchmarks/results/quality_strategies``): at B = 20 on a long-tailed pool (imbalance 100) it covers
+   9.2 of 10 classes against 6.4 with ``explore=0``, at a cost of probe accuracy on balanced pools (0.729 against
    0.840 at B = 20), where ``explore=0`` is the better choice. The exploring picks follow the
    geometry, not the groups: on well-separated blobs they favour the widest blobs (five blobs of
    2000 to 20 points, B = 25: 12, 4, 5, 2, 2 picks; ``explore=0``: 5 each). Spreading them

@@ -25,15 +25,15 @@ and the k-center starts from them; rank order alternates the two kinds. 0 is pur
    and the spectral group of each pick (``groups``, ``n_groups``), drawn from a seed taken after the
    picks, so they never change the selection.
 
-Chosen as the default strategy by the strategy matrix (issue 13, ``eval/strategy_matrix.py``,
-tables in ``eval/runs/strategy_matrix``): with ``typical_share=0.5`` it has the best mean rank over
+Chosen as the default strategy by the strategy matrix (``benchmarks/strategy_matrix.py``,
+tables in ``benchmarks/results/strategy_matrix``): with ``typical_share=0.5`` it has the best mean rank over
 every embedding, dataset, pool shape and budget (2.78, then ``typical_share=0`` 3.23 and
 ``balanced`` 3.28). No strategy is within 0.5 class of the best everywhere. Its weak cell: a pool
 mixing two datasets of different spread (MNIST + notMNIST, balanced, default embedding) where the
 covering picks go to the more spread half and it trails TypiClust by 4 classes at B = K; pure
 coverage (``typical_share=0``) finds more rare classes on long tails. Weighting the candidates by
 cluster size (``density``), fewer clusters (``oversample`` 3) or larger minimum clusters
-(``min_size``) traded long-tail coverage for the mixed pool (``eval/runs/strategy_variants``).
+(``min_size``) traded long-tail coverage for the mixed pool (``benchmarks/results/strategy_variants``).
 """
 from __future__ import annotations
 

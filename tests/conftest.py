@@ -34,7 +34,7 @@ def digits_images() -> np.ndarray:
     """(48, 1, 16, 16) uint8 digits, as the pool reader would give them."""
     from sklearn.datasets import load_digits
 
-    from selector.data import resize_images
+    from selector.pool import resize_images
 
     x = np.clip(np.rint(load_digits().images[:48] * (255 / 16)), 0, 255).astype(np.uint8)[:, None]
     return resize_images(x, 16)

@@ -47,7 +47,7 @@ def pool_images() -> np.ndarray:
     """(64, 1, 16, 16) uint8: the first 64 scikit-learn digits, as the pool reader gives them."""
     from sklearn.datasets import load_digits
 
-    from selector.data import resize_images
+    from selector.pool import resize_images
 
     x = np.clip(np.rint(load_digits().images[:N_IMAGES] * (255 / 16)), 0, 255).astype(np.uint8)[:, None]
     return resize_images(x, 16)
@@ -79,7 +79,7 @@ def train(dist, ckpt: Path, every_s: float):
 
 def missing_pool(dist, out: Path) -> None:
     """Rank 1 looks for a pool that only rank 0 has: both ranks stop with the same line."""
-    from selector.data import load_pool
+    from selector.pool import load_pool
 
     real = out / "pool.npz"
     if dist.main:
@@ -157,7 +157,7 @@ def main(phase: str, out: Path) -> int:
 
     if phase == "finish":  # one process: what the killed embedding left, finished from the cache
         from selector.embed import embed_pool
-        from selector.train import load_encoder, read_checkpoint
+        from selector.checkpoint import load_encoder, read_checkpoint
 
         enc, state = load_encoder(out / "b.ckpt")
         x = pool_images()

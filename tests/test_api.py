@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from selector import Selector, select_embeddings
-from selector.plan import labeled_mask_for
+from selector.plan import labeled_mask
 
 
 @pytest.fixture
@@ -71,30 +71,30 @@ def test_select_embeddings_brings_own_vectors():
     np.testing.assert_array_equal(x, before)
 
 
-def test_labeled_mask_for_errors():
+def test_labeled_mask_errors():
     with pytest.raises(ValueError, match="out of range"):
-        labeled_mask_for(np.array([0, 9]), ["a", "b"], None)
+        labeled_mask(np.array([0, 9]), ["a", "b"], None)
     with pytest.raises(ValueError, match="shape"):
-        labeled_mask_for(np.array([True]), ["a", "b"], None)
+        labeled_mask(np.array([True]), ["a", "b"], None)
 
 
 def test_labels_from_a_file_reach_label_aware_strategies(tmp_path):
-    from selector.plan import labeled_and_labels
-
     rng = np.random.default_rng(0)
     centers = np.eye(8, dtype=np.float32)[:3] * 4
     x = np.concatenate([c + 0.2 * rng.normal(size=(40, 8)) for c in centers]).astype(np.float32)
     ids = [f"blob{i // 40}/{i:03d}.png" for i in range(120)]
     f = tmp_path / "labels.csv"
     f.write_text("path,label\n" + "".join(f"{ids[i]},cat\n" for i in range(8)), encoding="utf-8")
-    mask, y, missing = labeled_and_labels(str(f), ids, None)
+    found = labeled_mask(str(f), ids, None)
+    mask, y, missing = found.mask, found.labels, found.missing
     assert mask.sum() == 8 and missing == 0 and (y[:8] == 0).all() and (y[8:] == -1).all()
     res = select_embeddings(x, 10, mask, "balanced", 0, ids, labels=y, n_classes=3)
     blobs = [int(p[4]) for p in res.paths]
     assert blobs.count(0) == 0  # the labeled class is skipped
     assert {blobs.count(1), blobs.count(2)} <= {4, 5, 6}  # the unlabeled ones share the budget
     # A plain list of paths carries no labels: the documented even split.
-    mask2, y2, _ = labeled_and_labels(ids[:8], ids, None)
+    found2 = labeled_mask(ids[:8], ids, None)
+    mask2, y2 = found2.mask, found2.labels
     assert y2 is None and mask2.sum() == 8
 
 

@@ -99,7 +99,7 @@ def test_lazy_option_choices_are_the_registries():
     """The CLI's lazily loaded choices list exactly what the registries hold."""
     from selector.backbones import ARCHS
     from selector.cli import main
-    from selector.export import FORMATS
+    from selector.formats import FORMATS
     from selector.losses import LOSSES
     from selector.strategies import STRATEGIES
 

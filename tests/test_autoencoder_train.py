@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from selector.backbones import EncoderConfig
-from selector.train import CheckpointError, TrainConfig, load_encoder, read_checkpoint, train_encoder
+from selector.checkpoint import CheckpointError, load_encoder, read_checkpoint
+from selector.train import TrainConfig, train_encoder
 
 ENC = EncoderConfig("resnet-small", 1, 16, proj_dim=32)
 LABELS = np.where(np.arange(48) < 12, np.arange(48) % 3, -1)  # 12 known labels of 3 classes, 36 unknown
@@ -95,7 +96,7 @@ def test_only_with_supcon_spread_and_a_valid_weight(digits_images):
 
 
 def test_encoder_cache_key_changes_with_the_weight():
-    from selector.api import encoder_cache_key
+    from selector.encoding import encoder_cache_key
 
     keys = {encoder_cache_key("pool", ENC.to_dict(), _cfg(autoencoder=w).to_dict(), LABELS) for w in (0.0, 1.0, 0.5)}
     assert len(keys) == 3

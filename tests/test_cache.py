@@ -13,9 +13,10 @@ from PIL import Image
 
 from selector.backbones import Encoder, EncoderConfig
 from selector.cli import main
-from selector.data import load_folder
+from selector.pool import load_folder
 from selector.embed import embed_array, embed_pool, encoder_key
-from selector.train import TrainConfig, save_checkpoint
+from selector.checkpoint import save_checkpoint
+from selector.train import TrainConfig
 from tests.test_robustness import snapshot, write_pool
 
 
@@ -64,7 +65,7 @@ def test_cache_follows_added_removed_and_modified_files(tmp_path, encoder_file):
 
 
 def test_cached_vectors_equal_fresh_ones_and_damage_is_recomputed(tmp_path, encoder_file):
-    from selector.train import load_encoder
+    from selector.checkpoint import load_encoder
 
     pool_dir = write_pool(tmp_path / "pool", 30)
     before = snapshot(pool_dir)
@@ -88,7 +89,7 @@ def test_cached_vectors_equal_fresh_ones_and_damage_is_recomputed(tmp_path, enco
 
 
 def test_duplicates_embedded_once(tmp_path, encoder_file):
-    from selector.train import load_encoder
+    from selector.checkpoint import load_encoder
 
     pool_dir = write_pool(tmp_path / "pool", 10)
     shutil.copyfile(pool_dir / "002.png", pool_dir / "002 copy.png")

@@ -159,17 +159,3 @@ def test_estimate_range_on_a_pool_no_larger_than_the_sample_uses_its_subsamples(
     # a pool of a handful of rows: the whole pool's estimate alone
     est = estimate_class_range(x[: cc.MIN_RANGE_ROWS - 1], repeats=3)
     assert len(est.k_per_seed) == 1
-
-
-def test_mixed20_range_contains_the_truth():
-    # MNIST + notMNIST (labels offset by 10) embedded by the project's default encoder: the file the
-    # strategy matrix reads (eval/strategy_matrix.py --emb-dir); skipped where it has not been made.
-    # (On PCA-50 of the pixels there is no eigengap to find: 3 groups, see eval/README.md.)
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / ".bench_data" / "embeddings" / "mixed20__default.npy"
-    if not path.is_file():
-        pytest.skip(f"{path} not made (eval/README.md: strategy matrix)")
-    z = np.load(path).astype(np.float32)
-    assert z.shape[0] == 20_000
-    est = estimate_class_range(z, budget=40, seed=0)
-    assert est.k_range[0] <= 20 <= est.k_range[1], est.k_per_seed

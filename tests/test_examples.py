@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from selector.labels import read_labels
+from selector.formats import read_labels
 from selector.strategies import STRATEGIES
 
 from .conftest import write_digits

@@ -1,4 +1,4 @@
-"""Tests for selector.export: each format against its tool's documented import schema.
+"""Tests for selector.formats' writers: each format against its tool's documented import schema.
 
 Schemas are rebuilt here from the tools' documentation (URLs cited at each check), so a writer
 that drifts from what the tool imports fails here.
@@ -18,17 +18,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import selector.export as export_mod
 from selector.atomic import WriteError
-from selector.export import (
+from selector.formats import (
     FORMATS,
     ExportError,
+    cvat,
     export_selection,
     format_for,
-    image_size,
-    image_url,
+    label_studio,
     selection_rows,
+    tabular,
 )
+from selector.formats.cvat import image_size
+from selector.formats.label_studio import image_url
 from selector.strategies.base import Selection
 
 # File names that break naive writers: spaces, non-ASCII, URL/CSV/XML specials, a sub folder.
@@ -270,16 +272,17 @@ def test_label_studio_predictions_valid_under_the_sdk(pool, tmp_path):
     from label_studio_sdk.label_interface import LabelInterface
 
     bad = dict(tasks[0]["predictions"][0], score=7.5)
-    errors = LabelInterface(export_mod.label_studio_config(["cat", "dog"])).validate_prediction(bad, return_errors=True)
+    errors = LabelInterface(label_studio.label_studio_config(["cat", "dog"])).validate_prediction(
+        bad, return_errors=True)
     assert len(errors) == 2 and "Score" in errors[0] and "group-0" in errors[1]
     # no predictions; no class names: no config (Label Studio refuses empty Choices), a warning
     files = export_selection(sel, paths, tmp_path / "n.json", root=root, predictions=False)
     assert files == [tmp_path / "n.json"]
     assert all("predictions" not in t for t in json.loads(files[0].read_text(encoding="utf-8")))
     with pytest.raises(ExportError, match="at least one class"):
-        export_mod.label_studio_config([])
+        label_studio.label_studio_config([])
     with pytest.raises(ExportError, match="round"):
-        export_mod.label_studio_tasks(sel, paths, round=0)
+        label_studio.label_studio_tasks(sel, paths, round=0)
 
 
 def test_label_studio_document_root_and_prefixes(pool, tmp_path):
@@ -287,18 +290,18 @@ def test_label_studio_document_root_and_prefixes(pool, tmp_path):
     sel = make_selection()
     # Document root two levels above the pool: d= includes both folder names.
     top = tmp_path.parent
-    tasks = export_mod.label_studio_tasks(sel, paths, root=root, document_root=top)
+    tasks = label_studio.label_studio_tasks(sel, paths, root=root, document_root=top)
     for task, i in zip(tasks, [4, 1, 3, 0, 5]):
         assert served_file(task["data"]["image"], top, root) == root / paths[i]
         assert parse_qs(urlsplit(task["data"]["image"]).query)["d"][0].startswith(f"{tmp_path.name}/pool/")
     # Document root = the pool root: d= is the pool path itself.
-    tasks = export_mod.label_studio_tasks(sel, paths, root=root, document_root=root)
+    tasks = label_studio.label_studio_tasks(sel, paths, root=root, document_root=root)
     assert [parse_qs(urlsplit(t["data"]["image"]).query)["d"][0] for t in tasks] == [paths[i] for i in
                                                                                      [4, 1, 3, 0, 5]]
     # No root: d= is the pool path (document root = pool root).
     assert image_url(paths[1]) == "/data/local-files/?d=sub%20dir/%C3%BCn%C3%AFc%C3%B6d%C3%A9%20%E7%8C%AB.png"
     with pytest.raises(ExportError, match="not under document_root"):
-        export_mod.label_studio_tasks(sel, paths, root=root, document_root=tmp_path / "elsewhere")
+        label_studio.label_studio_tasks(sel, paths, root=root, document_root=tmp_path / "elsewhere")
     # A static server prefix: percent-encoded path after it.
     url = image_url(paths[3], root, url_prefix="http://localhost:8081/")
     assert url == "http://localhost:8081/e%2Bf%26g%23h%2520.png"
@@ -416,7 +419,7 @@ class DiskFull(OSError):
 @pytest.fixture
 def failing_disk(monkeypatch):
     """Make every atomic write fail after ~40 characters, like a disk filling up mid-write."""
-    real = export_mod.atomic_write
+    real = tabular.atomic_write
 
     class Proxy:
         def __init__(self, f):
@@ -437,7 +440,8 @@ def failing_disk(monkeypatch):
         with real(path, mode, **kw) as f:
             yield Proxy(f)
 
-    monkeypatch.setattr(export_mod, "atomic_write", failing)
+    for mod in (tabular, label_studio, cvat):  # each format module writes through its own binding
+        monkeypatch.setattr(mod, "atomic_write", failing)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json", ".xml", ".txt"])
@@ -467,7 +471,7 @@ def test_failed_write_keeps_existing_file(pool, tmp_path, failing_disk, suffix):
 def test_writer_exception_inside_atomic_write(tmp_path, monkeypatch):
     """A writer that raises after writing rows (not an I/O error) also leaves nothing behind."""
     calls = {"n": 0}
-    real_writer = export_mod.csv.writer
+    real_writer = tabular.csv.writer
 
     def exploding_writer(f, *a, **k):
         w = real_writer(f, *a, **k)
@@ -480,7 +484,7 @@ def test_writer_exception_inside_atomic_write(tmp_path, monkeypatch):
                 return w.writerow(row)
         return W()
 
-    monkeypatch.setattr(export_mod.csv, "writer", exploding_writer)
+    monkeypatch.setattr(tabular.csv, "writer", exploding_writer)
     out = tmp_path / "sel.csv"
     out.write_text("old\n", encoding="utf-8")
     with pytest.raises(RuntimeError, match="boom"):

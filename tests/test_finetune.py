@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits
 
 from selector.eval.finetune import finetune_classifier, finetune_retrainer
 from selector.backbones import Encoder, EncoderConfig
-from selector.data import resize_images
+from selector.pool import resize_images
 from selector.embed import embed_array
 
 

@@ -40,7 +40,8 @@ def test_faiss_gpu_kmeans_when_available():
 def test_resume_on_cuda(tmp_path, digits_images):
     """A checkpoint written on the GPU resumes there (RNG states are loaded on the CPU)."""
     from selector.backbones import EncoderConfig
-    from selector.train import TrainConfig, read_checkpoint, train_encoder
+    from selector.checkpoint import read_checkpoint
+    from selector.train import TrainConfig, train_encoder
 
     cfg, enc_cfg, ckpt = TrainConfig(epochs=2, batch_size=16), EncoderConfig("resnet-small", 1, 16), tmp_path / "e.pt"
     train_encoder(digits_images, enc_cfg, cfg, "cuda", checkpoint_path=ckpt, stop_after_steps=2)

@@ -1,4 +1,4 @@
-"""Tests for selector.labels: reading annotators' labels back and the labeled mask."""
+"""Tests for selector.formats' readers: reading annotators' labels back, and the labeled mask."""
 from __future__ import annotations
 
 import copy
@@ -9,14 +9,14 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from selector.export import export_selection
-from selector.labels import (
+from selector.formats import (
     LabelFileError,
-    labeled_mask_from,
+    export_selection,
     normalize_path,
     read_labels,
     url_to_path,
 )
+from selector.plan import labeled_mask
 from selector.strategies import get_strategy
 from selector.strategies.base import Selection
 
@@ -79,7 +79,7 @@ def test_label_studio_round_trip_excludes_labeled(tmp_path):
     with pytest.raises(ValueError, match="skipped must be"):
         read_labels(ls_export, skipped="maybe")
 
-    mask, y, classes, n_missing = labeled_mask_from(labels, POOL)
+    mask, y, classes, n_missing = labeled_mask(labels, POOL)
     assert n_missing == 0 and classes == ["cat", "dog"]
     labeled = sorted(POOL.index(p) for p in expect)
     assert np.flatnonzero(mask).tolist() == labeled
@@ -171,7 +171,7 @@ def test_csv_round_trip_non_ascii_and_spaces(tmp_path):
     # Our export has no label column: these items are "labeled, label unknown".
     back = read_labels(tmp_path / "sel.csv")
     assert back == {POOL[i]: None for i in [41, 40, 42, 43, 0]}
-    mask, y, classes, n_missing = labeled_mask_from(back, POOL)
+    mask, y, classes, n_missing = labeled_mask(back, POOL)
     assert np.flatnonzero(mask).tolist() == [0, 40, 41, 42, 43] and (y == -1).all()
     assert classes == [] and n_missing == 0
 
@@ -182,7 +182,7 @@ def test_csv_round_trip_non_ascii_and_spaces(tmp_path):
         w.writerow(["path", "label"])
         w.writerows(truth.items())
     assert read_labels(tmp_path / "labels.csv") == truth
-    mask, y, classes, _ = labeled_mask_from(read_labels(tmp_path / "labels.csv"), POOL)
+    mask, y, classes, _ = labeled_mask(read_labels(tmp_path / "labels.csv"), POOL)
     assert [classes[y[POOL.index(p)]] for p in truth] == list(truth.values())
 
 
@@ -236,7 +236,7 @@ def test_path_forms_are_forgiving(tmp_path):
     labels = {"./img 00.png": "a", "sub dir\\ünï 猫.png": "b", str(root / "x y" / "z.png"): "c",
               "file://" + (root / "img 03.png").as_posix().replace(" ", "%20"): "d",
               "/elsewhere/img 04.png": "e", "img 05.png": None}
-    mask, y, classes, n_missing = labeled_mask_from(labels, POOL, root=root)
+    mask, y, classes, n_missing = labeled_mask(labels, POOL, root=root)
     assert n_missing == 1  # only the absolute path outside the pool
     assert np.flatnonzero(mask).tolist() == [0, 3, 5, 40, 43]
     assert classes == ["a", "b", "c", "d"]
@@ -245,7 +245,7 @@ def test_path_forms_are_forgiving(tmp_path):
     import unicodedata
     nfd = unicodedata.normalize("NFD", POOL[40])
     assert nfd != POOL[40]
-    assert labeled_mask_from({nfd: "k"}, POOL)[0][40]
+    assert labeled_mask({nfd: "k"}, POOL)[0][40]
     assert normalize_path("a/../b/./c.png") == "b/c.png"
     assert url_to_path("/data/local-files/?d=a%2Bb%20c.png") == "a+b c.png"
     assert url_to_path("/data/local-files/?d=a+b.png") == "a b.png"  # query '+' is a space
@@ -255,18 +255,18 @@ def test_path_forms_are_forgiving(tmp_path):
 def test_labeled_mask_classes_missing_and_conflicts():
     pool = [f"{i}.png" for i in range(12)]
     labels = {"0.png": "10", "1.png": "2", "2.png": "2", "nope.png": "1", "gone/3.png": "3"}
-    mask, y, classes, n_missing = labeled_mask_from(labels, pool)
+    mask, y, classes, n_missing = labeled_mask(labels, pool)
     assert classes == ["2", "10"]  # numeric order, only classes seen in the pool
     assert y[:3].tolist() == [1, 0, 0] and n_missing == 2 and mask.sum() == 3
     assert y.dtype == np.int64 and mask.dtype == bool and mask.shape == (12,)
     with pytest.raises(ValueError, match="name the same file"):
-        labeled_mask_from({"0.png": "a", "./0.png": "b"}, pool)
-    assert labeled_mask_from({"0.png": "a", "./0.png": "a"}, pool)[0].sum() == 1
+        labeled_mask({"0.png": "a", "./0.png": "b"}, pool)
+    assert labeled_mask({"0.png": "a", "./0.png": "a"}, pool)[0].sum() == 1
     with pytest.raises(ValueError, match="name the same file"):
-        labeled_mask_from({}, ["a.png", "./a.png"])
+        labeled_mask({}, ["a.png", "./a.png"])
     # Array-pool ids.
     ids = [f"x[{i}]" for i in range(5)]
-    mask, y, classes, n_missing = labeled_mask_from({"x[3]": "7", "x[9]": "1"}, ids)
+    mask, y, classes, n_missing = labeled_mask({"x[3]": "7", "x[9]": "1"}, ids)
     assert mask.tolist() == [False, False, False, True, False] and n_missing == 1
 
 

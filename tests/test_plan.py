@@ -18,7 +18,7 @@ IDS = [f"img_{i}.png" for i in range(10)]
 
 def _dups_of_first(mask):
     """A pool where items 8 and 9 are copies of item 0 (the Pool.duplicate_mask contract)."""
-    from selector.data import duplicate_mask
+    from selector.pool import duplicate_mask
 
     return duplicate_mask(["a"] + [f"u{i}" for i in range(1, 8)] + ["a", "a"], mask)
 

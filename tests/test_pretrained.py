@@ -1,4 +1,4 @@
-"""Pretrained backbones (selector.pretrained): real ImageNet weights, offline; frozen and fine-tuned.
+"""Pretrained backbones (selector.backbones, selector.encoding): real ImageNet weights, offline; frozen and fine-tuned.
 
 The EfficientNet-Lite0 tests load the real weights shipped in the ``pretrained`` extra (installed in
 CI through ``.[dev]``) and are skipped where it is absent. The torchvision tests never download: they
@@ -13,12 +13,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from selector.backbones import Encoder, EncoderConfig
+from selector.backbones import INSTALL_HINT, Encoder, EncoderConfig, PretrainedBackbone, PretrainedError, weights_path
+from selector.checkpoint import read_checkpoint
 from selector.embed import encoder_key
-from selector.pretrained import (DEFAULT_INPUT_SIZE, INSTALL_HINT, PretrainedBackbone, PretrainedError,
-                                 check_backbone, choose_backbone, encoder_config, pretrained_features,
-                                 resolve_mode, weights_path)
-from selector.train import TrainConfig, read_checkpoint, train_encoder
+from selector.encoding import (DEFAULT_INPUT_SIZE, check_backbone, choose_backbone, encoder_config,
+                               pretrained_features, resolve_mode)
+from selector.train import TrainConfig, train_encoder
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -159,7 +159,7 @@ def test_cache_key_tells_modes_sizes_and_weights_apart(mobilenet_weights, tmp_pa
 def _rgb_pool(n=32, size=32):
     from sklearn.datasets import load_digits
 
-    from selector.data import resize_images
+    from selector.pool import resize_images
 
     x = np.clip(np.rint(load_digits().images[:n] * (255 / 16)), 0, 255).astype(np.uint8)[:, None]
     x = resize_images(x, size)
@@ -179,7 +179,7 @@ def test_finetune_resumes_to_the_same_weights(tmp_path, mobilenet_weights):
     resumed = train_encoder(x, cfg, tc, "cpu", checkpoint_path=ckpt, weights=mobilenet_weights)
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
-    from selector.train import load_encoder
+    from selector.checkpoint import load_encoder
 
     loaded, _ = load_encoder(ckpt)  # rebuilt without reading the weights file again
     assert loaded.config == cfg and loaded.dim == 1024
@@ -196,7 +196,7 @@ def test_frozen_encoder_is_not_trained(mobilenet_weights):
 def _imagenet_logits(images_hwc: np.ndarray, size: int, half: bool = True) -> torch.Tensor:
     """ImageNet logits through our feature path (resize, normalisation, trunk, pooling) + the
     weights' own classifier."""
-    from selector.pretrained import _load_state
+    from selector.backbones import load_state as _load_state
 
     bb = PretrainedBackbone("efficientnet-lite0", size).eval()
     if not half:
@@ -238,7 +238,7 @@ def test_two_crops_of_a_photo_are_closer_than_two_photos():
     """Frozen features of two different crops of one CIFAR-10 photo are nearer each other than to any
     other photo's crop, for most of 100 photos (chance: 1 %)."""
     _needs_extra()
-    from selector.data import resize_images
+    from selector.pool import resize_images
     from selector.eval.datasets import cifar10
 
     x, _, _ = cifar10("test", n_per_class=10)

@@ -24,11 +24,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-import selector.data as data_mod
+import selector.pool.workers as workers_mod
 from selector.backbones import Encoder, EncoderConfig
+from selector.checkpoint import save_checkpoint
 from selector.cli import main
-from selector.data import load_folder
-from selector.train import TrainConfig, save_checkpoint
+from selector.pool import load_folder
+from selector.train import TrainConfig
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 N_POOL = 40
@@ -187,14 +188,14 @@ def test_unreadable_file_simulated(pool, tmp_path, encoder_file, monkeypatch, un
     """As root, a permission error is made to happen where the OS would raise it: reading the file
     (the decoding worker is forked after the patch, so it sees it)."""
     unchanged(pool)
-    real = data_mod.decode_file
+    real = workers_mod.decode_file
 
     def denied(path, *a, **k):
         if path.name == "005.png":
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real(path, *a, **k)
 
-    monkeypatch.setattr(data_mod, "decode_file", denied)
+    monkeypatch.setattr(workers_mod, "decode_file", denied)
     r = select(pool, tmp_path / "s.csv", encoder_file, "-b", N_POOL - 1)
     assert r.exit_code == 0, r.output
     assert f"{N_POOL - 1} images in {pool}, 1 unreadable files skipped" in r.output
@@ -367,7 +368,7 @@ def test_unusual_encodings_are_decoded(pool, tmp_path, encoder_file, unchanged):
 
 
 def _hang_or_crash(monkeypatch, name: str, how: str):
-    real = data_mod.decode_file
+    real = workers_mod.decode_file
 
     def decode(path, *a, **k):
         if path.name == name:
@@ -376,7 +377,7 @@ def _hang_or_crash(monkeypatch, name: str, how: str):
             os.kill(os.getpid(), signal.SIGKILL)  # dies mid-file, like a crashing decoder or the OOM killer
         return real(path, *a, **k)
 
-    monkeypatch.setattr(data_mod, "decode_file", decode)
+    monkeypatch.setattr(workers_mod, "decode_file", decode)
 
 
 @pytest.mark.parametrize("how,reason", [("hang", "decoding took longer than 1 s"),

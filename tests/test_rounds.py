@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from selector.cli import main
-from selector.labels import LabelFileError, last_round, read_label_files, read_labels
+from selector.formats import LabelFileError, last_round, read_label_files, read_labels
 
 pytest.importorskip("label_studio_sdk")
 from label_studio_sdk.label_interface import LabelInterface  # noqa: E402

@@ -115,7 +115,7 @@ def test_map_from_embeddings_and_from_the_cache(chosen):
     assert "from the cache" in r.output and Image.open(tmp / "m2.png").size == (800, 800)
     from selector.api import Selector
     from selector.cache import cached_embedding, default_cache_dir
-    from selector.data import load_pool
+    from selector.pool import load_pool
 
     p = load_pool(pool)
     got, _ = cached_embedding(default_cache_dir(), p.digests)

@@ -12,7 +12,8 @@ import torch
 from click.testing import CliRunner
 
 from selector.backbones import EncoderConfig
-from selector.train import TrainConfig, plan_steps, read_checkpoint, train_encoder
+from selector.checkpoint import read_checkpoint
+from selector.train import TrainConfig, plan_steps, train_encoder
 
 ENC = EncoderConfig("resnet-small", 1, 16, proj_dim=32)
 

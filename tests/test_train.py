@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from selector.backbones import EncoderConfig
-from selector.train import (CheckpointError, TrainConfig, auto_epochs, load_encoder, read_checkpoint,
-                            save_checkpoint, train_encoder)
+from selector.checkpoint import CheckpointError, load_encoder, read_checkpoint, save_checkpoint
+from selector.train import TrainConfig, auto_epochs, train_encoder
 
 ENC = EncoderConfig("resnet-small", 1, 16, proj_dim=32)
 

@@ -3,8 +3,9 @@
 Every loss module has ``forward(z1, z2, labels=None) -> scalar tensor`` where z1, z2 are (B, D)
 unnormalised projections of two augmented views of the same B images and labels is (B,) int64
 (< 0 = unknown) or None; the class attribute ``needs_labels`` says whether the training loop should
-pass labels.  Build one by name with :func:`get_loss`; the pure functions live in the modules
-(``selector.losses.nt_xent.nt_xent``, ``selector.losses.kcl.kcl``, ...).
+pass labels.  Each loss module registers its class with ``@register_loss("name")``
+(:mod:`selector.losses.registry`); build one by name with :func:`get_loss`. The pure functions live in the
+modules (``selector.losses.nt_xent.nt_xent``, ``selector.losses.kcl.kcl``, ...).
 
 ========================  =====================  ==========================================================
 name                      class                  reference
@@ -21,39 +22,16 @@ own: ``TrainConfig.autoencoder`` (``--autoencoder WEIGHT``) adds its reconstruct
 """
 from __future__ import annotations
 
-from torch import nn
+from .registry import LOSSES, TRAIN_PARAMS, get_loss, register_loss
 
-# Only the classes are re-exported: re-exporting a function named like its module (``nt_xent`` in
-# ``nt_xent.py``) would shadow the submodule as an attribute of this package.  Import the functions
-# from their modules: ``from selector.losses.nt_xent import nt_xent``.
+# Importing a module registers its loss (``@register_loss``). Only the classes are re-exported: re-exporting
+# a function named like its module (``nt_xent`` in ``nt_xent.py``) would shadow the submodule as an attribute
+# of this package. Import the functions from their modules: ``from selector.losses.nt_xent import nt_xent``.
+from .nt_xent import NTXent
+from .kcl import KCL
 from .debiased_neg import DebiasedNeg
 from .debiased_pos import DebiasedPos
-from .kcl import KCL
-from .nt_xent import NTXent
 from .supcon_spread import SupConSpread
 
-__all__ = ["LOSSES", "TRAIN_PARAMS", "get_loss", "NTXent", "KCL", "DebiasedNeg", "DebiasedPos", "SupConSpread"]
-
-LOSSES: dict[str, type[nn.Module]] = {
-    "simclr": NTXent,
-    "kcl": KCL,
-    "debiased-neg": DebiasedNeg,
-    "debiased-pos": DebiasedPos,
-    "supcon-spread": SupConSpread,
-}
-
-#: Hyperparameters a loss trains with where they differ from ``TrainConfig.loss_params``'s default
-#: (temperature 0.2): supcon-spread takes the defaults of Chen et al.'s code (HazyResearch/thanos-code):
-#: temperature 0.5 and equal weights of SupCon and the spread term.
-TRAIN_PARAMS: dict[str, dict] = {
-    "supcon-spread": {"temperature": 0.5, "alpha": 0.5},
-}
-
-
-def get_loss(name: str, **params) -> nn.Module:
-    """Build the loss registered under ``name`` with keyword hyperparameters (e.g. ``temperature=0.5``)."""
-    try:
-        cls = LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; choose from {', '.join(sorted(LOSSES))}") from None
-    return cls(**params)
+__all__ = ["LOSSES", "TRAIN_PARAMS", "get_loss", "register_loss", "NTXent", "KCL", "DebiasedNeg", "DebiasedPos",
+           "SupConSpread"]

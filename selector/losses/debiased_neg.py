@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from .nt_xent import (check_temperature, check_views, contrastive_logits, normalized_views,
                       no_autocast, own_view_index, own_view_mask)
+from .registry import register_loss
 
 __all__ = ["check_tau_plus", "debiased_neg", "DebiasedNeg"]
 
@@ -69,6 +70,7 @@ def debiased_neg(z1: Tensor, z2: Tensor, temperature: float = 0.5, tau_plus: flo
         return (torch.log(p + ng) - (pos - m)).mean()
 
 
+@register_loss("debiased-neg")
 class DebiasedNeg(nn.Module):
     """Debiased contrastive loss module (Chuang et al., NeurIPS 2020); see :func:`debiased_neg`.
 

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from .debiased_neg import check_tau_plus
 from .nt_xent import check_temperature, check_views, contrastive_logits, normalized_views, no_autocast
+from .registry import register_loss
 
 __all__ = ["MODES", "debiased_pos", "DebiasedPos"]
 
@@ -130,6 +131,7 @@ def debiased_pos(z1: Tensor, z2: Tensor, temperature: float = 0.5, tau_plus: flo
         return F.softplus(log_neg[:, None] - log_num).mean()
 
 
+@register_loss("debiased-pos")
 class DebiasedPos(nn.Module):
     """Debiased-positive contrastive loss module; see :func:`debiased_pos` and the module docstring.
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from .nt_xent import (check_labels, check_temperature, check_views, contrastive_logits, multi_positive_nce,
                       no_autocast, normalized_views, own_view_mask, same_label_mask)
+from .registry import register_loss
 
 __all__ = ["check_k", "sample_k_positives", "kcl", "KCL"]
 
@@ -82,6 +83,7 @@ def kcl(z1: Tensor, z2: Tensor, labels: Tensor | None = None, k: int = 6, temper
         return multi_positive_nce(contrastive_logits(z, t), pos_mask).mean()
 
 
+@register_loss("kcl")
 class KCL(nn.Module):
     """KCL loss module (Kang et al., ICLR 2021); see :func:`kcl`.
 

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .registry import register_loss
+
 __all__ = [
     "MASK_VALUE", "check_views", "check_labels", "check_temperature", "compute_dtype", "no_autocast",
     "normalized_views", "contrastive_logits", "own_view_index", "own_view_mask", "same_label_mask",
@@ -185,6 +187,7 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
         return (torch.logsumexp(masked, dim=1) - pos).mean()
 
 
+@register_loss("simclr")
 class NTXent(nn.Module):
     """SimCLR NT-Xent loss module (Chen et al., ICML 2020); see :func:`nt_xent`.
 

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from .nt_xent import (MASK_VALUE, check_labels, check_temperature, check_views, contrastive_logits,
                       multi_positive_nce, no_autocast, normalized_views, nt_xent, own_view_index,
                       own_view_mask, same_label_mask)
+from .registry import register_loss
 
 __all__ = ["check_alpha", "supcon_spread", "SupConSpread"]
 
@@ -76,6 +77,9 @@ def supcon_spread(z1: Tensor, z2: Tensor, labels: Tensor | None = None, temperat
         return ((1.0 - a) * l_sc + a * l_cc).mean()
 
 
+# Chen et al.'s code (HazyResearch/thanos-code) trains it with temperature 0.5 and equal weights of SupCon
+# and the spread term.
+@register_loss("supcon-spread", train_params={"temperature": 0.5, "alpha": 0.5})
 class SupConSpread(nn.Module):
     """SupCon with class-conditional spread (Chen et al., ICML 2022); see :func:`supcon_spread`.
 

