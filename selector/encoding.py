@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,6 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from ._version import __version__
 from .backbones import (INSTALL_HINT, Encoder, EncoderConfig, UnknownBackbone, backbone_names, file_digest,
                         get_backbone, is_pretrained, weights_path)
 from .checkpoint import CheckpointError, checkpoint_finished, load_encoder, read_checkpoint, recipe_digest
@@ -203,11 +203,8 @@ def encoder_cache_key(pool_key: str, encoder_config: Mapping[str, Any], train_co
     and the training recipe's code (:func:`selector.checkpoint.recipe_digest`), so an upgrade that changes
     how encoders are trained never reuses one cached before it; and the number of processes that
     trained it when above 1 (N processes of batch b train with the global batch N*b)."""
-    # The version is the parent package's attribute, read at call time; the package is loaded before any of
-    # its modules, so this needs no import (an import of the package root would close a circle through it).
-    version = sys.modules[__package__].__version__
     h = hashlib.blake2b(digest_size=10)
-    h.update(f"selector {version}\nrecipe {recipe_digest()}\n".encode())
+    h.update(f"selector {__version__}\nrecipe {recipe_digest()}\n".encode())
     h.update(pool_key.encode())
     h.update(repr(sorted(dict(encoder_config).items())).encode())
     h.update(repr(sorted(dict(train_config).items())).encode())
