@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ._version import __version__
+from . import _version
 from .backbones import (INSTALL_HINT, Encoder, EncoderConfig, UnknownBackbone, backbone_names, file_digest,
                         get_backbone, is_pretrained, weights_path)
 from .checkpoint import CheckpointError, checkpoint_finished, load_encoder, read_checkpoint, recipe_digest
@@ -204,7 +204,7 @@ def encoder_cache_key(pool_key: str, encoder_config: Mapping[str, Any], train_co
     how encoders are trained never reuses one cached before it; and the number of processes that
     trained it when above 1 (N processes of batch b train with the global batch N*b)."""
     h = hashlib.blake2b(digest_size=10)
-    h.update(f"selector {__version__}\nrecipe {recipe_digest()}\n".encode())
+    h.update(f"selector {_version.__version__}\nrecipe {recipe_digest()}\n".encode())
     h.update(pool_key.encode())
     h.update(repr(sorted(dict(encoder_config).items())).encode())
     h.update(repr(sorted(dict(train_config).items())).encode())

@@ -571,7 +571,9 @@ def test_encoder_cache_key_includes_version_and_recipe(monkeypatch):
     assert k != encoder_cache_key("other", enc, tr)
     assert k != encoder_cache_key("poolkey", enc, TrainConfig(epochs=3).to_dict())
     assert k != encoder_cache_key("poolkey", enc, tr, labels=np.zeros(4, dtype=np.int64))
-    monkeypatch.setattr(selector, "__version__", "99.0")
+    import selector._version
+
+    monkeypatch.setattr(selector._version, "__version__", "99.0")  # the one place the version is written
     assert encoder_cache_key("poolkey", enc, tr) != k
     monkeypatch.undo()
     assert encoder_cache_key("poolkey", enc, tr) == k
