@@ -96,7 +96,7 @@ def cli(embeddings, labels, builtin, data, cache_dir, device, data_dir, pools, b
         emb, y = mnist_pca(data_folder(data_dir))
         source = "MNIST-10k, PCA-50 of raw pixels, L2-normalised"
     elif data is not None:
-        from selector.eval.cli import embed_dataset, load_split
+        from selector.eval.experiment import embed_dataset, load_split
         cache = cache_dir / data
         xtr, y, xte, _, name = load_split(data, 1000, 200, 0, cache, data_dir)
         emb, _, _ = embed_dataset(xtr, xte, name, cache, None, None, "simclr", "resnet-small", device, 0, False)

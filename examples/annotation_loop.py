@@ -3,7 +3,8 @@
 The round trip this script walks through, once per round (files under ``--out``)::
 
     fit once       sel = Selector(strategy=..., epochs=..., seed=...).fit(pool)
-                   (trains the encoder on the unlabeled pool and embeds it; rounds reuse both)
+                   (embeds the unlabeled pool: with the pretrained extra a frozen backbone, else an
+                   encoder trained on the pool for ``epochs``; every round reuses the embedding)
 
     round r  1. result = sel.select(budget, labeled=<Label Studio export of rounds 1..r-1>)
                  (round 1: labeled=None; the export JSON is passed as a path, read with

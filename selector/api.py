@@ -5,9 +5,10 @@
 >>> result = sel.select(100)
 >>> result.to_csv("selection.csv")
 
-``fit`` reads the pool, trains the encoder on it (or loads one), and embeds it; ``select`` runs a
-strategy on the embedding. The CLI is a thin layer over this class; the evaluation loop calls the
-strategies on embeddings directly.
+``fit`` reads the pool, resolves the encoder (:mod:`selector.encoding`: by default a frozen
+ImageNet-pretrained backbone plus the pixel view; a checkpoint; or an encoder trained on the pool) and
+embeds the pool through the cache; ``select`` runs a strategy on the embedding. The CLI is a thin layer
+over this class; the evaluation loop calls the strategies on embeddings directly.
 """
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ class Selector:
     :meth:`fit`, results in attributes ending in ``_``).
 
     Args:
-        encoder: path of an encoder checkpoint to use, or None to train one on the pool.
+        encoder: path of an encoder checkpoint to use, or None to use ``backbone`` / ``arch``.
         strategy: a registered strategy name (see ``strategies.STRATEGIES``) or a Strategy instance;
             default ``"typcover"``, chosen by the strategy matrix (``benchmarks/strategy_matrix.py``).
         strategy_params: keyword hyperparameters for the named strategy.
@@ -120,7 +121,8 @@ class Selector:
             :data:`selector.embed.CHUNK`).
         backbone: overrides ``arch`` when given: a registered backbone (:mod:`selector.backbones`:
             "resnet-small", "resnet18", "efficientnet-lite0", "torchvision:NAME", ...) or "auto"
-            (:func:`selector.encoding.choose_backbone`, by the pool's kind; the reason is in
+            (:func:`selector.encoding.choose_backbone`: EfficientNet-Lite0, frozen, when the pretrained
+            extra is installed, else resnet-small trained on the pool; the reason is in
             ``backbone_reason_``). Default: ``arch`` if given, else "auto".
         backbone_mode: "auto" (frozen for a pretrained backbone, trained for the others), "frozen"
             (no training: the backbone's pooled features; a random-weight baseline for the small

@@ -69,9 +69,9 @@ def one_blas_thread():
 
     For loops of small products (k-center's matrix-vector product per pick, k-means++'s distances
     per seeding step): far too little work to share between threads, so with several BLAS threads
-    each step mostly pays for waking and synchronising them. On a busy 2-core machine that made
-    1,000 k-center picks from 10,000 x 128 take 5-12 s instead of ~0.3 s
-    (``benchmarks/bench_kcenter.py --compare``).
+    each step mostly pays for waking and synchronising them. With a full pass per pick, 1,000 k-center
+    picks from 10,000 x 128 took several times as long on every BLAS thread as on one
+    (``python -m benchmarks.bench_kcenter --compare``, ``benchmarks/results/bench_kcenter/summary.md``).
     """
     return threadpool_limits(limits=1, user_api="blas")
 
@@ -178,11 +178,11 @@ def kmeanspp_init(x: np.ndarray, k: int, seed: int, n_local_trials: int | None =
 
     Each step draws ``n_local_trials`` candidates (default ``2 + int(log k)``) with probability
     proportional to their squared distance to the nearest row already chosen and keeps the one
-    that lowers the k-means potential most. Chosen by measurement (issue 13,
-    ``benchmarks/bench_strategies.py --coverage``): on 50 clusters of unequal sizes (10,000 x 128), plain
-    D^2 sampling (``n_local_trials=1``) seeded TypiClust to 41 of 50 clusters covered at B = 50,
-    the greedy variant to 45 (the published TypiClust code, scikit-learn ``KMeans``, covers 44-46);
-    training on more points or for more iterations changed nothing. O(k * trials * n * d) time,
+    that lowers the k-means potential most. Chosen by measurement (``python -m benchmarks.bench_strategies
+    --coverage``, ``benchmarks/results/typiclust_parity/summary.md``): on 50 clusters of unequal sizes
+    (10,000 x 128), plain D^2 sampling (``n_local_trials=1``) seeded TypiClust to 41 of 50 clusters
+    covered at B = 50, the greedy variant to 45 (the published TypiClust code, scikit-learn ``KMeans``,
+    covers 45.6 on average); training on more points or for more iterations changed nothing. O(k * trials * n * d) time,
     O(trials * n) extra memory.
     """
     from sklearn.cluster import kmeans_plusplus
@@ -221,7 +221,7 @@ def knn(
     Exact (flat L2 index) when ``x`` has at most ``flat_max`` rows (``None`` = always exact),
     approximate above it: an IVF-flat index with ``4 * sqrt(n)`` lists, trained (10 k-means
     iterations) on a ``seed``-ed sample of 32 points per list, searched with ``nprobe`` lists.
-    Measured at n = 1M, d = 128 on 2 cores: recall@10 ~0.5-0.6 on clustered data with
+    Measured at n = 1M, d = 128: recall@10 ~0.5-0.6 on clustered data with
     nprobe = 8 (~0.75 with 16, at twice the search time); on isotropic random vectors kNN is
     nearly meaningless and IVF recall is < 0.1. Queries are searched in chunks of ``chunk`` rows.
 

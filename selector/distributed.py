@@ -1,12 +1,12 @@
 """Training and embedding on several processes: ``torch.distributed`` as launched by ``torchrun``.
 
-The launcher is PyTorch's own (``torchrun``, ``python -m torch.distributed.run``; :mod:`selector.launch`
+The launcher is PyTorch's own (``torchrun``, ``python -m torch.distributed.run``; :mod:`selector.cli.torchrun`
 starts it for one machine): its c10d rendezvous starts the processes on one machine or many (under
 Slurm or Kubernetes too) and gives each its rank, the world size and the rendezvous address in the
 environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). :func:`init`
 joins the process group from there: NCCL when the processes use CUDA GPUs (one GPU per process,
 ``cuda:LOCAL_RANK``), gloo on CPUs. Outside torchrun (no ``WORLD_SIZE``, or 1) it returns None and
-everything runs in one process as before.
+everything runs in one process.
 
 What a :class:`Dist` gives the pipeline:
 

@@ -1,7 +1,7 @@
 """Process supervision: a child process that ends when the process that started it does.
 
 Used by the pool's decoder workers (:mod:`selector.pool.workers`), the torchrun launcher's child
-(:mod:`selector.launch`) and the ranks torchrun starts (the command line). Imports neither numpy nor
+(:mod:`selector.cli.torchrun`) and the ranks torchrun starts (the command line). Imports neither numpy nor
 torch: it costs no more than the standard library.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ def die_with_parent(parent: int, poll_s: float = 1.0, watch: bool = True) -> Non
     fallback, a daemon thread checks every ``poll_s`` seconds that the parent is still this process's
     parent (an orphan is adopted by another process) and exits at once if not. A parent that already
     died before the call is caught by the first check. ``watch=False`` starts no thread: for a child
-    between fork and exec (``subprocess.Popen(preexec_fn=...)``, :mod:`selector.launch`), where the
+    between fork and exec (``subprocess.Popen(preexec_fn=...)``, :mod:`selector.cli.torchrun`), where the
     kernel's signal is kept across exec and a thread would not be."""
     try:
         import ctypes

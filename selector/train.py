@@ -72,7 +72,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if not d["autoencoder"]:  # without the autoencoder: the dict (cache keys, checkpoints) of before
+        if not d["autoencoder"]:  # left out when unused, so the key of an encoder without it does not change
             del d["autoencoder"]
         return d
 
@@ -80,8 +80,8 @@ class TrainConfig:
 def auto_epochs(n: int) -> int:
     """Default epoch count: about 300,000 images seen in all, between 2 and 30 epochs.
 
-    30 epochs on a 10,000-image pool; a few minutes for the default CPU encoder (resnet-small,
-    32 px) on two cores (see the README for the measured time).
+    30 epochs on a 10,000-image pool. The training times of the CPU encoder (resnet-small, 32 px) on
+    2,000-image pools are the ``fit s`` column of ``benchmarks/results/recipe/summary.md``.
     """
     return int(min(30, max(2, round(300_000 / max(n, 1)))))
 

@@ -1,101 +1,83 @@
-"""The embedding cache follows the pool's files: added, removed and modified files are noticed, and only
-images never seen by this encoder are embedded again (through the CLI and through embed_pool)."""
+"""The default cache lives in the user cache folder, is shared across output folders, and can be listed and pruned."""
 from __future__ import annotations
 
-import csv
-import shutil
+import os
+import time
+from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
-from PIL import Image
 
-from selector.backbones import Encoder, EncoderConfig
+from selector.cache import cache_entries, default_cache_dir, prune
 from selector.cli import main
-from selector.pool import load_folder
-from selector.embed import embed_array, embed_pool, encoder_key
-from selector.checkpoint import save_checkpoint
-from selector.train import TrainConfig
-from tests.test_robustness import snapshot, write_pool
+from tests.conftest import write_digits
 
 
-@pytest.fixture(scope="module")
-def encoder_file(tmp_path_factory):
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("enc") / "enc.pt"
-    save_checkpoint(path, Encoder(EncoderConfig(in_channels=1, image_size=16)), TrainConfig(epochs=1), epoch=1, step=0)
+def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "selector"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")  # invalid per the XDG spec: ignored
+    assert default_cache_dir() == Path.home() / ".cache" / "selector"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == Path.home() / ".cache" / "selector"
+
+
+def test_conftest_keeps_tests_out_of_the_real_home():
+    assert not Path(os.environ["XDG_CACHE_HOME"]).resolve().is_relative_to(Path.home().resolve() / ".cache")
+
+
+def test_outputs_in_two_folders_share_one_cache(tmp_path):
+    pool = write_digits(tmp_path / "pool", 40)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    args = ["select", "-b", 5, "-p", pool, "--arch", "resnet-small", "--epochs", 1, "-s", "random", "-q"]
+    r1 = CliRunner().invoke(main, [str(a) for a in [*args, "-o", tmp_path / "a" / "s.csv"]])
+    assert r1.exit_code == 0, r1.output
+    r2 = CliRunner().invoke(main, [str(a) for a in [*args, "-o", tmp_path / "b" / "s.csv"]])
+    assert r2.exit_code == 0, r2.output
+    assert "loaded from the cache" in r2.output and "0 images embedded, 40 from cache" in r2.output
+    assert str(default_cache_dir()) in r2.output
+    assert not list(tmp_path.rglob(".selector-cache"))  # nothing beside the outputs
+
+    info = CliRunner().invoke(main, ["cache", "info"])
+    assert info.exit_code == 0 and str(default_cache_dir()) in info.output
+    assert "encoders:   1" in info.output and "1 encoders' embeddings" in info.output
+
+
+def _entry(root: Path, kind: str, name: str, nbytes: int, age_days: float) -> Path:
+    path = root / ("encoders" if kind == "encoder" else "embeddings") / name
+    target = path if kind == "encoder" else path / "chunk-x.npz"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"\0" * nbytes)
+    t = time.time() - age_days * 86400
+    os.utime(target, (t, t))
     return path
 
 
-def _select(pool, out, enc, cache, budget):
-    r = CliRunner().invoke(main, [str(a) for a in ("select", "-p", pool, "-o", out, "--encoder", enc, "-s", "random",
-                                                    "-b", budget, "--cache-dir", cache, "--workers", 1, "-q", "-f")],
-                           catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    return r.output, [row["path"] for row in csv.DictReader(open(out, encoding="utf-8"))]
+def test_prune_by_age_size_and_all(tmp_path):
+    root = tmp_path / "c"
+    old = _entry(root, "encoder", "encoder-old.pt", 1000, 40)
+    mid = _entry(root, "embeddings", "mid", 3000, 10)
+    new = _entry(root, "encoder", "encoder-new.pt", 2000, 0)
+    assert [e.path for e in cache_entries(root)] == [old, mid, new]  # oldest use first
+    assert [e.path for e in prune(root, older_than_days=30, dry_run=True)] == [old] and old.exists()
+    assert [e.path for e in prune(root, older_than_days=30)] == [old] and not old.exists()
+    assert [e.path for e in prune(root, keep_bytes=2500)] == [mid] and not mid.exists() and new.exists()
+    assert [e.path for e in prune(root)] == [new] and cache_entries(root) == []
+    assert prune(tmp_path / "missing") == []
+    with pytest.raises(ValueError, match="older_than_days"):
+        prune(root, older_than_days=-1)
 
 
-def test_cache_follows_added_removed_and_modified_files(tmp_path, encoder_file):
-    pool = write_pool(tmp_path / "pool", 40)
-    cache, out = tmp_path / "cache", tmp_path / "s.csv"
-
-    text, _ = _select(pool, out, encoder_file, cache, 5)
-    assert "40 images embedded, 0 from cache" in text
-    text, _ = _select(pool, out, encoder_file, cache, 5)
-    assert "0 images embedded, 40 from cache" in text
-
-    Image.fromarray(np.full((8, 8), 77, dtype=np.uint8)).save(pool / "new.png")  # added
-    text, chosen = _select(pool, out, encoder_file, cache, 41)
-    assert "41 images in" in text and "1 images embedded, 40 from cache" in text and "new.png" in chosen
-
-    (pool / "003.png").unlink()  # removed
-    (pool / "004.png").unlink()
-    text, chosen = _select(pool, out, encoder_file, cache, 39)
-    assert "39 images in" in text and "0 images embedded, 39 from cache" in text
-    assert not {"003.png", "004.png"} & set(chosen) and len(chosen) == 39
-
-    Image.fromarray(np.full((8, 8), 200, dtype=np.uint8)).save(pool / "000.png")  # modified in place
-    text, _ = _select(pool, out, encoder_file, cache, 5)
-    assert "1 images embedded, 38 from cache" in text
-
-    shutil.move(pool / "001.png", pool / "renamed.png")  # same bytes under a new name: nothing to do
-    text, _ = _select(pool, out, encoder_file, cache, 5)
-    assert "0 images embedded, 39 from cache" in text
-
-
-def test_cached_vectors_equal_fresh_ones_and_damage_is_recomputed(tmp_path, encoder_file):
-    from selector.checkpoint import load_encoder
-
-    pool_dir = write_pool(tmp_path / "pool", 30)
-    before = snapshot(pool_dir)
-    enc, _ = load_encoder(encoder_file)
-    p = load_folder(pool_dir, channels=1, image_size=16, workers=0)
-    fresh = embed_array(enc, p.images)
-    cache = tmp_path / "cache"
-    first, n1 = embed_pool(p.images[:20], p.digests[:20], enc, cache_dir=cache, chunk=7)
-    assert n1 == 20 and len(list((cache / "embeddings" / encoder_key(enc)).glob("chunk-*.npz"))) == 3
-    full, n2 = embed_pool(p.images, p.digests, enc, cache_dir=cache, chunk=7)
-    assert n2 == 10  # only the 10 new images
-    np.testing.assert_allclose(full, fresh, atol=1e-6)
-    np.testing.assert_allclose(full[:20], first, atol=0)
-    # A damaged chunk is ignored with a warning and its images embedded again.
-    chunk = sorted((cache / "embeddings" / encoder_key(enc)).glob("chunk-*.npz"))[0]
-    chunk.write_bytes(chunk.read_bytes()[:100])
-    again, n3 = embed_pool(p.images, p.digests, enc, cache_dir=cache, chunk=7)
-    assert 0 < n3 <= 7
-    np.testing.assert_allclose(again, fresh, atol=1e-6)
-    assert snapshot(pool_dir) == before
-
-
-def test_duplicates_embedded_once(tmp_path, encoder_file):
-    from selector.checkpoint import load_encoder
-
-    pool_dir = write_pool(tmp_path / "pool", 10)
-    shutil.copyfile(pool_dir / "002.png", pool_dir / "002 copy.png")
-    enc, _ = load_encoder(encoder_file)
-    p = load_folder(pool_dir, channels=1, image_size=16, workers=0)
-    emb, n = embed_pool(p.images, p.digests, enc, cache_dir=tmp_path / "cache")
-    assert n == 10 and p.n_duplicates == 1
-    i, j = p.ids.index("002 copy.png"), p.ids.index("002.png")
-    assert (emb[i] == emb[j]).all()
+def test_cache_prune_cli(tmp_path):
+    root = tmp_path / "c"
+    _entry(root, "encoder", "encoder-old.pt", 1000, 40)
+    keep = _entry(root, "encoder", "encoder-new.pt", 10, 1)
+    r = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(root), "--older-than", "30"])
+    assert r.exit_code == 0 and "removed encoder" in r.output and "encoder-old.pt" in r.output
+    assert [e.path for e in cache_entries(root)] == [keep]
+    r = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(root)])
+    assert r.exit_code == 2 and "--all" in r.output and keep.exists()
+    r = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(root), "--all", "--dry-run"])
+    assert "would remove" in r.output and keep.exists()
+    assert len(cache_entries(root)) == 1

@@ -13,7 +13,7 @@ Read (``.xml``, or the ``annotations.xml`` of a ``.zip``): ``<image name>`` with
 ``source="auto"`` tags are pre-annotations and never read as labels; an image without another tag is
 not labeled.
 
-References (the schemas the writers follow, checked in ``tests/test_export.py``): CVAT XML 1.1:
+References (the schemas the writers follow, checked in ``tests/formats/test_cvat.py``): CVAT XML 1.1:
 https://docs.cvat.ai/docs/other/xml_format/ ; dataset manifest:
 https://docs.cvat.ai/docs/dataset_management/dataset_manifest/
 """

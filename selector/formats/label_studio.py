@@ -13,7 +13,7 @@ the image URL and the choice under the control's name), and a JSON object ``{pat
 (:func:`selector.formats.tabular.read_label_mapping`). :func:`last_round` reads the round the tasks
 were sent in.
 
-References (the schemas the writer follows, checked in ``tests/test_export.py``):
+References (the schemas the writer follows, checked in ``tests/formats/test_label_studio.py``):
 
 * Label Studio task import: https://labelstud.io/guide/tasks#Basic-Label-Studio-JSON-format
   and pre-annotations: https://labelstud.io/guide/predictions ; local files are served at

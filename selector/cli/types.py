@@ -1,4 +1,5 @@
-"""Click parameter types whose choices load on first use, so that ``selector --help``, ``--version``
+"""Click parameter types of the command line: :class:`Budget`, and choices and help texts that load on
+first use (:class:`LazyChoice`, :class:`LazyHelpOption`), so that ``selector --help``, ``--version``
 and shell completion of commands and options import neither torch nor faiss."""
 from __future__ import annotations
 
@@ -68,3 +69,21 @@ def text_of(module: str, func: str, *args) -> Callable[[], str]:
         return getattr(importlib.import_module(module), func)(*args)
 
     return load
+
+
+class Budget(click.ParamType):
+    """A positive whole number, with a clear message for anything else."""
+
+    name = "N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            n = value
+        else:
+            try:
+                n = int(str(value).strip())
+            except ValueError:
+                self.fail(f"budget must be a whole number, got {value!r}", param, ctx)
+        if n <= 0:
+            self.fail(f"budget must be positive, got {n}", param, ctx)
+        return n

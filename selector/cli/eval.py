@@ -1,22 +1,16 @@
-"""``selector eval``: compare strategies on a labeled dataset with the project's own encoder.
-
-The encoder is trained (without labels) on the dataset's training images, exactly as ``selector
-select`` would train it on a user's pool, and cached; the training images and the held-out test
-images are embedded with it; then :func:`selector.eval.loop.run_eval` builds the pools, lets each strategy
-choose, retrains on the chosen labels only and scores on the balanced test split.
-"""
+"""``selector eval``: compare strategies on a labeled dataset. Parses the options, calls
+:func:`selector.eval.experiment.run_experiment` and prints what it did."""
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from pathlib import Path
 
 import click
 
-log = logging.getLogger(__name__)
+from selector.eval.experiment import DATASETS
 
-DATASETS = ("digits", "mnist10k", "notmnist10k", "cifar10")
+from .errors import Command
 
 
 def _strategy_names() -> list[str]:
@@ -35,46 +29,7 @@ def _int_list(text: str, what: str) -> list[int]:
     return vals
 
 
-def load_split(data: str, n_train_per_class: int | None, n_test_per_class: int, seed: int, cache: Path,
-               data_dir: Path | None):
-    """(x_train, y_train, x_test, y_test, name): CIFAR-10 uses its official test split; the others
-    hold out a balanced ``n_test_per_class`` per class (seeded)."""
-    import numpy as np
-
-    from .datasets import cifar10, load_dataset
-    from .pools import train_test_split_balanced
-
-    if data == "cifar10":
-        tar = None if data_dir is None else data_dir / "cifar10-jpeg.tar.gz"
-        xtr, ytr, name = cifar10("train", n_per_class=n_train_per_class, tar_path=tar, cache_dir=cache)
-        xte, yte, _ = cifar10("test", tar_path=tar, cache_dir=cache)
-        return xtr, ytr, xte, yte, name
-    kw = {} if data == "digits" or data_dir is None else {"path": data_dir / f"{data}.npz"}
-    x, y, name = load_dataset(data, **kw)
-    train, test = train_test_split_balanced(y, n_test_per_class, np.random.default_rng(seed))
-    return x[train], y[train], x[test], y[test], name
-
-
-def embed_dataset(x_train, x_test, name: str, cache: Path, encoder, epochs, loss, arch, device, seed, progress):
-    """Train (or load) the encoder on the unlabeled training images; embed train and test."""
-    from selector import Selector
-
-    cache.mkdir(parents=True, exist_ok=True)
-    tr, te = cache / f"{name}-train.npz", cache / f"{name}-test.npz"
-    for path, x in ((tr, x_train), (te, x_test)):
-        if not path.exists():
-            import numpy as np
-
-            from selector.atomic import atomic_write
-
-            with atomic_write(path, "wb") as f:
-                np.savez(f, x=x)
-    sel = Selector(encoder=encoder, strategy="random", seed=seed, device=device, epochs=epochs, loss=loss,
-                   arch=arch, cache_dir=cache, progress=progress).fit(tr)
-    return sel.embeddings_, sel.embed(te), sel
-
-
-@click.command("eval")
+@click.command("eval", cls=Command, inputs=("data",))
 @click.option("--data", type=click.Choice(DATASETS), default="mnist10k", show_default=True,
               help="Labeled dataset (from ../shared/data, or scikit-learn's digits).")
 @click.option("--pool", "pool_spec", default="balanced", show_default=True,
@@ -109,11 +64,9 @@ def eval_cmd(data, pool_spec, strategy_names, budgets, seeds, rounds, retrainer,
              train_per_class, test_per_class, data_dir, cache_dir, device, quiet):
     """Compare strategies: hide the labels, let each strategy choose, retrain on the chosen labels,
     score on a balanced test split; writes a tidy CSV, a markdown table and PNG plots."""
-    from .loop import run_eval
-    from .pools import parse_pool_spec
-    from .report import write_report
+    from selector.eval.experiment import run_experiment
+    from selector.eval.pools import parse_pool_spec
 
-    progress = not quiet and sys.stderr.isatty()  # no bars in logs
     names = [s.strip() for s in strategy_names.split(",") if s.strip()]
     unknown = [s for s in names if s not in _strategy_names()]
     if unknown:
@@ -124,32 +77,15 @@ def eval_cmd(data, pool_spec, strategy_names, budgets, seeds, rounds, retrainer,
         parse_pool_spec(pool_spec)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--pool") from None
-    out.mkdir(parents=True, exist_ok=True)
-    cache = cache_dir if cache_dir is not None else out / ".selector-cache"
     t0 = time.perf_counter()
-    try:
-        xtr, ytr, xte, yte, name = load_split(data, train_per_class if data == "cifar10" else None, test_per_class,
-                                              0, cache, data_dir)
-        etr, ete, sel = embed_dataset(xtr, xte, name, cache, encoder, epochs, loss, arch, device, 0, progress)
-        retrain = retrainer
-        if retrainer == "finetune":
-            from selector.pool import load_pool
-
-            from .finetune import finetune_retrainer
-
-            test_pool = load_pool(cache / f"{name}-test.npz", image_size=sel.pool_.size, channels=sel.pool_.channels)
-            retrain = finetune_retrainer(sel.encoder_, sel.pool_.images, etr, test_pool.images, ete,
-                                         device=sel.encoder_.head[0].weight.device)
-            retrain.__name__ = "finetune"
-        rows = run_eval(etr, ytr, ete, yte, strategies=names, budgets=budget_list, seeds=list(range(seeds)),
-                        pool_spec=pool_spec, rounds=rounds, retrainer=retrain, progress=progress, dataset=name)
-        files = write_report(rows, out, title=f"{name}, pool {pool_spec}")
-    except (ValueError, OSError) as e:
-        raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
-    click.echo(f"dataset:  {name}: {len(xtr)} train images (encoder trained on them without labels), "
-               f"{len(xte)} test images")
-    click.echo(f"encoder:  {encoder or f'{arch}, {loss}, {sel.train_config(len(xtr)).epochs} epochs'}")
-    click.echo(f"runs:     {len(rows)} rows ({len(names)} strategies x {len(budget_list)} budgets x {seeds} seeds"
+    ex = run_experiment(data, out, strategies=names, budgets=budget_list, seeds=seeds, pool_spec=pool_spec,
+                        rounds=rounds, retrainer=retrainer, encoder=encoder, epochs=epochs, loss=loss, arch=arch,
+                        train_per_class=train_per_class, test_per_class=test_per_class, data_dir=data_dir,
+                        cache_dir=cache_dir, device=device, progress=not quiet and sys.stderr.isatty())
+    click.echo(f"dataset:  {ex.name}: {ex.n_train} train images (encoder trained on them without labels), "
+               f"{ex.n_test} test images")
+    click.echo(f"encoder:  {ex.encoder}")
+    click.echo(f"runs:     {len(ex.rows)} rows ({len(names)} strategies x {len(budget_list)} budgets x {seeds} seeds"
                f"{f' x {rounds} rounds' if rounds > 1 else ''})")
-    click.echo(f"written:  {', '.join(str(f) for f in files.values())}")
+    click.echo(f"written:  {', '.join(str(f) for f in ex.files.values())}")
     click.echo(f"time:     {time.perf_counter() - t0:.1f} s")
