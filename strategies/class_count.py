@@ -40,8 +40,9 @@ gap (MNIST PCA, where no method is reliable). Over-estimating K costs little in 
 frequent one, so ``balanced`` lets callers pass K when they know it.
 
 The subsample's spectral embedding is also the best available grouping: :func:`spectral_groups`
-clusters it (Ng, Jordan & Weiss, NIPS 2001; k-means started from farthest points) and extends the groups to the whole pool through the
-group means, which k-means on the whole pool (biased towards equal-size clusters) would not do.
+clusters it (Ng, Jordan & Weiss, NIPS 2001; k-means started from farthest points) and extends the groups
+to the whole pool through the group means, which k-means on the whole pool (biased towards equal-size
+clusters) would not do.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ ZERO_EIG = 1e-9
 #: shift of the shift-invert eigensolver: the Laplacian's eigenvalues nearest -SHIFT are its smallest
 SHIFT = 1e-3
 #: Lanczos restarts allowed on the largest eigenvalues of S before the shift-invert solver takes over.
-#: Measured on the shared 2-core machine: 31 eigenpairs of a 5,000-row CIFAR-10 graph converge within
+#: Measured (wall time): 31 eigenpairs of a 5,000-row CIFAR-10 graph converge within
 #: 20 restarts (0.2 s; shift-invert takes 26 s there, its factorisation fills in), 91 within 100
 #: (1.7 s); a 7,754-row component of a graph of 500 blobs, whose eigenvalues come in tight clusters,
 #: had not converged after 300 (13 s for 31 eigenpairs; over 590 s for 91 without a limit), where
@@ -71,7 +72,7 @@ SHIFT = 1e-3
 LANCZOS_MAXITER = 100
 
 
-#: the largest class count the estimate ever considers (issue 13: pools of up to 1,000 classes).
+#: the largest class count the estimate ever considers (pools of up to 1,000 classes are supported).
 MAX_K = 1_000
 
 

@@ -7,10 +7,10 @@ evenly, which means it also picks outliers and has no notion of density or class
 
 Cost: the plain greedy makes one pass over the pool per pick (a chunked matrix-vector product
 and a running minimum, on one BLAS thread: :func:`one_blas_thread`), ~12 ms per pick at n = 1M,
-d = 128 on a 2-core CPU. :func:`kcenter_greedy`
-keeps an exact shortlist of the farthest rows instead and applies the picks to the whole pool in
-batched passes only when the shortlist is used up (see its docstring); O(n) extra memory, no
-n x n matrix. Timings in ``benchmarks/README.md`` (``benchmarks/bench_strategies.py``).
+d = 128 on two CPU cores. :func:`kcenter_greedy` keeps an exact shortlist of the farthest rows instead
+and applies the picks to the whole pool in batched passes only when the shortlist is used up (see its
+docstring); O(n) extra memory, no n x n matrix. Timings: ``benchmarks/results/bench_strategies/summary.md``
+(``python -m benchmarks.bench_strategies``).
 """
 from __future__ import annotations
 
@@ -42,10 +42,10 @@ def kcenter_greedy(x: np.ndarray, centers: np.ndarray, n: int, chunk: int = CHUN
         chunk: rows per block of the distance update.
         shortlist: rows kept as candidates between full passes (see below); None chooses
             ``max(1024, 2 n)``; pools of at most twice that are searched in full at every pick.
-            Measured (``benchmarks/bench_kcenter.py --n 100000 --shortlist 1000000000 16384 2000``, CPU
-            seconds per process on a busy 2-core machine, ``benchmarks/results/bench_kcenter``): 1,000 picks
-            from 100k x 128 take 1.2-1.6 s with 2,000, 1.9-2.0 s with 16,384 and 5.9-6.0 s with
-            full passes (what the earlier default, ``max(16384, 64 n)``, did at this size).
+            Measured (``python -m benchmarks.bench_kcenter --n 100000 --shortlist 1000000000 16384 2000``,
+            CPU seconds per process, ``benchmarks/results/bench_kcenter/summary.md``): 1,000 picks from
+            100k x 128 take 1.2-1.6 s with 2,000, 1.9-2.0 s with 16,384 and 5.9-6.0 s with a full
+            pass at every pick.
         allowed: (N,) bool, rows that may be picked (None: all); the others still count as
             covered by the centers but are never chosen. Needs ``n`` <= the allowed rows that are
             not centers.

@@ -16,8 +16,8 @@ Differences from the published code (github.com/avihu111/TypiClust), all deliber
   * k-means is faiss k-means with the full number of clusters, trained on a capped seeded
     sample and then assigning every point; k-means++ seeding (as sklearn's KMeans in the
     published code) up to ``kmeanspp_max`` clusters, faiss' random seeding above (k-means++
-    costs ~4 s for k = 1,000 on 2 cores, and small missed clusters matter less at large k) (the code caps at 500 clusters of sklearn
-    MiniBatchKMeans to stay fast).
+    costs ~4 s for k = 1,000 on two CPU cores, and small missed clusters matter less at large k)
+    (the published code caps at 500 clusters of sklearn MiniBatchKMeans to stay fast).
   * clusters above ``max_cluster_points`` points score a seeded sample of that many candidate
     points (each still against *all* points of its cluster), so a low budget on a huge pool
     does not need an exact kNN over clusters of 100k points.
@@ -60,8 +60,8 @@ def typicality(x: np.ndarray, k: int, candidates: np.ndarray | None = None) -> n
         raise ValueError(f"typicality needs 1 <= k <= m-1, got k={k} for m={m} rows")
     rows = np.arange(m) if candidates is None else np.asarray(candidates, dtype=np.int64)
     if rows.shape[0] * m <= DENSE_MAX:
-        # small cluster: one BLAS product and a partial sort (many tiny faiss calls each open an
-        # OpenMP parallel region, which is slow on a busy machine)
+        # small cluster: one BLAS product and a partial sort (many tiny faiss calls would each open an
+        # OpenMP parallel region, whose start-up costs more than the work inside it)
         d = sq_dists(x[rows], x)
         d[np.arange(rows.shape[0]), rows] = np.inf  # exclude self
         sq = np.partition(d, k - 1, axis=1)[:, :k]
