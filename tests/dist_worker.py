@@ -157,7 +157,7 @@ def main(phase: str, out: Path) -> int:
 
     if phase == "finish":  # one process: what the killed embedding left, finished from the cache
         from selector.embed import embed_pool
-        from selector.checkpoint import load_encoder, read_checkpoint
+        from selector.checkpoint import load_encoder
 
         enc, state = load_encoder(out / "b.ckpt")
         x = pool_images()

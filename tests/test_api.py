@@ -1,13 +1,18 @@
-"""The Python API on a small real pool: fit, select, exclusion of labeled items, determinism."""
+"""The Python API (selector.api) on a small real pool: fit, select, exclusion of labeled items, determinism;
+embeddings brought by the caller are checked (non-finite and huge values, ids of another length)."""
 from __future__ import annotations
 
 import csv
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from selector import Selector, select_embeddings
 from selector.plan import labeled_mask
+from tests.conftest import subprocess_env
 
 
 @pytest.fixture
@@ -15,6 +20,7 @@ def fitted(digits_pool, tmp_path):
     return Selector(strategy="random", arch="resnet-small", epochs=1, seed=0, device="cpu", cache_dir=tmp_path / "cache").fit(digits_pool)
 
 
+@pytest.mark.trains
 def test_fit_select_export(fitted, tmp_path):
     assert fitted.embeddings_.shape == (60, 256)
     assert fitted.n_embedded_ == 60
@@ -26,6 +32,7 @@ def test_fit_select_export(fitted, tmp_path):
     assert [r["path"] for r in rows] == res.paths and rows[0]["rank"] == "1"
 
 
+@pytest.mark.trains
 def test_labeled_items_never_chosen(fitted):
     ids = fitted.pool_.ids
     labeled = ids[:50]
@@ -34,6 +41,7 @@ def test_labeled_items_never_chosen(fitted):
         assert sorted(res.indices.tolist()) == list(range(50, 60))
 
 
+@pytest.mark.trains
 def test_labeled_file(fitted, tmp_path):
     f = tmp_path / "done.csv"
     f.write_text("path,label\n" + "".join(f"{p},{i % 3}\n" for i, p in enumerate(fitted.pool_.ids[:20]))
@@ -44,6 +52,7 @@ def test_labeled_file(fitted, tmp_path):
     assert not set(res.indices.tolist()) & set(range(20))
 
 
+@pytest.mark.trains
 def test_same_seed_same_selection_and_cache_reuse(digits_pool, tmp_path):
     kw = dict(strategy="random", arch="resnet-small", epochs=1, seed=4, device="cpu", cache_dir=tmp_path / "c")
     a = Selector(**kw).fit(digits_pool)
@@ -98,6 +107,7 @@ def test_labels_from_a_file_reach_label_aware_strategies(tmp_path):
     assert y2 is None and mask2.sum() == 8
 
 
+@pytest.mark.trains
 def test_labels_reach_only_the_losses_that_use_them(digits_pool, tmp_path):
     """SimCLR ignores known labels: fitting with them reuses the encoder cached without them."""
     y = np.arange(60) % 3
@@ -107,3 +117,40 @@ def test_labels_reach_only_the_losses_that_use_them(digits_pool, tmp_path):
     assert not first.encoder_cached_ and again.encoder_cached_
     kcl = Selector(loss="kcl", **kw).fit(digits_pool, labels=y)
     assert not kcl.encoder_cached_  # a label-using loss trains its own encoder
+
+
+HUGE_API = """
+import numpy as np
+from selector.api import select_embeddings
+x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32) * np.float32(1e20)
+try:
+    select_embeddings(x, 10, None, "balanced", 0)
+except ValueError as e:
+    print("ValueError:", e)
+"""
+
+
+@pytest.mark.processes
+def test_huge_embeddings_in_the_api_are_refused_clearly():
+    r = subprocess.run([sys.executable, "-c", HUGE_API], capture_output=True, text=True, timeout=120, env=subprocess_env())
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"ValueError: embeddings hold values up to \d(\.\d)?e\+20 in magnitude", r.stdout), \
+        r.stdout + r.stderr[-2000:]
+
+
+def test_check_embeddings_accepts_ordinary_and_refuses_non_finite():
+    from selector.api import check_embeddings
+
+    x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    assert check_embeddings(x) is None
+    x[3, 1] = np.nan
+    with pytest.raises(ValueError, match="row 3"):
+        check_embeddings(x)
+
+
+def test_select_embeddings_refuses_ids_of_another_length():
+    from selector.api import select_embeddings
+
+    x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match="3 ids for 10 embedding rows"):
+        select_embeddings(x, 2, None, "random", 0, ids=["a", "b", "c"])

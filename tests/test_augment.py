@@ -1,3 +1,7 @@
+"""Training views (selector.augment): shape and range kept, parameters drawn per sample and seeded, flips and
+the crop scale reaching the training configuration."""
+from __future__ import annotations
+
 import pytest
 import torch
 

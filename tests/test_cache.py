@@ -26,6 +26,7 @@ def test_conftest_keeps_tests_out_of_the_real_home():
     assert not Path(os.environ["XDG_CACHE_HOME"]).resolve().is_relative_to(Path.home().resolve() / ".cache")
 
 
+@pytest.mark.trains
 def test_outputs_in_two_folders_share_one_cache(tmp_path):
     pool = write_digits(tmp_path / "pool", 40)
     (tmp_path / "a").mkdir()

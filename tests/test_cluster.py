@@ -7,7 +7,7 @@ import pytest
 from selector.cluster import (group_rows, kmeans, kmeanspp_init, knn, nearest_centroid, range_pairs,
                               sample_rows, set_threads, sq_dists)
 
-from .blobs import sphere_blobs
+from tests.blobs import sphere_blobs
 
 blobs = functools.partial(sphere_blobs, d=16, spread=0.05)
 
@@ -158,7 +158,7 @@ def test_set_threads():
 def test_greedy_kmeanspp_covers_more_unequal_blobs_than_plain_d2_sampling():
     # 30 blobs whose sizes fall from 300 to 10: seeds of 30 centroids land in more distinct blobs with
     # the greedy variant (best of 2 + log k candidates per step) than with plain D^2 sampling
-    from .blobs import geometric_sizes
+    from tests.blobs import geometric_sizes
     x, y = sphere_blobs(geometric_sizes(30, n=2500, ratio=30, minimum=10), d=16, spread=0.1, seed=4)
     def hit(trials):
         out = []

@@ -26,8 +26,10 @@ import numpy as np
 import pytest
 
 from tests import dist_worker as W
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.trains, pytest.mark.processes]
+
 JOB_TIMEOUT_S = 900  # a bound on a hang: a job takes seconds, minutes when a loaded machine runs it niced
 
 

@@ -1,3 +1,7 @@
+"""Batched embedding (selector.embed): unit float32 rows independent of the batch size, the encoder's mode
+restored, and an encoder key that follows the weights."""
+from __future__ import annotations
+
 import numpy as np
 import torch
 

@@ -1,7 +1,9 @@
-"""selector.embeddings_io: every format reads to the same selection as the .npy of the same rows."""
+"""selector.embeddings_io: every format reads to the same selection as the .npy of the same rows; bad files,
+empty or huge embeddings and a bad ``--ids`` file are one line on the command line."""
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from click.testing import CliRunner
 
 from selector.cli import main
 from selector.embeddings_io import READERS, EmbeddingsError, non_unit_rows, normalize_rows, read_embeddings
+from tests.conftest import error_line, run
 
 N, D = 80, 12
 
@@ -131,3 +134,32 @@ def test_cli_error_is_one_line(tmp_path):
     assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1 and "two.npz" in r.output
     assert not (tmp_path / "s.csv").exists()
     assert set(READERS) == {".npy", ".npz", ".csv", ".pt", ".pth", ".parquet"}
+
+
+def test_huge_embeddings_from_the_cli_are_refused_clearly(tmp_path):
+    """In-process: the command line reaches faiss through the same select_embeddings, whose check the
+    subprocess test above guards against an abort."""
+    x = np.random.default_rng(0).normal(size=(300, 8)) * 1e30
+    np.save(tmp_path / "e.npy", x)
+    r = run("select", "--embeddings", tmp_path / "e.npy", "-b", 10, "--out", tmp_path / "s.csv")
+    assert r.exit_code == 1, r.output
+    assert re.match(r"Error: embeddings hold values up to \d(\.\d)?e\+30 in magnitude", error_line(r)), r.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_embeddings_with_no_rows(tmp_path):
+    np.save(tmp_path / "e.npy", np.zeros((0, 8), dtype=np.float32))
+    r = run("select", "--embeddings", tmp_path / "e.npy", "-b", 1, "--out", tmp_path / "s.csv")
+    assert r.exit_code == 1
+    line = error_line(r)
+    assert line.startswith(f"Error: embeddings {tmp_path / 'e.npy'} ") and "(0, 8)" in line, line
+    assert "labeled" not in line
+
+
+def test_ids_file_with_duplicates(tmp_path):
+    np.save(tmp_path / "e.npy", np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32))
+    (tmp_path / "ids.txt").write_text("a.png\nb.png\nc.png\nb.png\n")
+    r = run("select", "--embeddings", tmp_path / "e.npy", "--ids", tmp_path / "ids.txt", "-b", 1,
+            "--out", tmp_path / "s.csv")
+    assert r.exit_code == 1
+    assert error_line(r) == f"Error: ids file {tmp_path / 'ids.txt'}: 'b.png' is on lines 2 and 4"

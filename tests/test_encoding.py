@@ -1,4 +1,5 @@
-"""selector.encoding: one plan says which encoder, at what input size, cached under what key."""
+"""selector.encoding: one plan says which encoder, at what input size, cached under what key: backbone names
+and modes, the automatic choice, and an encoder cache key that follows the version and the training code."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,22 +8,13 @@ import torch
 
 from selector.backbones import Encoder, EncoderConfig
 from selector.checkpoint import save_checkpoint
-from selector.encoding import (DEFAULT_INPUT_SIZE, EncoderRequest, encoder_cache_key, encoder_input, get_encoder,
-                               plan_encoder)
+from selector.backbones import INSTALL_HINT
+from selector.encoding import (DEFAULT_INPUT_SIZE, EncoderRequest, check_backbone, choose_backbone, encoder_cache_key,
+                               encoder_input, get_encoder, plan_encoder, resolve_mode)
 from selector.train import TrainConfig, auto_epochs
+from tests.conftest import write_pool
 
 LABELS = np.array([0, 1, -1, 2], dtype=np.int64)
-
-
-@pytest.fixture(scope="module")
-def mobilenet_weights(tmp_path_factory):
-    """A torchvision:mobilenet_v3_small weights file (seeded random weights: nothing is downloaded)."""
-    import torchvision
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "mobilenet_v3_small-test.pth"
-    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), path)
-    return path
 
 
 def test_auto_without_the_pretrained_extra_trains_resnet_small():
@@ -104,3 +96,77 @@ def test_the_selector_follows_the_plan(digits_pool):
     assert (sel.backbone_, sel.backbone_reason_) == (plan.backbone, plan.reason)
     assert sel.encoder_.config == plan.encoder == sel.encoder_config(sel.pool_)
     assert sel.resolve_backbone(sel.pool_) == (plan.backbone, plan.mode, plan.reason)
+
+
+def test_names_and_modes():
+    assert check_backbone("efficientnet-lite0") == "efficientnet-lite0"
+    assert check_backbone("torchvision:resnet18") == "torchvision:resnet18"
+    with pytest.raises(ValueError, match="unknown torchvision model 'nosuchnet'"):
+        check_backbone("torchvision:nosuchnet")
+    with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
+        check_backbone("vgg")
+    assert resolve_mode("efficientnet-lite0", "auto") == "frozen"
+    assert resolve_mode("resnet-small", "auto") == "trained"
+    assert resolve_mode("efficientnet-lite0", "finetune") == "trained"
+    with pytest.raises(ValueError, match="unknown backbone mode"):
+        resolve_mode("resnet-small", "thaw")
+
+
+def test_choose_backbone_rule():
+    """Whatever the benchmark sets: photos get the pretrained backbone when it is installed, nothing
+    pretrained is chosen when it is not (and the reason says how to install it)."""
+    assert choose_backbone(3, 32, 10_000, installed=True)[:2] == ("efficientnet-lite0", "frozen")
+    for channels in (1, 3):
+        for n in (500, 10_000):
+            name, mode, reason = choose_backbone(channels, 32, n, installed=False)
+            assert (name, mode) == ("resnet-small", "trained") and INSTALL_HINT in reason
+            name, mode, reason = choose_backbone(channels, 32, n, installed=True)
+            assert check_backbone(name) == name and mode in ("frozen", "trained") and reason
+
+
+def test_encoder_cache_key_includes_version_and_recipe(monkeypatch):
+    import selector.checkpoint as train_mod
+    from selector.checkpoint import recipe_digest
+    from selector.encoding import encoder_cache_key
+
+    enc, tr = EncoderConfig(in_channels=1, image_size=16).to_dict(), TrainConfig(epochs=2).to_dict()
+    k = encoder_cache_key("poolkey", enc, tr)
+    assert k == encoder_cache_key("poolkey", enc, tr)  # stable
+    assert k != encoder_cache_key("other", enc, tr)
+    assert k != encoder_cache_key("poolkey", enc, TrainConfig(epochs=3).to_dict())
+    assert k != encoder_cache_key("poolkey", enc, tr, labels=np.zeros(4, dtype=np.int64))
+    import selector._version
+
+    monkeypatch.setattr(selector._version, "__version__", "99.0")  # the one place the version is written
+    assert encoder_cache_key("poolkey", enc, tr) != k
+    monkeypatch.undo()
+    assert encoder_cache_key("poolkey", enc, tr) == k
+    # the recipe digest covers the training code itself: a change of any byte of it changes the key
+    files = train_mod.recipe_files()
+    assert {"train.py", "augment.py"} <= {f.name for f in files}
+    assert any(f.parent.name == "backbones" for f in files)
+    assert any(f.parent.name == "losses" for f in files)
+    d0 = recipe_digest()
+    monkeypatch.setattr(train_mod, "_file_bytes", lambda f: f.read_bytes() + (b"#" if f.name == "train.py" else b""))
+    recipe_digest.cache_clear()
+    try:
+        assert recipe_digest() != d0
+        assert encoder_cache_key("poolkey", enc, tr) != k
+    finally:
+        monkeypatch.undo()
+        recipe_digest.cache_clear()
+    assert encoder_cache_key("poolkey", enc, tr) == k
+
+
+@pytest.mark.trains
+@pytest.mark.usefixtures("one_torch_thread")
+def test_selector_names_its_cached_encoder_by_the_key(tmp_path):
+    from selector.api import Selector
+    from selector.encoding import encoder_cache_key
+    from selector.pool import load_folder
+
+    p = load_folder(write_pool(tmp_path / "p", 8), workers=0)
+    sel = Selector(strategy="random", arch="resnet-small", epochs=1, batch_size=4, cache_dir=tmp_path / "c").fit(p)
+    key = encoder_cache_key(p.key, sel.encoder_config(p).to_dict(), sel.train_config(len(p)).to_dict())
+    assert sel.checkpoint_ == tmp_path / "c" / "encoders" / f"encoder-{key}.pt"
+    assert sel.checkpoint_.is_file()

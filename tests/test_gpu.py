@@ -10,6 +10,7 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
+@pytest.mark.trains
 def test_train_and_embed_on_cuda_match_cpu_embedding(digits_images):
     from selector.backbones import EncoderConfig
     from selector.embed import embed_array
@@ -37,6 +38,7 @@ def test_faiss_gpu_kmeans_when_available():
     assert c.shape == (20, 32) and assign.shape == (5000,)
 
 
+@pytest.mark.trains
 def test_resume_on_cuda(tmp_path, digits_images):
     """A checkpoint written on the GPU resumes there (RNG states are loaded on the CPU)."""
     from selector.backbones import EncoderConfig

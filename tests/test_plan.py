@@ -1,8 +1,11 @@
 """plan_selection: the one function that decides the labeled mask, the duplicates and the budget for
-the API and the command line (pool and --embeddings paths)."""
+the API and the command line (pool and --embeddings paths); labeled_mask (classes, names outside the pool,
+conflicting labels); byte-identical files are never both chosen."""
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -10,8 +13,9 @@ from click.testing import CliRunner
 
 import selector.api
 import selector.plan
-from selector.plan import plan_selection
+from selector.plan import labeled_mask, plan_selection
 from selector.strategies import SelectionError
+from tests.conftest import N_POOL, error_line, rows, select
 
 IDS = [f"img_{i}.png" for i in range(10)]
 
@@ -95,3 +99,44 @@ def test_cli_and_api_decide_through_plan_selection(digits_pool, tmp_path, monkey
     assert r.exit_code == 0, r.output
     assert len(calls) == 3 and calls[2].n_labeled == 3
     assert (tmp_path / "e.txt").read_text(encoding="utf-8").split() == api_ids
+
+
+def test_labeled_mask_classes_missing_and_conflicts():
+    pool = [f"{i}.png" for i in range(12)]
+    labels = {"0.png": "10", "1.png": "2", "2.png": "2", "nope.png": "1", "gone/3.png": "3"}
+    mask, y, classes, n_missing = labeled_mask(labels, pool)
+    assert classes == ["2", "10"]  # numeric order, only classes seen in the pool
+    assert y[:3].tolist() == [1, 0, 0] and n_missing == 2 and mask.sum() == 3
+    assert y.dtype == np.int64 and mask.dtype == bool and mask.shape == (12,)
+    with pytest.raises(ValueError, match="name the same file"):
+        labeled_mask({"0.png": "a", "./0.png": "b"}, pool)
+    assert labeled_mask({"0.png": "a", "./0.png": "a"}, pool)[0].sum() == 1
+    with pytest.raises(ValueError, match="name the same file"):
+        labeled_mask({}, ["a.png", "./a.png"])
+    # Array-pool ids.
+    ids = [f"x[{i}]" for i in range(5)]
+    mask, y, classes, n_missing = labeled_mask({"x[3]": "7", "x[9]": "1"}, ids)
+    assert mask.tolist() == [False, False, False, True, False] and n_missing == 1
+
+
+def test_duplicate_files_never_both_chosen(pool, tmp_path, encoder_file, unchanged):
+    shutil.copyfile(pool / "000.png", pool / "copy_a.png")
+    shutil.copyfile(pool / "000.png", pool / "zcopy_b.png")
+    shutil.copyfile(pool / "007.png", pool / "007 again.png")
+    unchanged(pool)
+    n = N_POOL + 3
+    r = select(pool, tmp_path / "s.csv", encoder_file, "-b", N_POOL)  # every distinct image once
+    assert r.exit_code == 0, r.output
+    assert f"{n} images in {pool}, 3 duplicate files (byte-identical to another) not selectable" in r.output
+    chosen = [x["path"] for x in rows(tmp_path / "s.csv")]
+    digests = [hashlib.sha256((pool / c).read_bytes()).hexdigest() for c in chosen]
+    assert len(set(digests)) == len(chosen) == N_POOL
+    assert {"000.png", "007 again.png"} <= set(chosen)  # the first copy (sorted order) is the one kept
+    r = select(pool, tmp_path / "t.csv", encoder_file, "-b", N_POOL + 1)
+    assert r.exit_code == 1 and f"budget {N_POOL + 1} > {N_POOL} unlabeled images" in error_line(r)
+    # A labeled copy makes every copy of that image not selectable.
+    labeled = tmp_path / "labeled.txt"
+    labeled.write_text("zcopy_b.png\n", encoding="utf-8")
+    r = select(pool, tmp_path / "u.csv", encoder_file, "-b", N_POOL - 1, "--labeled", labeled)
+    assert r.exit_code == 0, r.output
+    assert not {"000.png", "copy_a.png", "zcopy_b.png"} & {x["path"] for x in rows(tmp_path / "u.csv")}

@@ -25,9 +25,10 @@ from click.testing import CliRunner
 from selector.cli import main
 from selector.embed import PAUSE_ENV
 from selector.strategies import STRATEGIES
-from tests.test_robustness import snapshot, write_pool
+from tests.conftest import REPO, snapshot, write_pool
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.trains, pytest.mark.processes]
+
 # An embedding-dependent strategy when one is registered, so "same selection" means something beyond
 # the seed; the embeddings and encoder weights are compared directly in any case.
 STRATEGY = next((s for s in ("kcenter", "typiclust", "balanced") if s in STRATEGIES), "random")
@@ -161,7 +162,7 @@ def test_selector_train_killed_mid_run_resumes_to_the_same_encoder(tmp_path):
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
 
 
-@pytest.mark.slow  # 74 s on the loaded 2-core machine; tests/test_autoencoder_train.py resumes in-process in 3 s
+@pytest.mark.slow  # over a minute on 2 cores; tests/test_train_autoencoder.py resumes in-process in seconds
 def test_selector_train_with_the_autoencoder_killed_mid_run_resumes_to_the_same_encoder_and_decoder(tmp_path):
     """``selector train --loss supcon-spread --autoencoder 1`` killed after its first epoch checkpoint, run
     again: the encoder, the decoder and their optimizer state come back from OUT.ckpt, and the result equals

@@ -91,6 +91,7 @@ def test_read_selection_formats_and_errors(chosen):
     assert r.exit_code == 1 and "--force" in r.output and (tmp / "sel.sheet.png").read_bytes() == b"keep"
 
 
+@pytest.mark.trains
 def test_map_from_embeddings_and_from_the_cache(chosen):
     tmp, pool, rows = chosen
     ids = sorted(p.relative_to(pool).as_posix() for p in pool.rglob("*.png"))

@@ -1,4 +1,5 @@
-"""Contrastive training: runs, checkpoints atomically, resumes to the same weights, refuses bad files."""
+"""Contrastive training (selector.train): runs, checkpoints atomically, resumes to the same weights, refuses to resume
+another configuration, trains the label-aware losses with known and pseudo labels."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from selector.backbones import EncoderConfig
-from selector.checkpoint import CheckpointError, load_encoder, read_checkpoint, save_checkpoint
+from selector.checkpoint import CheckpointError, load_encoder, read_checkpoint
 from selector.train import TrainConfig, auto_epochs, train_encoder
 
 ENC = EncoderConfig("resnet-small", 1, 16, proj_dim=32)
@@ -29,6 +30,7 @@ def test_auto_epochs():
     assert auto_epochs(10_000_000) == 2
 
 
+@pytest.mark.trains
 def test_training_changes_weights_and_writes_checkpoint(tmp_path, digits_images):
     torch.manual_seed(3)
     from selector.backbones import Encoder
@@ -50,6 +52,7 @@ def test_training_changes_weights_and_writes_checkpoint(tmp_path, digits_images)
         assert torch.equal(v, trained[k])
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("stop", [1, 3, 4])  # mid-epoch, mid-epoch of epoch 2, at the epoch boundary
 def test_resume_gives_the_same_weights(tmp_path, digits_images, stop):
     full = _weights(train_encoder(digits_images, ENC, _cfg(), "cpu"))
@@ -63,6 +66,7 @@ def test_resume_gives_the_same_weights(tmp_path, digits_images, stop):
         assert torch.equal(full[k], resumed[k]), k
 
 
+@pytest.mark.trains
 def test_resume_refuses_another_configuration(tmp_path, digits_images):
     ckpt = tmp_path / "enc.pt"
     train_encoder(digits_images, ENC, _cfg(epochs=1), "cpu", checkpoint_path=ckpt)
@@ -70,6 +74,7 @@ def test_resume_refuses_another_configuration(tmp_path, digits_images):
         train_encoder(digits_images, ENC, _cfg(epochs=1, lr=0.1), "cpu", checkpoint_path=ckpt)
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("loss", ["kcl", "supcon-spread"])
 def test_label_losses_train_with_known_and_pseudo_labels(tmp_path, digits_images, loss):
     labels = np.full(len(digits_images), -1, dtype=np.int64)
@@ -80,40 +85,3 @@ def test_label_losses_train_with_known_and_pseudo_labels(tmp_path, digits_images
     assert torch.isfinite(enc.embed(x)).all()
     enc2 = train_encoder(digits_images, ENC, _cfg(loss=loss, epochs=1), "cpu", labels=None)
     assert torch.isfinite(enc2.embed(x)).all()
-
-
-class _Evil:
-    def __reduce__(self):
-        return (print, ("pwned",))
-
-
-def test_checkpoint_with_code_is_refused(tmp_path):
-    p = tmp_path / "evil.pt"
-    torch.save({"format": "selector-encoder", "payload": _Evil()}, p)
-    with pytest.raises(CheckpointError, match="cannot load encoder"):
-        read_checkpoint(p)
-
-
-def test_corrupt_missing_and_foreign_checkpoints(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist"):
-        read_checkpoint(tmp_path / "nope.pt")
-    (tmp_path / "junk.pt").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(CheckpointError, match="junk.pt"):
-        read_checkpoint(tmp_path / "junk.pt")
-    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not a selector encoder checkpoint"):
-        read_checkpoint(tmp_path / "other.pt")
-
-
-def test_wrong_architecture_weights(tmp_path):
-    from selector.backbones import Encoder
-
-    enc = Encoder(ENC)
-    p = tmp_path / "enc.pt"
-    save_checkpoint(p, enc, _cfg(), epoch=1, step=0)
-    state = torch.load(p, weights_only=True)
-    state["config"]["arch"] = "resnet18"
-    with open(p, "wb") as f:
-        torch.save(state, f)
-    with pytest.raises(CheckpointError, match="do not fit the stored architecture"):
-        load_encoder(p)

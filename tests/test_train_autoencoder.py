@@ -27,6 +27,7 @@ def _one_thread(one_torch_thread):
     yield
 
 
+@pytest.mark.trains
 def test_decoder_trains_and_is_checkpointed(tmp_path, digits_images):
     ckpt = tmp_path / "enc.pt"
     enc = train_encoder(digits_images, ENC, _cfg(), "cpu", checkpoint_path=ckpt, labels=LABELS)
@@ -50,6 +51,7 @@ def test_decoder_trains_and_is_checkpointed(tmp_path, digits_images):
     assert torch.allclose(loaded.embed(x), enc.embed(x))
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("stop", [1, 4])  # inside epoch 1, at the epoch boundary
 def test_resume_gives_the_same_encoder_and_decoder(tmp_path, digits_images, stop):
     ref = tmp_path / "ref.pt"
@@ -66,6 +68,7 @@ def test_resume_gives_the_same_encoder_and_decoder(tmp_path, digits_images, stop
         assert torch.equal(a["decoder"]["state_dict"][k], b["decoder"]["state_dict"][k]), k
 
 
+@pytest.mark.trains
 def test_resume_refuses_other_labels_or_weight(tmp_path, digits_images):
     ckpt = tmp_path / "enc.pt"
     train_encoder(digits_images, ENC, _cfg(epochs=1), "cpu", checkpoint_path=ckpt, labels=LABELS, stop_after_steps=1)
@@ -76,6 +79,7 @@ def test_resume_refuses_other_labels_or_weight(tmp_path, digits_images):
         train_encoder(digits_images, ENC, _cfg(epochs=1, autoencoder=0.5), "cpu", checkpoint_path=ckpt, labels=LABELS)
 
 
+@pytest.mark.trains
 def test_the_weight_changes_training_and_zero_is_the_plain_loss(digits_images):
     def weights(cfg):
         return {k: v.clone() for k, v in train_encoder(digits_images, ENC, cfg, "cpu", labels=LABELS,
@@ -102,12 +106,13 @@ def test_encoder_cache_key_changes_with_the_weight():
     assert len(keys) == 3
 
 
+@pytest.mark.trains
 def test_cli_trains_with_the_autoencoder_and_refuses_it_for_other_losses(tmp_path):
     from click.testing import CliRunner
 
     from selector.cli import main
 
-    from .test_robustness import write_pool
+    from tests.conftest import write_pool
 
     pool = write_pool(tmp_path / "pool", 32)
     labels = tmp_path / "labels.csv"

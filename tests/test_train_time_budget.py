@@ -6,7 +6,6 @@ can check that the planned run ends within the budget and finishes its learning-
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -51,6 +50,7 @@ def test_plan_steps():
             plan_steps(*bad)
 
 
+@pytest.mark.trains
 def test_two_minute_budget_ends_within_it_and_runs_the_whole_schedule(tmp_path, digits_images):
     """``--time-budget 2`` on a fake clock of 8 s per step: training ends within 2 minutes (+10 %), the
     number of steps is the plan, and the cosine schedule reaches its end (lr 0 at the last step)."""
@@ -71,11 +71,13 @@ def test_two_minute_budget_ends_within_it_and_runs_the_whole_schedule(tmp_path, 
     assert state["optimizer"]["param_groups"][0]["initial_lr"] == pytest.approx(base)
 
 
+@pytest.mark.trains
 def test_epochs_cap_a_budget(digits_images):
     enc = train_encoder(digits_images, ENC, _budget_cfg(120.0, epochs=1), "cpu", clock=FakeClock(2.0))
     assert enc.train_report["steps"] == 3
 
 
+@pytest.mark.trains
 def test_budget_run_resumes_with_its_plan(tmp_path, digits_images):
     """Interrupted and resumed (on another clock speed), a budgeted run keeps the stored plan and ends
     with the same weights as an uninterrupted one."""
@@ -92,6 +94,7 @@ def test_budget_run_resumes_with_its_plan(tmp_path, digits_images):
         assert torch.equal(a, b), k
 
 
+@pytest.mark.trains
 def test_timing_leaves_training_unchanged(digits_images):
     """The timed steps restore weights, statistics and RNG: a budget that plans N steps trains exactly
     what a run capped at N steps by epochs trains."""
@@ -121,6 +124,7 @@ def test_selector_time_budget_in_minutes():
         Selector(time_budget=0)
 
 
+@pytest.mark.trains
 def test_cli_time_budget_summary(tmp_path, digits_pool):
     from selector.cli import main
 

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .listing import open_regular
-from .pool import PoolError
+from .pool import PoolError, PoolFormat
 
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 SIZE_SAMPLE = 2000  # images inspected to choose channels and size
@@ -90,7 +90,7 @@ def decode_file(path: Path, channels: int, size: int, max_pixels: int = DEFAULT_
         data = f.read()
     if not data:
         raise PoolError("empty file (0 bytes)")
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()  # as digest_file's
     with warnings.catch_warnings():
         # Our own limit (max_pixels) decides, with the same message at any size; Pillow's global one is
         # lifted for this call (it would raise its own error, without the size, above twice its limit).
@@ -124,15 +124,27 @@ def _evenly_spaced(items: Sequence[str], k: int) -> list[str]:
 
 
 def choose_format(root: Path, rel: Sequence[str], channels: int | None = None, image_size: int | None = None
-                  ) -> tuple[int, int]:
-    """(channels, side) for the files ``rel`` under ``root``: the given ones, else chosen from the headers
-    of up to :data:`SIZE_SAMPLE` files spread evenly over the list (see module docstring)."""
-    if channels is None or image_size is None:
-        info = [m for m in (_inspect(root / r) for r in _evenly_spaced(rel, SIZE_SAMPLE)) if m is not None]
-        gray = bool(info) and all(mode in GRAY_MODES for mode, _ in info)
-        channels = channels or (1 if gray else 3)
-        image_size = image_size or choose_size([s for _, s in info], channels == 1)
-    return channels, image_size
+                  ) -> PoolFormat:
+    """The :class:`PoolFormat` of the files ``rel`` under ``root``, from the headers of up to
+    :data:`SIZE_SAMPLE` files spread evenly over the list (see module docstring); ``channels`` and
+    ``image_size`` when given override the choice."""
+    info = [m for m in (_inspect(root / r) for r in _evenly_spaced(rel, SIZE_SAMPLE)) if m is not None]
+    gray = bool(info) and all(mode in GRAY_MODES for mode, _ in info)
+    channels = channels or (1 if gray else 3)
+    sides = [s for _, s in info]
+    image_size = image_size or choose_size(sides, channels == 1)
+    median, p90 = (int(np.ceil(np.percentile(sides, q))) for q in (50, 90)) if sides else (0, 0)
+    return PoolFormat(channels, image_size, median, p90)
+
+
+def digest_file(path: Path) -> str:
+    """Hex content digest of a pool file (the same as :func:`decode_file`'s), read without blocking; raises
+    PoolError for an empty file, OSError for one that cannot be read."""
+    with open_regular(path) as f:
+        data = f.read()
+    if not data:
+        raise PoolError("empty file (0 bytes)")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def failure_reason(e: Exception) -> str:

@@ -12,13 +12,14 @@ import hashlib
 import os
 import struct
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .decode import choose_size, convert_image, failure_reason
-from .pool import MMAP_THRESHOLD, Pool, PoolError, alloc_images
+from .pool import MMAP_THRESHOLD, Pool, PoolError, PoolFormat, alloc_images
 
 
 def _layout(shape: tuple[int, ...], where: str) -> tuple[bool, int]:
@@ -167,4 +168,29 @@ def load_npz(path: str | os.PathLike, *, image_size: int | None = None, channels
     digests = [hashlib.blake2b(images[i].tobytes(), digest_size=16).hexdigest() for i in range(n)]
     width = len(str(n - 1))
     ids = [f"x[{i:0{width}d}]" for i in range(n)]
-    return Pool(ids=ids, images=images, digests=digests, root=path, labels=y)
+    side = int(min(h, w))
+    source = ArraySource(x, where, None if x.dtype == np.uint8 else _float_scale(x, where, step), c_out,
+                         np.arange(n))
+    return Pool(ids=ids, images=images, digests=digests, root=path, labels=y,
+                format=PoolFormat(c_out, size, side, side), source=source)
+
+
+@dataclass(frozen=True)
+class ArraySource:
+    """Rows of an image array (an ``.npz`` pool's ``x``, in any layout :func:`images_from_array` takes) read
+    at any side: converted to ``channels`` and resized as files are (:func:`resize_images`). ``rows``: the
+    array rows of the pool's items, in pool order."""
+
+    x: np.ndarray
+    where: str
+    scale: float | None
+    channels: int
+    rows: np.ndarray
+
+    def read(self, rows: np.ndarray, side: int) -> np.ndarray:
+        """(k, channels, side, side) uint8 of the pool's items ``rows``."""
+        part = images_from_array(self.x[self.rows[np.asarray(rows)]], self.where, self.scale)
+        return resize_images(_convert_channels(part, self.channels), side)
+
+    def subset(self, keep: np.ndarray) -> "ArraySource":
+        return ArraySource(self.x, self.where, self.scale, self.channels, self.rows[np.asarray(keep)])

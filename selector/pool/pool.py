@@ -1,9 +1,13 @@
 """The :class:`Pool` every later step sees, and its storage.
 
-A :class:`Pool` holds ``images`` (n, C, S, S) uint8, ``ids`` (the relative POSIX path of each image under
-the pool folder, sorted, so index i means the same file on every run; ``x[i]`` for an ``.npz`` pool), a
-content digest per item (for the embedding cache and duplicate detection), and the files that were
-skipped with the reason. The pool folder is only ever read.
+A :class:`Pool` holds ``ids`` (the relative POSIX path of each image under the pool folder, sorted, so index
+i means the same file on every run; ``x[i]`` for an ``.npz`` pool), a content digest per item (for the
+embedding cache and duplicate detection), the files that were skipped with the reason, and how its images
+are read (:class:`PoolFormat`). Its images are either decoded already (``images``, (n, C, S, S) uint8: an
+``.npz`` pool, or a folder read whole for an encoder trained on it) or read on demand, a chunk of rows at a
+time at any side (``source``, see :func:`selector.pool.read.read_rows`), so a folder of a million photos
+embedded by a pretrained backbone is never decoded whole, in memory or on disk. The pool folder is only
+ever read.
 
 Byte-identical files are kept but marked by :meth:`Pool.duplicate_mask`, so a selection never takes two
 copies of the same image. Pools larger than ``mmap_threshold`` bytes once decoded are written to a
@@ -16,9 +20,9 @@ import hashlib
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -31,36 +35,76 @@ class PoolError(ValueError):
     """A pool that cannot be read; the message names the path or value."""
 
 
+@dataclass(frozen=True)
+class PoolFormat:
+    """How a pool's images are read: ``channels`` (1 or 3) and ``size``, the side the whole pool is decoded
+    at for an encoder trained on it (:func:`selector.pool.decode.choose_size`); and, from the sampled
+    headers, the median and the 90th percentile of the images' short sides (0 when unknown): no image is
+    decoded for a pretrained backbone at a side larger than the pool's images are."""
+
+    channels: int
+    size: int
+    short_side: int = 0
+    short_side_p90: int = 0
+
+
 @dataclass
 class Pool:
-    """Decoded images of a pool, in a stable order.
+    """The items of a pool, in a stable order, and how to read their images.
 
     Attributes:
         ids: n item ids: relative POSIX paths under ``root`` (folder pools) or ``x[i]`` (npz pools).
-        images: (n, C, S, S) uint8 array, C in {1, 3}.
+        images: (n, C, S, S) uint8 array, C in {1, 3}, when the pool is decoded; None when its images are
+            read on demand through ``source`` (:func:`selector.pool.read.read_rows`).
         digests: n hex content digests (of the file bytes, or of the array row for npz pools).
         root: the pool folder or npz file.
         labels: (n,) int64 labels from an npz ``y`` array, else None. Selection never reads them.
         skipped: (relative path, reason) for each file that could not be used.
+        format: channels, decoding side and image sizes (:class:`PoolFormat`); None: from ``images``.
+        source: what reads rows of a pool that is not decoded (a folder's decoder settings).
     """
 
     ids: list[str]
-    images: np.ndarray
+    images: np.ndarray | None
     digests: list[str]
     root: Path
     labels: np.ndarray | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    format: PoolFormat | None = None
+    source: Any = None
+
+    def __post_init__(self) -> None:
+        if self.format is None:
+            if self.images is None:
+                raise ValueError("a pool needs its images or its format")
+            self.format = PoolFormat(int(self.images.shape[1]), int(self.images.shape[2]),
+                                     int(self.images.shape[2]), int(self.images.shape[2]))
+
+    @property
+    def decoded(self) -> bool:
+        """Whether ``images`` holds every image of the pool."""
+        return self.images is not None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def channels(self) -> int:
-        return int(self.images.shape[1])
+        return int(self.images.shape[1]) if self.images is not None else self.format.channels
 
     @property
     def size(self) -> int:
-        return int(self.images.shape[2])
+        """The side of ``images`` (or the side the pool would be decoded at)."""
+        return int(self.images.shape[2]) if self.images is not None else self.format.size
+
+    def subset(self, keep: np.ndarray, skipped: Sequence[tuple[str, str]] = ()) -> "Pool":
+        """The pool of rows ``keep`` (sorted indices), with ``skipped`` added to the skipped files."""
+        keep = np.asarray(keep, dtype=np.int64)
+        return replace(self, ids=[self.ids[i] for i in keep], digests=[self.digests[i] for i in keep],
+                       images=None if self.images is None else self.images[keep],
+                       labels=None if self.labels is None else self.labels[keep],
+                       skipped=sorted([*self.skipped, *skipped]),
+                       source=None if self.source is None else self.source.subset(keep))
 
     @property
     def n_duplicates(self) -> int:

@@ -1,3 +1,7 @@
+"""The small ResNets trained on the pool (selector.backbones.resnet): output shapes, size, the strided stem
+above 24 px, the CIFAR stem of resnet18, and an unknown architecture refused."""
+from __future__ import annotations
+
 import pytest
 import torch
 

@@ -28,6 +28,7 @@ def test_help_lists_options():
         assert opt in r.output
 
 
+@pytest.mark.trains
 def test_select_writes_csv_and_summary_then_reuses_cache(digits_pool, tmp_path):
     out = tmp_path / "sel.csv"
     args = ["select", "--budget", 12, "--pool", digits_pool, "--strategy", "random", "--epochs", 1, "--out", out,
@@ -111,6 +112,7 @@ def test_pool_and_embeddings_are_exclusive(tmp_path):
     assert r.exit_code == 2 and "exactly one of --pool" in r.output
 
 
+@pytest.mark.trains
 def test_train_then_select_with_encoder(digits_pool, tmp_path):
     enc = tmp_path / "enc.pt"
     r = _run("train", "--pool", digits_pool, "--epochs", 1, "--out", enc, "-q")
@@ -147,7 +149,7 @@ def test_labeled_file_with_labels_trains_kcl_and_balances(digits_pool, tmp_path)
 def test_strategy_params_reach_the_strategy(tmp_path):
     from selector.strategies import get_strategy
 
-    from .blobs import sphere_blobs
+    from tests.blobs import sphere_blobs
 
     x, _ = sphere_blobs([100, 100, 100, 3], d=16, seed=3)
     np.save(tmp_path / "emb.npy", x)
@@ -180,7 +182,7 @@ def test_bad_strategy_params_fail_before_any_work(tmp_path):
 
 
 def test_summary_prints_the_class_estimate_and_its_range(tmp_path):
-    from .blobs import sphere_blobs
+    from tests.blobs import sphere_blobs
 
     x, _ = sphere_blobs([150, 100, 60, 40], d=16, seed=5)
     np.save(tmp_path / "emb.npy", x)
@@ -190,7 +192,7 @@ def test_summary_prints_the_class_estimate_and_its_range(tmp_path):
 
 
 def test_default_strategy_is_typcover_and_reports_the_class_estimate(tmp_path):
-    from .blobs import sphere_blobs
+    from tests.blobs import sphere_blobs
 
     x, blob = sphere_blobs([150, 100, 60, 40], d=16, seed=5)
     np.save(tmp_path / "emb.npy", x)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from selector.cli import main
 from selector.formats import read_labels
-from tests.test_export import served_file
+from tests.formats.conftest import served_file
 
 NAMES = [f"cls {i % 3}/img {i:02d}.png" for i in range(30)]
 

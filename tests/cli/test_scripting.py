@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from selector.cli import _progress, main
+from selector.cli import main
+from selector.cli.options import progress_bars
 
 
 @pytest.fixture
@@ -78,9 +79,9 @@ def test_progress_bars_only_on_a_terminal(monkeypatch):
             return True
 
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    assert _progress(quiet=False) is False  # redirected: a log file gets no bars
+    assert progress_bars(quiet=False) is False  # redirected: a log file gets no bars
     monkeypatch.setattr(sys, "stderr", Tty())
-    assert _progress(quiet=False) is True and _progress(quiet=True) is False
+    assert progress_bars(quiet=False) is True and progress_bars(quiet=True) is False
 
 
 def test_no_progress_bar_in_redirected_stderr(digits_pool, tmp_path):
@@ -96,6 +97,7 @@ def _complete(words: str, cword: int) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.processes
 def test_shell_completion_answers_without_heavy_imports():
     r = _complete("selector sel", 1)
     assert "plain,select" in r.stdout.splitlines()

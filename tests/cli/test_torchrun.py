@@ -1,4 +1,4 @@
-"""``--nproc N`` (selector.launch): the torchrun command, the child that dies with its launcher, and one
+"""``--nproc N`` (selector.cli.torchrun): the torchrun command, the child that dies with its launcher, and one
 real run of ``selector select --nproc 2`` (torchrun, 2 CPU processes with gloo, rank 0 selects)."""
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from selector.launch import describe_status, strip_option, torchrun_command, under_torchrun
+from selector.cli.torchrun import describe_status, strip_option, torchrun_command, under_torchrun
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _env(**extra) -> dict:
@@ -50,8 +50,9 @@ def test_under_torchrun_reads_the_environment():
     assert describe_status(1) == "exit status 1" and describe_status(-9) == "killed by SIGKILL"
 
 
-def test_the_launcher_module_and_python_m_selector_load_no_torch():
-    code = ("import sys, selector.launch, selector.__main__\n"
+@pytest.mark.processes
+def test_the_torchrun_module_and_python_m_selector_load_no_torch():
+    code = ("import sys, selector.cli.torchrun, selector.__main__\n"
             "print(sorted(m for m in ('torch', 'faiss', 'kornia') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=_env())
     assert r.returncode == 0, r.stderr
@@ -61,11 +62,12 @@ def test_the_launcher_module_and_python_m_selector_load_no_torch():
     assert r.returncode == 0 and "version" in r.stdout
 
 
+@pytest.mark.processes
 def test_the_torchrun_child_dies_with_its_launcher(tmp_path):
     """The launcher's child gets PR_SET_PDEATHSIG: kill -9 the launcher and the child ends too."""
     pidfile = tmp_path / "child.pid"
     code = ("import os, subprocess, sys, time\n"
-            "from selector.launch import _die_with_launcher\n"
+            "from selector.cli.torchrun import _die_with_launcher\n"
             "me = os.getpid()\n"
             "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'],"
             " preexec_fn=lambda: _die_with_launcher(me))\n"
@@ -110,6 +112,8 @@ def _select_cmd(tmp_path: Path, pool: Path, out: Path) -> list[str]:
             "--no-flip", "--cache-dir", str(tmp_path / "cache"), "--workers", "0", "--json", "--dist-timeout", "600"]
 
 
+@pytest.mark.trains
+@pytest.mark.processes
 def test_select_with_nproc_2_trains_and_embeds_on_two_processes_and_rank_0_selects(tmp_path):
     out = tmp_path / "sel.csv"
     r = subprocess.run(_select_cmd(tmp_path, _pool(tmp_path / "pool.npz"), out), capture_output=True, text=True,

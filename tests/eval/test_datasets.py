@@ -1,13 +1,14 @@
 """Tests of selector.eval.datasets: digits always; MNIST/notMNIST/CIFAR-10 when the shared data exists."""
-from pathlib import Path
+from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from selector.eval.datasets import (CIFAR10_CLASSES, cifar10, default_data_dir, digits, load_dataset, mnist10k,
-                           notmnist10k)
+                                    notmnist10k)
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 
 
 def test_default_data_dir_is_beside_the_repo():

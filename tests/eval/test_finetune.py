@@ -19,6 +19,7 @@ def digits():
     return x, d.target.astype(np.int64)
 
 
+@pytest.mark.trains
 def test_finetune_beats_chance_and_predicts_seen_labels(digits):
     x, y = digits
     torch.manual_seed(0)
@@ -50,6 +51,7 @@ def test_single_class_and_row_lookup(digits):
         f(emb[[3]] + 1.0, np.array([1]), temb)
 
 
+@pytest.mark.trains
 def test_selector_eval_with_finetune(tmp_path):
     from click.testing import CliRunner
 

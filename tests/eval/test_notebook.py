@@ -1,22 +1,23 @@
 """eval/compare_strategies.ipynb runs top to bottom (small configuration), so it never rots."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+
+from tests.conftest import REPO
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "eval" / "compare_strategies.ipynb"
+NOTEBOOK = REPO / "eval" / "compare_strategies.ipynb"
 
 
+@pytest.mark.processes
 def test_compare_strategies_notebook_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("SELECTOR_NB_QUICK", "1")
     monkeypatch.setenv("SELECTOR_NB_OUT", str(tmp_path))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK.parents[1])}}).execute()
+                            resources={"metadata": {"path": str(REPO)}}).execute()
     assert (tmp_path / "accuracy.png").stat().st_size > 1000
     assert (tmp_path / "labels.png").stat().st_size > 1000
     outputs = "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", ""))

@@ -10,7 +10,7 @@ from selector.losses import DebiasedNeg, get_loss
 from selector.losses.debiased_neg import debiased_neg
 from selector.losses.nt_xent import nt_xent
 
-from .loss_reference import dot, unit_rows
+from .reference import dot, unit_rows
 
 
 def ref_debiased_neg(z1, z2, t, tau_plus):

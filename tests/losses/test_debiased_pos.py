@@ -9,7 +9,7 @@ import torch
 from selector.losses import DebiasedPos, get_loss
 from selector.losses.debiased_pos import debiased_pos
 
-from .loss_reference import dot
+from .reference import dot
 
 
 def ref_debiased_pos(views, t, tau_plus, mode, hits=None):

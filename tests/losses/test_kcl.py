@@ -11,7 +11,7 @@ from selector.losses.kcl import kcl, sample_k_positives
 from selector.losses.nt_xent import nt_xent
 from selector.losses.supcon_spread import supcon_spread
 
-from .loss_reference import dot, unit_rows
+from .reference import dot, unit_rows
 
 
 def ref_kcl(z1, z2, t, extra):

@@ -10,7 +10,7 @@ from selector.losses import LOSSES, DebiasedNeg, DebiasedPos, KCL, NTXent, SupCo
 from selector.losses.nt_xent import (multi_positive_nce, normalized_views, nt_xent, own_view_index,
                                      own_view_mask, same_label_mask)
 
-from .loss_reference import dot, unit_rows
+from .reference import dot, unit_rows
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from selector.losses import LOSSES, TRAIN_PARAMS, NTXent, get_loss, register_los
 
 def test_a_loss_registered_by_decorator_is_in_losses():
     from selector import Selector
-    from selector.clitypes import names_of
+    from selector.cli.types import names_of
 
     try:
         @register_loss("test-mse", train_params={"temperature": 1.0})

@@ -10,7 +10,7 @@ from selector.losses import SupConSpread, get_loss
 from selector.losses.nt_xent import nt_xent
 from selector.losses.supcon_spread import supcon_spread
 
-from .loss_reference import dot, unit_rows
+from .reference import dot, unit_rows
 
 
 def ref_supcon_spread(z1, z2, labels, t, alpha):

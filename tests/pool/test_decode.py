@@ -1,15 +1,23 @@
-"""Pool reading: every listed format and mode, nested folders, stable order, npz pools, bad files."""
+"""Decoding image files (selector.pool.decode): every listed format and mode to the pool's channels and
+size, orientation, bit depth, transparency, animated files, the size rule, broken files (skipped with a
+reason, or the run fails with ``--on-bad-image fail``) and the decompression-bomb guard (``--max-pixels``).
+The cases that go through ``selector select`` also check that the pool is left unchanged.
+"""
 from __future__ import annotations
 
-import hashlib
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from selector.pool import (PoolError, choose_size, convert_image, images_from_array, list_image_files, load_folder,
-                           load_npz, load_pool, write_demo_pool)
+from selector.pool import choose_size, convert_image, load_folder
+from tests.conftest import N_POOL, error_line, rows, select
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _gradient(w=20, h=12):
@@ -99,64 +107,37 @@ def test_gif_first_frame(tmp_path):
     assert abs(int(img.mean()) - 20) <= 2
 
 
-def test_stable_order_and_hidden_files_skipped(tmp_path):
-    for name in ["b/2.png", "a/10.png", "a/9.png", "C.png", ".hidden.png", ".cache/x.png", "notes.txt"]:
-        p = tmp_path / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if name.endswith(".png"):
-            Image.new("L", (8, 8), 7).save(p)
-        else:
-            p.write_text("hello")
-    assert list_image_files(tmp_path) == ["C.png", "a/10.png", "a/9.png", "b/2.png"]
-    assert load_folder(tmp_path).ids == list_image_files(tmp_path)
+def _odd_files(folder: Path) -> None:
+    """Decodable files in unusual encodings, each with a known expected look."""
+    frames = [Image.new("RGB", (16, 16), (250, 0, 0)), Image.new("RGB", (16, 16), (0, 0, 250))]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    grad = np.zeros((24, 24, 3), dtype=np.uint8)
+    grad[:, :12, 0] = 255  # red left, blue right
+    grad[:, 12:, 2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 3  # stored upside down: a viewer shows blue on the left
+    Image.fromarray(grad).save(folder / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    Image.fromarray((np.linspace(0, 65535, 256).reshape(16, 16)).astype(np.uint16)).save(folder / "deep16.png")
+    Image.fromarray(grad).convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    pal = Image.new("P", (16, 16), 0)
+    pal.putpalette([0, 200, 0] + [0, 0, 0] * 255)  # index 0 green, but fully transparent
+    pal.save(folder / "palette_transparent.png", transparency=0)
 
 
-def test_symlink_loop_terminates(tmp_path):
-    (tmp_path / "d").mkdir()
-    Image.new("L", (8, 8)).save(tmp_path / "d" / "x.png")
-    (tmp_path / "d" / "loop").symlink_to(tmp_path, target_is_directory=True)
-    files = list_image_files(tmp_path)
-    assert files == ["d/x.png"]
-
-
-def test_digest_is_file_content_hash(tmp_path):
-    Image.new("RGB", (10, 10), (1, 2, 3)).save(tmp_path / "x.png")
-    pool = load_folder(tmp_path)
-    assert pool.digests[0] == hashlib.blake2b((tmp_path / "x.png").read_bytes(), digest_size=16).hexdigest()
-    key = pool.key
-    Image.new("RGB", (10, 10), (9, 9, 9)).save(tmp_path / "x.png")
-    assert load_folder(tmp_path).key != key
-
-
-def test_bad_files_skipped_or_fail(tmp_path):
-    Image.new("L", (8, 8), 100).save(tmp_path / "ok.png")
-    (tmp_path / "text.jpg").write_text("not an image")
-    (tmp_path / "empty.png").write_bytes(b"")
-    good = (tmp_path / "ok.png").read_bytes()
-    (tmp_path / "trunc.png").write_bytes(good[: len(good) // 2])
-    pool = load_folder(tmp_path)
-    assert pool.ids == ["ok.png"]
-    assert sorted(p for p, _ in pool.skipped) == ["empty.png", "text.jpg", "trunc.png"]
-    with pytest.raises(PoolError, match="empty.png"):
-        load_folder(tmp_path, on_bad="fail")
-
-
-def test_pool_errors_name_the_path(tmp_path):
-    with pytest.raises(PoolError, match="does not exist"):
-        load_pool(tmp_path / "missing")
-    (tmp_path / "f.txt").write_text("x")
-    with pytest.raises(PoolError, match="not a folder"):
-        load_folder(tmp_path / "f.txt")
-    with pytest.raises(PoolError, match="no image files"):
-        load_folder(tmp_path)
-
-
-def test_decompression_bomb_guard(tmp_path):
-    Image.new("L", (300, 300)).save(tmp_path / "big.png")
-    Image.new("L", (8, 8)).save(tmp_path / "small.png")
-    pool = load_folder(tmp_path, max_pixels=10_000)
-    assert pool.ids == ["small.png"]
-    assert "decompression-bomb" in pool.skipped[0][1]
+def test_unusual_encodings_are_decoded(pool, tmp_path, encoder_file, unchanged):
+    _odd_files(pool)
+    unchanged(pool)
+    r = select(pool, tmp_path / "s.csv", encoder_file, "-b", N_POOL + 5)
+    assert r.exit_code == 0, r.output
+    assert f"{N_POOL + 5} images in {pool} (RGB, 16 px)" in r.output  # nothing skipped
+    p = load_folder(pool, channels=3, image_size=16, workers=0)
+    img = {k: p.images[p.ids.index(k)].astype(int) for k in
+           ("animated.gif", "rotated.jpg", "deep16.png", "cmyk.jpg", "palette_transparent.png")}
+    assert img["animated.gif"][0].mean() > 200 and img["animated.gif"][2].mean() < 40  # the first frame
+    assert img["rotated.jpg"][2, :, :4].mean() > 200 and img["rotated.jpg"][0, :, :4].mean() < 60  # turned
+    assert img["deep16.png"][0, 0, 0] < 30 and img["deep16.png"][0, -1, -1] > 225  # 16 bit scaled, not clipped
+    assert img["cmyk.jpg"][0, :, :4].mean() > 200 and img["cmyk.jpg"][2, :, -4:].mean() > 200  # colours kept
+    assert img["palette_transparent.png"].min() > 240  # transparent palette entry shows white, not green
 
 
 @pytest.mark.parametrize("sides,gray,expected", [([8, 8], True, 16), ([28] * 5, True, 28), ([32] * 3, False, 32),
@@ -170,38 +151,100 @@ def test_convert_image_one_pixel():
     assert out.shape == (3, 16, 16) and (out[:, 0, 0] == [10, 20, 30]).all()
 
 
-@pytest.mark.parametrize("shape", [(5, 28, 28), (5, 28, 28, 1), (5, 28, 28, 3), (5, 3, 28, 28), (5, 28, 28, 4)])
-def test_images_from_array_layouts(shape):
-    x = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
-    out = images_from_array(x)
-    c = 1 if (len(shape) == 3 or 1 in shape[1:]) else 3
-    assert out.shape == (5, c, 28, 28) and out.dtype == np.uint8
+def test_one_pixel_image_is_used(pool, tmp_path, encoder_file, unchanged):
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(pool / "dot.png")
+    unchanged(pool)
+    r = select(pool, tmp_path / "s.csv", encoder_file, "-b", N_POOL + 1)
+    assert r.exit_code == 0, r.output
+    assert f"{N_POOL + 1} images in {pool} (" in r.output and "dot.png" in {x["path"] for x in rows(tmp_path / "s.csv")}
 
 
-def test_images_from_float_array_scaled():
-    x = np.full((2, 8, 8), 0.5, dtype=np.float32)
-    assert (images_from_array(x) == 128).all()
+def _jpeg_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
 
 
-def test_npz_pool(tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
-    y = np.arange(12) % 3
-    np.savez(tmp_path / "p.npz", x=x, y=y)
-    pool = load_pool(tmp_path / "p.npz")
-    assert pool.images.shape == (12, 1, 28, 28) and (pool.images[:, 0] == x).all()
-    assert pool.ids[0] == "x[00]" and pool.ids[-1] == "x[11]"
-    assert (pool.labels == y).all()
-    rgb = load_npz(tmp_path / "p.npz", channels=3, image_size=32)
-    assert rgb.images.shape == (12, 3, 32, 32)
-    np.savez(tmp_path / "bad.npz", images=x)
-    with pytest.raises(PoolError, match="no array 'x'"):
-        load_pool(tmp_path / "bad.npz")
+def _png_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
 
 
-def test_demo_pool(tmp_path):
-    n = write_demo_pool(tmp_path / "demo")
-    assert n == 1797
-    pool = load_folder(tmp_path / "demo")
-    assert len(pool) == 1797 and pool.channels == 1 and pool.size == 16
-    assert {p.split("/")[0] for p in pool.ids} == {f"digit_{d}" for d in range(10)}
+def _corrupt_png() -> bytes:
+    b = bytearray(_png_bytes())
+    i = b.index(b"IDAT") + 40
+    b[i:i + 64] = bytes(64)  # zeroed compressed data: zlib or CRC error
+    return bytes(b)
+
+
+BAD_FILES = {
+    "truncated.jpg": (lambda: _jpeg_bytes()[:600], "OSError: "),  # Pillow: "Truncated File Read"
+    "truncated.png": (lambda: _png_bytes()[:500], "OSError: image file is truncated"),
+    "corrupt.png": (_corrupt_png, "OSError: "),  # Pillow: "broken data stream ..."
+    "text.jpg": (lambda: b"this is not a picture\n" * 10, "not an image file"),
+    "zero.png": (lambda: b"", "empty file (0 bytes)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_broken_file_skipped_or_fails(pool, tmp_path, encoder_file, unchanged, name):
+    make, reason = BAD_FILES[name]
+    (pool / name).write_bytes(make())
+    unchanged(pool)
+    r = select(pool, tmp_path / "s.csv", encoder_file, "-b", N_POOL)
+    assert r.exit_code == 0, r.output
+    assert f"{N_POOL} images in {pool}, 1 unreadable files skipped" in r.output
+    warn = [ln for ln in r.output.splitlines() if ln.startswith("WARNING: skipping")]
+    assert len(warn) == 1 and warn[0].startswith(f"WARNING: skipping {pool / name}: ")
+    assert reason in warn[0].split(f"{name}: ", 1)[1]
+    r = select(pool, tmp_path / "t.csv", encoder_file, "-b", 3, "--on-bad-image", "fail")
+    assert r.exit_code == 1 and error_line(r).startswith(f"Error: cannot read image {pool / name}: ")
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_decompression_bomb_guard(tmp_path):
+    Image.new("L", (300, 300)).save(tmp_path / "big.png")
+    Image.new("L", (8, 8)).save(tmp_path / "small.png")
+    pool = load_folder(tmp_path, max_pixels=10_000)
+    assert pool.ids == ["small.png"]
+    assert "decompression-bomb" in pool.skipped[0][1]
+
+
+def test_huge_image_refused_by_bomb_guard(pool, tmp_path, encoder_file, unchanged):
+    Image.new("1", (10_000, 10_000)).save(pool / "huge.png")  # 100 Mpx in a 12 kB file
+    unchanged(pool)
+    r = select(pool, tmp_path / "s.csv", encoder_file, "-b", 3)
+    assert r.exit_code == 0, r.output
+    assert f"{N_POOL} images in {pool}, 1 unreadable files skipped" in r.output
+    assert "huge.png" in r.output and "decompression-bomb guard" in r.output
+    r = select(pool, tmp_path / "t.csv", encoder_file, "-b", 3, "--on-bad-image", "fail")
+    assert r.exit_code == 1 and f"cannot read image {pool / 'huge.png'}" in error_line(r)
+    assert "decompression-bomb guard" in error_line(r)
+
+
+def test_max_pixels_option(pool, tmp_path, encoder_file, unchanged):
+    Image.new("L", (300, 300), 9).save(pool / "big.png")  # 90,000 px
+    unchanged(pool)
+    r = select(pool, tmp_path / "s.csv", encoder_file, "-b", N_POOL + 1)
+    assert r.exit_code == 0, r.output
+    r = select(pool, tmp_path / "t.csv", encoder_file, "-b", N_POOL, "--max-pixels", 50_000)
+    assert r.exit_code == 0, r.output
+    assert "1 unreadable files skipped" in r.output and "300x300 px is over the 50,000-pixel limit" in r.output
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG signature, an IHDR claiming ``width`` x ``height`` (8-bit gray) and the start of an IDAT."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    idat = struct.pack(">I", 2) + b"IDAT" + b"\x78\x9c" + struct.pack(">I", zlib.crc32(b"IDAT\x78\x9c"))
+    return b"\x89PNG\r\n\x1a\n" + chunk + idat  # Pillow reads the size up to the first IDAT: no pixels needed
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000, 40_000])
+def test_bomb_message_is_the_same_at_any_size(pool, tmp_path, encoder_file, side):
+    (pool / "huge.png").write_bytes(_png_header(side, side))
+    r = select(pool, tmp_path / "s.csv", encoder_file, "-b", 3)
+    assert r.exit_code == 0, r.output
+    assert (f"huge.png: {side}x{side} px is over the 89,478,485-pixel limit (decompression-bomb guard; "
+            "raise it with --max-pixels)") in r.output

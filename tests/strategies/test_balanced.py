@@ -5,7 +5,7 @@ import pytest
 from selector.strategies.balanced import Balanced, even_allocation
 from selector.strategies.typiclust import typicality
 
-from .blobs import sphere_blobs
+from tests.blobs import sphere_blobs
 
 
 

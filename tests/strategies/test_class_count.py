@@ -6,7 +6,7 @@ from scipy.sparse.csgraph import connected_components
 from selector.strategies.class_count import (MAX_K, affinity_graph, auto_max_k, eigengap_k, estimate_class_range,
                                              estimate_num_classes, laplacian_spectrum, sample_size, spectral_groups)
 
-from .blobs import geometric_sizes, sphere_blobs
+from tests.blobs import geometric_sizes, sphere_blobs
 
 
 def unequal_blobs(k, n=3000, d=32, ratio=10.0, spread=0.04, seed=0):

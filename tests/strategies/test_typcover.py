@@ -5,7 +5,7 @@ import pytest
 from selector.strategies import get_strategy
 from selector.strategies.typcover import TypCover, typical_candidates, weighted_kcenter
 
-from .blobs import sphere_blobs
+from tests.blobs import sphere_blobs
 
 
 def brute_weighted_kcenter(cand, weight, centers, n):
