@@ -53,11 +53,28 @@ from typing import Callable
 import click
 import numpy as np
 
+from benchmarks.common import (
+    DATASETS,
+    PRINT_ONLY,
+    SHAPES,
+    Fitted,
+    Split,
+    command_line,
+    encoder_fitted,
+    fit_default,
+    fit_pca,
+    fit_simclr,
+    fit_via_selector,
+    help_text,
+    list_option,
+    load_split,
+    pool_indices,
+    read_rows,
+    run,
+    score,
+    write_csv,
+)
 from selector.pixels import unit_rows
-
-from benchmarks.common import (DATASETS, PRINT_ONLY, SHAPES, Fitted, Split, command_line, encoder_fitted, fit_default,
-                               fit_pca, fit_simclr, fit_via_selector, help_text, list_option, load_split,
-                               pool_indices, read_rows, run, score, write_csv)
 
 log = logging.getLogger("benchmarks.bench_embeddings")
 
@@ -102,8 +119,9 @@ def fit_pretrained(x: np.ndarray, seed: int, device, cache_dir=None, name: str =
     return fitted
 
 
-def fit_finetune(x: np.ndarray, seed: int, device, cache_dir=None, name: str = "efficientnet-lite0", images: str = "20000",
-                 size: str | None = None, lr: str | None = None, loss: str = "simclr") -> Fitted:
+def fit_finetune(x: np.ndarray, seed: int, device, cache_dir=None, name: str = "efficientnet-lite0",
+                 images: str = "20000", size: str | None = None, lr: str | None = None,
+                 loss: str = "simclr") -> Fitted:
     """The pretrained backbone fine-tuned contrastively on the pool, through :class:`selector.Selector`."""
     kw = {"backbone": name, "backbone_mode": "finetune", "loss": loss}
     n = int(x.shape[0])
@@ -299,18 +317,23 @@ def summary_markdown(rows: list[dict], command: str) -> str:
            "seconds; embed: embedding the pool; load: 1-minute load average when measured "
            "(times under load are upper bounds). Means over seeds (n).", ""]
     for ds in sorted({k[0] for k in means}):
-        out += [f"## {ds}", "", "| shape | n pool | candidate | LOO kNN | LOO kNN (bal.) | linear | fit s | embed s | load | n | what |",
+        out += [f"## {ds}", "",
+                "| shape | n pool | candidate | LOO kNN | LOO kNN (bal.) | linear | fit s | embed s | load | n "
+                "| what |",
                 "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-        for (d, shape, cand), m in sorted(means.items(), key=lambda kv: (SHAPES.index(kv[0][1]) if kv[0][1] in SHAPES else 9, kv[0][2])):
+        for (d, shape, cand), m in sorted(
+                means.items(), key=lambda kv: (SHAPES.index(kv[0][1]) if kv[0][1] in SHAPES else 9, kv[0][2])):
             if d != ds:
                 continue
             out.append(f"| {shape} | {m['n_pool']} | `{cand}` | {_pct(m['loo_knn'])} | {_pct(m['loo_knn_bal'])} | "
-                       f"{_pct(m['linear'])} | {_sec(m['fit_s'])} | {_sec(m['embed_s'])} | {m['load']:.1f} | {m['n']} | {m['note']} |")
+                       f"{_pct(m['linear'])} | {_sec(m['fit_s'])} | {_sec(m['embed_s'])} | "
+                       f"{m['load']:.1f} | {m['n']} | {m['note']} |")
         out.append("")
     check = default_check(rows)
     if check:
         out += ["## The default against PCA-50 of the pixels", "",
-                "| dataset | shape | default LOO kNN (plain / bal.) | PCA | needed | holds | best candidate (default's gap) |",
+                "| dataset | shape | default LOO kNN (plain / bal.) | PCA | needed | holds "
+                "| best candidate (default's gap) |",
                 "| --- | --- | ---: | ---: | ---: | --- | --- |",
                 *check, ""]
     check = default_check(rows, candidate="fallback")
@@ -318,7 +341,8 @@ def summary_markdown(rows: list[dict], command: str) -> str:
         out += ["## Without the pretrained extra: the fallback against PCA-50 of the pixels", "",
                 "`pip install selector` without `[pretrained]` embeds with `fallback` (resnet-small trained on the "
                 "pool, with the pixel view); the same check.", "",
-                "| dataset | shape | fallback LOO kNN (plain / bal.) | PCA | needed | holds | best candidate (fallback's gap) |",
+                "| dataset | shape | fallback LOO kNN (plain / bal.) | PCA | needed | holds "
+                "| best candidate (fallback's gap) |",
                 "| --- | --- | ---: | ---: | ---: | --- | --- |",
                 *check, ""]
     have = {(r["dataset"], r["shape"], r["candidate"]) for r in rows}
@@ -333,9 +357,11 @@ def summary_markdown(rows: list[dict], command: str) -> str:
     if study:
         out += ["## Unsupervised signals of embedding quality", "",
                 "Does a label-free signal rank the candidates of a cell (dataset x shape) as their LOO kNN accuracy "
-                "does? RankMe: effective rank of the embedding (Garrido et al., 2023); uniformity (Wang & Isola, 2020), "
-                "negated. Spearman correlation averaged over cells with three or more candidates.", "",
-                "| signal | cells | mean Spearman with LOO kNN | best candidate agrees |", "| --- | ---: | ---: | ---: |",
+                "does? RankMe: effective rank of the embedding (Garrido et al., 2023); uniformity "
+                "(Wang & Isola, 2020), negated. Spearman correlation averaged over cells with three or more "
+                "candidates.", "",
+                "| signal | cells | mean Spearman with LOO kNN | best candidate agrees |",
+                "| --- | ---: | ---: | ---: |",
                 *study, ""]
     return "\n".join(out)
 

@@ -52,8 +52,17 @@ from types import SimpleNamespace
 import click
 import numpy as np
 
-from benchmarks.common import (cifar10_nchw, data_folder, held_out, help_text, list_option, nchw, read_rows, run,
-                               write_csv)
+from benchmarks.common import (
+    cifar10_nchw,
+    data_folder,
+    held_out,
+    help_text,
+    list_option,
+    nchw,
+    read_rows,
+    run,
+    write_csv,
+)
 
 log = logging.getLogger("benchmarks.bench_encoders")
 
@@ -138,6 +147,7 @@ def score_embedding(emb_probe, y_probe, emb_test, y_test, k: int = 20, seed: int
 def run_one(data: BenchData, setting: str, loss: str, args, device) -> dict:
     """Train one encoder (dataset x setting x loss), embed, score; returns a CSV row."""
     from selector.eval.pools import long_tail_pool
+
     from selector.backbones import EncoderConfig
     from selector.embed import embed_array
     from selector.train import TrainConfig, train_encoder
@@ -241,7 +251,8 @@ def markdown_table(rows: list[dict]) -> str:
         ts = "/".join(f"{float(r['train_s']):.0f}" if r else "–" for r in (b, lt))
         ips = b.get("img_per_s") or lt.get("img_per_s")
         lines.append(f"| {ds} | {loss} | {arch} | {ep} | {_f(b.get('knn_acc'))} | {_f(b.get('linear_acc'))} | "
-                     f"{_f(b.get('pv'), False)} | {_f(lt.get('knn_acc'))} | {_f(lt.get('linear_acc'))} | {_f(lt.get('min_class_acc'))} | "
+                     f"{_f(b.get('pv'), False)} | {_f(lt.get('knn_acc'))} | {_f(lt.get('linear_acc'))} | "
+                     f"{_f(lt.get('min_class_acc'))} | "
                      f"{_f(lt.get('pv'), False)} | {ts} | {float(ips):.0f} |")
     return "\n".join(lines)
 
@@ -276,7 +287,8 @@ def throughput_table(rows: list[dict]) -> str:
 @click.option("--cache-dir", default=None, help="where decoded CIFAR-10 arrays are cached")
 @click.option("--out", default="results/bench_encoders.csv", show_default=True)
 @click.option("--quick", is_flag=True,
-              help="smoke run: 40 digits per class (8 px), simclr and kcl, 1 epoch, batch 64, LT ratio 10, CPU, 1 thread")
+              help="smoke run: 40 digits per class (8 px), simclr and kcl, 1 epoch, batch 64, LT ratio 10, "
+                   "CPU, 1 thread")
 @click.option("--pool-per-class", type=int, default=None,
               help="keep a seeded balanced subset of this many probe/pool images per class")
 @click.option("--progress", is_flag=True)

@@ -35,7 +35,6 @@ import numpy as np
 
 from benchmarks.common import help_text, run, script_command
 
-
 # ----------------------------------------------------------------------------- synthetic pools
 
 
@@ -105,9 +104,9 @@ def measure(pool: str, cache: str, device: str, batch_size: int, workers: int | 
     import torch
 
     from selector.backbones import Encoder, EncoderConfig
-    from selector.pool import load_pool
     from selector.device import resolve_device
     from selector.embed import embed_pool
+    from selector.pool import load_pool
 
     dev = resolve_device(device)
     torch.manual_seed(0)

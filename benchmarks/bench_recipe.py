@@ -8,9 +8,10 @@ embedding of ``--backbone resnet-small`` / ``selector train`` and of the fallbac
   and :func:`selector.train.auto_epochs`), on the balanced small pool of every dataset of
   :mod:`benchmarks.bench_embeddings` (:func:`benchmarks.common.load_split`), same seed, same pool, in one run.
   Each trained encoder is scored alone and with the pixel view concatenated (what the fallback embeds):
-  leave-one-out kNN (k = 20) on the pool and the linear probe on the held-out test split. **The rule** (:func:`verdict`): a variant replaces
-  the default only if, both alone (``--backbone resnet-small``) and with the pixel view (what ``selector
-  select`` trains when the extra is missing), it raises the mean kNN over datasets by more than the
+  leave-one-out kNN (k = 20) on the pool and the linear probe on the held-out test split.
+  **The rule** (:func:`verdict`): a variant replaces the default only if, both alone
+  (``--backbone resnet-small``) and with the pixel view (what ``selector select`` trains when the extra
+  is missing), it raises the mean kNN over datasets by more than the
   default's seed spread (mean over datasets of max - min over seeds) and loses no dataset by more than
   :data:`MAX_LOSS` points.
 * **speed** (``--speed``): seconds per training step of resnet-small (batch 256, 32 px, RGB and
@@ -32,8 +33,22 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import (DATASETS, PRINT_ONLY, SHAPES, command_line, fit_pca, fit_simclr, help_text, list_option,
-                               load_split, pool_indices, read_rows, run, score, write_csv)
+from benchmarks.common import (
+    DATASETS,
+    PRINT_ONLY,
+    SHAPES,
+    command_line,
+    fit_pca,
+    fit_simclr,
+    help_text,
+    list_option,
+    load_split,
+    pool_indices,
+    read_rows,
+    run,
+    score,
+    write_csv,
+)
 
 log = logging.getLogger("benchmarks.bench_recipe")
 
@@ -163,7 +178,8 @@ def quality_markdown(rows: list[dict], command: str) -> str:
         out += ["", "Seed spread of the default recipe (max - min LOO kNN over seeds, alone / +pv; each seed its own "
                 "pool and training): " + ", ".join(spread) + ". A difference smaller than that is not a difference."]
     loads = [float(r["load"]) for r in rows]
-    out += ["", f"{len(rows)} rows, seeds {sorted({int(r['seed']) for r in rows})}; load {min(loads):.1f}-{max(loads):.1f}."]
+    out += ["", f"{len(rows)} rows, seeds {sorted({int(r['seed']) for r in rows})}; "
+                f"load {min(loads):.1f}-{max(loads):.1f}."]
     return "\n".join(out)
 
 

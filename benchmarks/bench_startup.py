@@ -70,7 +70,8 @@ def cli(repeats, pythonpath) -> None:
         t, cpu = run_times([sys.executable, "-c", ENTRY, flag], repeats, env)
         print(f"selector {flag}: wall median {statistics.median(t):.2f} s, fastest {min(t):.2f} s; "
               f"CPU median {statistics.median(cpu):.2f} s ({repeats} runs)")
-    print(f"import selector.cli loads: {', '.join(heavy_modules_loaded('selector.cli', env)) or 'none of ' + ', '.join(HEAVY)}")
+    loaded = ", ".join(heavy_modules_loaded("selector.cli", env)) or "none of " + ", ".join(HEAVY)
+    print(f"import selector.cli loads: {loaded}")
 
 
 def main(argv: list[str] | None = None):

@@ -156,7 +156,7 @@ def worker(spec: dict) -> dict:
     x = make_data(spec["n"], spec["d"], spec["data"])
     # imports (faiss, torch via the package, scikit-learn) happen before the clock starts
     import scipy.sparse.linalg  # noqa: F401
-    import sklearn.cluster, sklearn.manifold, sklearn.metrics, sklearn.neighbors  # noqa: E401,F401
+    import sklearn.cluster  # noqa: E401,F401
     from selector.strategies import get_strategy
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
@@ -248,7 +248,8 @@ def cli(ctx, n, d, budget, data, strategies, full, timeout, baseline_timeout, no
                   f"{r['reference_s']:.2f} |")
         for b in budgets:
             rb = [r for r in rows if r["budget"] == b]
-            print(f"| {b} | mean | {np.mean([r['ours'] for r in rb]):.1f} | {np.mean([r['reference'] for r in rb]):.1f} "
+            print(f"| {b} | mean | {np.mean([r['ours'] for r in rb]):.1f} | "
+                  f"{np.mean([r['reference'] for r in rb]):.1f} "
                   f"| {np.mean([r['ours_s'] for r in rb]):.2f} | {np.mean([r['reference_s'] for r in rb]):.2f} |")
         return
     print("| strategy | n | d | data | B | ours (s) | ours peak MB | sklearn (s) | sklearn peak MB | speed-up | info |")

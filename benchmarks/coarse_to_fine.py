@@ -42,15 +42,16 @@ Scores, all against the **fine** labels the encoder never saw:
   (:func:`selector.eval.retrain.linear_probe`);
 * ``coarse_knn``: the same LOO kNN against the coarse labels (did the encoder learn them);
 * ``classes_b{B}``, ``entropy_b{B}``: the next round. The product's default strategy (``--strategy``; its
-  report-only class count off, which never changes the picks) picks B images with the labeled round as labeled (``labeled_mask``; its coarse labels are not passed to the strategy, since
+  report-only class count off, which never changes the picks) picks B images with the labeled round as
+  labeled (``labeled_mask``; its coarse labels are not passed to the strategy, since
   the next round asks for fine classes); the fine classes among the B picks (of 10) and their normalised
   entropy (1 = evenly spread over all 10).
 
 The CSV is rewritten (atomically) after every cell, and a run started again with the same ``--out`` skips
 the cells it holds, so an interrupted run loses at most one cell. Rows made with other sizes or another
 strategy are dropped and made again. The embeddings are kept in ``--emb-cache`` (one ``.npz`` per dataset,
-labels, encoder, seed and sizes), so scoring another strategy does not train again. ``summary.md`` (mean +- std over seeds,
-with the command at the top) is rewritten at the end, or alone with ``--summary-only``.
+labels, encoder, seed and sizes), so scoring another strategy does not train again. ``summary.md``
+(mean +- std over seeds, with the command at the top) is rewritten at the end, or alone with ``--summary-only``.
 
     python -m benchmarks.coarse_to_fine --out benchmarks/results/coarse_to_fine
 """
@@ -67,8 +68,21 @@ from types import SimpleNamespace
 import click
 import numpy as np
 
-from benchmarks.common import (REPORT_ONLY, cifar10_nchw, command_line, fit_default, fit_pca, glyph_split, help_text,
-                               list_option, parse_strategy, product_default, read_rows, run, write_csv)
+from benchmarks.common import (
+    REPORT_ONLY,
+    cifar10_nchw,
+    command_line,
+    fit_default,
+    fit_pca,
+    glyph_split,
+    help_text,
+    list_option,
+    parse_strategy,
+    product_default,
+    read_rows,
+    run,
+    write_csv,
+)
 
 log = logging.getLogger("benchmarks.coarse_to_fine")
 
@@ -114,8 +128,8 @@ class Config:
 
 
 def parse_config(name: str) -> Config:
-    """``pca50``, ``default``, ``simclr``, ``supcon``, ``spread-A`` or ``spread-A+ae`` (A in [0, 1]); a suffix ``@T`` sets
-    the temperature (``spread-0.5@0.2``; default 0.5 for supcon-spread, 0.2 for simclr)."""
+    """``pca50``, ``default``, ``simclr``, ``supcon``, ``spread-A`` or ``spread-A+ae`` (A in [0, 1]); a suffix
+    ``@T`` sets the temperature (``spread-0.5@0.2``; default 0.5 for supcon-spread, 0.2 for simclr)."""
     base, at, temp = name.partition("@")
     t = None
     if at:
@@ -141,8 +155,8 @@ def parse_config(name: str) -> Config:
         if 0.0 <= alpha <= 1.0:
             cfg = Config(name, "supcon-spread", alpha=alpha, autoencoder=ae)
     if cfg is None:
-        raise ValueError(f"unknown encoder {name!r}: pca50, default, simclr, supcon, spread-A or spread-A+ae (A in [0, 1]), "
-                         "optionally @TEMPERATURE")
+        raise ValueError(f"unknown encoder {name!r}: pca50, default, simclr, supcon, spread-A or spread-A+ae "
+                         "(A in [0, 1]), optionally @TEMPERATURE")
     if t is not None:
         cfg.temperature = t
     return cfg
@@ -283,7 +297,8 @@ def run_cell(data: Data, regime: str, cfg: Config, seed: int, args) -> dict:
     t1 = time.perf_counter()
     row = {"dataset": data.name, "regime": regime, "config": cfg.name, "seed": seed, "strategy": args.strategy,
            "loss": cfg.loss or "",
-           "temperature": cfg.temperature if cfg.loss else "", "alpha": cfg.alpha if cfg.loss == "supcon-spread" else "",
+           "temperature": cfg.temperature if cfg.loss else "",
+           "alpha": cfg.alpha if cfg.loss == "supcon-spread" else "",
            "autoencoder": cfg.autoencoder if cfg.loss == "supcon-spread" else "", "n_pool": int(pool.shape[0]),
            "n_labeled": int(labeled.sum()), "n_coarse_labels": 0 if labels is None else int((labels >= 0).sum()),
            **facts, **score(emb, emb_test, y_fine, data.y_test, coarse, labeled, seed, args.strategy),

@@ -501,6 +501,7 @@ def score(pool_emb: np.ndarray, y: np.ndarray, test_emb: np.ndarray, y_test: np.
     """Leave-one-out kNN on the pool (plain and class-balanced) and the linear probe on the test split."""
     from selector.eval.metrics import accuracy, balanced_accuracy
     from selector.eval.retrain import linear_probe, loo_knn_predict
+
     from selector.pixels import unit_rows
 
     pred = loo_knn_predict(pool_emb, y, k=k)

@@ -42,7 +42,8 @@ def imagenet_classes_of_cifar(cats: list[str]) -> dict[int, set[int]]:
     }
 
 
-def hit_rates(x_nchw: np.ndarray, y: np.ndarray, size: int, mean, std, classes: dict[int, set[int]]) -> tuple[float, float]:
+def hit_rates(x_nchw: np.ndarray, y: np.ndarray, size: int, mean, std,
+              classes: dict[int, set[int]]) -> tuple[float, float]:
     from selector.backbones import PretrainedBackbone, load_state, weights_path
 
     bb = PretrainedBackbone("efficientnet-lite0", size).eval()
@@ -63,9 +64,8 @@ def hit_rates(x_nchw: np.ndarray, y: np.ndarray, size: int, mean, std, classes: 
 @click.option("--per-class", type=int, default=100, show_default=True)
 @list_option("--sizes", type=int, default=(224, 128, 96), show_default=True)
 def cli(per_class, sizes) -> None:
-    from torchvision.models import ResNet18_Weights
-
     from selector.eval.datasets import cifar10
+    from torchvision.models import ResNet18_Weights
 
     cats = ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
     classes = imagenet_classes_of_cifar(cats)

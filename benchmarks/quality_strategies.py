@@ -26,7 +26,6 @@ from pathlib import Path
 
 import click
 import numpy as np
-
 from selector.eval.metrics import classes_covered, normalised_entropy
 from selector.eval.pools import balanced_pool, long_tail_pool, train_test_split_balanced
 

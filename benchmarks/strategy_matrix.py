@@ -41,9 +41,21 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import (MATRIX_DATASETS, MATRIX_SHAPES, REPORT_ONLY, command_line, dataset_embeddings,
-                               help_text, list_option, make_pool, matrix_split, parse_strategy, product_default,
-                               read_rows, run)
+from benchmarks.common import (
+    MATRIX_DATASETS,
+    MATRIX_SHAPES,
+    REPORT_ONLY,
+    command_line,
+    dataset_embeddings,
+    help_text,
+    list_option,
+    make_pool,
+    matrix_split,
+    parse_strategy,
+    product_default,
+    read_rows,
+    run,
+)
 
 DATASETS = MATRIX_DATASETS
 SHAPES = MATRIX_SHAPES
@@ -206,7 +218,8 @@ def is_default(spec: str, default: str) -> bool:
     if spec.partition(":")[0] != default:
         return False
     ref = get_strategy(default).get_params()
-    return {k: v for k, v in got.items() if k not in REPORT_ONLY} == {k: v for k, v in ref.items() if k not in REPORT_ONLY}
+    return ({k: v for k, v in got.items() if k not in REPORT_ONLY}
+            == {k: v for k, v in ref.items() if k not in REPORT_ONLY})
 
 
 def paired_gap_ci(best: dict[int, float], other: dict[int, float], level: float = 0.95) -> tuple[float, float, float]:
@@ -277,7 +290,8 @@ def rule_table(rows: list[dict], default: str | None = None, tol: float = TOLERA
         lines.append(f"| {s}{' (default)' if s == default else ''} | {avg[s]:.2f} | {len(fails[s])} | {clear} | {w} |")
     if default in fails and fails[default]:
         lines += ["", f"Cells where the default (`{default}`) is more than {tol:g} class behind:", "",
-                  "| embedding | dataset | shape | B | default | best | gap | 95 % CI |", "|---|---|---|---|---|---|---|---|"]
+                  "| embedding | dataset | shape | B | default | best | gap | 95 % CI |",
+                  "|---|---|---|---|---|---|---|---|"]
         for gap, key, got, best, best_s, low, high in sorted(fails[default], key=lambda f: f[1]):
             lines.append(f"| {' | '.join(map(str, key[:3]))} | {key[3]:g}K | {got:.1f} | {best:.1f} ({best_s}) | "
                          f"{gap:.1f} | {low:.1f} to {high:.1f}{' (clear)' if low > tol else ''} |")
@@ -325,7 +339,8 @@ def summarise(rows: list[dict], command: str) -> str:
             if set(by) != set(strategies):
                 continue
             best = max(by[s]["covered"] for s in strategies)
-            k = next(r["n_classes"] for r in rows if (r["embedding"], r["dataset"], r["shape"], r["budget_mult"]) == key)
+            k = next(r["n_classes"] for r in rows
+                     if (r["embedding"], r["dataset"], r["shape"], r["budget_mult"]) == key)
             cells = " | ".join(f"{by[s]['covered'] - best:+.1f}" for s in strategies)
             lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {k} | {best:.1f} | {cells} |")
     lines += ["", "## Long-tail 100 at B = 2K: classes covered / entropy (seed means)", "",

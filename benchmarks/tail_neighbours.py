@@ -22,8 +22,16 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import (MATRIX_DATASETS, command_line, dataset_embeddings, help_text, list_option, make_pool,
-                               matrix_split, run)
+from benchmarks.common import (
+    MATRIX_DATASETS,
+    command_line,
+    dataset_embeddings,
+    help_text,
+    list_option,
+    make_pool,
+    matrix_split,
+    run,
+)
 
 
 def neighbour_purity(x: np.ndarray, y: np.ndarray, k: int = 5) -> dict[int, float]:

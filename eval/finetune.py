@@ -30,7 +30,8 @@ def _lookup(index: dict[bytes, int], emb: np.ndarray, what: str) -> np.ndarray:
     try:
         return np.array([index[row.tobytes()] for row in emb], dtype=np.int64)
     except KeyError:
-        raise ValueError(f"finetune: a {what} embedding is not one of the embeddings the retrainer was built on") from None
+        raise ValueError(f"finetune: a {what} embedding is not one of the embeddings the retrainer was "
+                         "built on") from None
 
 
 def finetune_classifier(encoder: Encoder, images: np.ndarray, labels: np.ndarray, test_images: np.ndarray, *,

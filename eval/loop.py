@@ -24,8 +24,15 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .metrics import (balanced_accuracy, balancedness_pv, format_counts, label_counts, accuracy,
-                      per_class_accuracy, summarise_selection)
+from .metrics import (
+    accuracy,
+    balanced_accuracy,
+    balancedness_pv,
+    format_counts,
+    label_counts,
+    per_class_accuracy,
+    summarise_selection,
+)
 from .pools import parse_pool_spec
 from .retrain import get_retrainer
 

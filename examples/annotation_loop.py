@@ -44,16 +44,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-
 from selector.eval.metrics import classes_covered, normalised_entropy  # noqa: E402
 from selector.eval.retrain import linear_probe  # noqa: E402
+
 from selector import STRATEGIES, Selector  # noqa: E402
 from selector.formats import read_labels  # noqa: E402
 from selector.plan import labeled_mask  # noqa: E402

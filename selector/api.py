@@ -12,6 +12,7 @@ over this class; the evaluation loop calls the strategies on embeddings directly
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -25,13 +26,25 @@ from selector.strategies import STRATEGIES, Selection, Strategy, get_strategy
 
 from .backbones import ARCHS, EncoderConfig
 from .device import resolve_device
-from .embed import embed_pool
-from .encoding import (MODES, EncoderPlan, EncoderRequest, check_backbone, encoder_config, encoder_input,
-                       get_encoder, plan_encoder, resolve_backbone, train_config)
+from .embed import EMBED_BATCH, embed_pool
+from .encoding import (
+    MODES,
+    EncoderPlan,
+    EncoderRequest,
+    check_backbone,
+    encoder_input,
+    get_encoder,
+    plan_encoder,
+    resolve_backbone,
+    train_config,
+)
+from .names import display_name
 from .plan import SelectionPlan, labeled_mask, plan_selection
-from .pool import Pool, load_pool
+from .pool import Pool, PoolError, decode_pool, load_pool
+from .pool.read import RowReader
 from .train import TrainConfig
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class SelectionResult:
@@ -130,19 +143,22 @@ class Selector:
         weights: weights file of a ``torchvision:NAME`` backbone (default: torchvision's cache,
             ``$TORCH_HOME/hub/checkpoints``) or of ``efficientnet-lite0`` (default: the package's).
             Nothing is ever downloaded.
-        backbone_size: input side of a pretrained backbone (images are resized to it); default
-            :data:`selector.encoding.DEFAULT_INPUT_SIZE`.
+        backbone_size: input side of a pretrained backbone; default: the automatic choice's side
+            (:func:`selector.encoding.choose_backbone`), else the backbone's native side. Images are decoded
+            straight to it, capped by their own size (:func:`selector.pool.read.decode_side`).
         time_budget: minutes of training: the first steps are timed and the number of steps is planned
             so the whole learning-rate schedule ends within it (``epochs``, if given, is then a cap).
         pixel_view: concatenate the pixel view (PCA-50 of the pixels, :mod:`selector.pixels`) to the
-            encoder's embedding, each block L2-normalised. None (default): on when the backbone is
-            chosen automatically (the embedding benchmark's default), off for a backbone or encoder
-            named explicitly.
+            encoder's embedding, each block L2-normalised. None (default): the automatic backbone's choice
+            (on for small grayscale images, off for photos; :func:`selector.encoding.choose_backbone`), off
+            for a backbone or encoder named explicitly.
         flip: horizontal flips among the training augmentations (on by default for every pool; off
             for pools where a mirrored image is another class, such as digits or text).
         autoencoder: weight of the class-conditional autoencoder term (Chen et al., ICML 2022;
             :mod:`selector.losses.autoencoder`) added to ``loss="supcon-spread"``; 0 (default): none, 1: the
             paper's weight. The decoder is conditioned on the known labels passed to :meth:`fit`.
+        precision: what a frozen pretrained backbone runs in: "auto" (bfloat16 on a CPU that runs it
+            natively, else float32; :func:`selector.embed.resolve_precision`), "float32" or "bfloat16".
         dist: a :class:`selector.distributed.Dist` (``selector.distributed.init()`` under torchrun) to
             train and embed on every process of the job: every rank calls ``fit`` with the same pool;
             ``device`` is then each rank's own and ``batch_size`` is per process; a cache folder is
@@ -157,7 +173,7 @@ class Selector:
                  embed_chunk: int | None = None, backbone: str | None = None, backbone_mode: str = "auto",
                  weights: str | os.PathLike | None = None, backbone_size: int | None = None,
                  time_budget: float | None = None, pixel_view: bool | None = None, flip: bool = True, dist=None,
-                 autoencoder: float = 0.0):
+                 autoencoder: float = 0.0, precision: str = "auto"):
         if isinstance(strategy, str) and strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(sorted(STRATEGIES))}")
         if isinstance(strategy, str) and strategy_params:  # a wrong value fails here, not after training
@@ -204,6 +220,7 @@ class Selector:
         self.pixel_view = pixel_view
         self.flip = flip
         self.autoencoder = float(autoencoder)
+        self.precision = precision
         self.dist = dist
         if dist is not None and dist.world > 1 and cache_dir is None:
             raise ValueError("training and embedding on several processes need a cache folder (cache_dir): the "
@@ -214,6 +231,13 @@ class Selector:
     def fit(self, pool: Pool | str | os.PathLike, labels: np.ndarray | None = None) -> "Selector":
         """Read ``pool`` (a folder, an .npz, or a :class:`Pool`), get an encoder, embed the pool.
 
+        The flow goes one way: the pool is listed and its files digested (not decoded); the encoder is
+        planned (:func:`selector.encoding.plan_encoder`); the pool is decoded whole only when the plan needs
+        it (training, the pixel view, an encoder that embeds at the pool's side), else a frozen pretrained
+        backbone reads the images a chunk at a time at its own side; the embedding goes through the
+        content-keyed cache. Files that do not decode are dropped from ``pool_`` (and listed in its
+        ``skipped``).
+
         Args:
             labels: optional (n,) int64 known labels (-1 unknown) for losses that use them (KCL,
                 SupCon-spread); ignored by the others, so they neither change training nor the cache key.
@@ -223,26 +247,43 @@ class Selector:
         """
         t0 = time.perf_counter()
         self.timings_: dict[str, float] = {}
-        if not isinstance(pool, Pool):  # read the pool the way the encoder expects
+        if not isinstance(pool, Pool):
             size, channels = encoder_input(self.encoder, self.image_size)
-            pool = load_pool(pool, image_size=size, channels=channels, on_bad=self.on_bad, progress=self.progress)
-        self.pool_ = pool
-        self.timings_["read"] = time.perf_counter() - t0
+            pool = load_pool(pool, decode=False, image_size=size, channels=channels, on_bad=self.on_bad,
+                             progress=self.progress)
         device = self.dist.device if self.dist is not None else resolve_device(self.device)
-
-        t1 = time.perf_counter()
-        plan = self.plan_encoder(pool, labels)
+        plan = self.plan_encoder(pool, labels, device=device)
         self.encoder_plan_ = plan
         self.backbone_, self.backbone_reason_ = plan.backbone, plan.reason
+        if plan.needs_images and not pool.decoded:
+            ids = pool.ids
+            pool = decode_pool(pool, on_bad=self.on_bad, progress=self.progress, scratch_dir=self.cache_dir)
+            if labels is not None and len(pool) < len(ids):  # the known labels follow the rows that decoded
+                labels = np.asarray(labels)[np.isin(ids, pool.ids)]
+        self.timings_["read"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
         self.encoder_, self.encoder_cached_, self.checkpoint_ = get_encoder(
             plan, pool.images, device, cache_dir=self.cache_dir, labels=labels, progress=self.progress, dist=self.dist)
         self.train_report_ = getattr(self.encoder_, "train_report", None)  # steps, epochs, images seen, seconds
         self.timings_["train"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        self.embeddings_, self.n_embedded_ = embed_pool(pool.images, pool.digests, self.encoder_, device,
-                                                        cache_dir=self.cache_dir, progress=self.progress,
-                                                        chunk=self.embed_chunk, dist=self.dist)
+        with RowReader(pool, plan.read_side, batch=EMBED_BATCH, on_bad=self.on_bad) as reader:
+            emb, self.n_embedded_, failed = embed_pool(reader, pool.digests, self.encoder_, device,
+                                                       cache_dir=self.cache_dir, progress=self.progress,
+                                                       chunk=self.embed_chunk, dist=self.dist,
+                                                       precision=plan.precision, batch_size=EMBED_BATCH)
+        if failed:  # files that did not decode: dropped, listed among the skipped files
+            keep = np.setdiff1d(np.arange(len(pool)), sorted(failed))
+            for i, reason in sorted(failed.items()):
+                log.warning("skipping %s: %s", display_name(pool.root / pool.ids[i]), display_name(reason))
+            pool = pool.subset(keep, skipped=[(pool.ids[i], r) for i, r in failed.items()])
+            if len(pool) == 0:
+                raise PoolError(f"none of the image files in {display_name(pool.root)} could be read")
+            emb = None if emb is None else emb[keep]
+        self.pool_ = pool
+        self.embeddings_ = emb
         self.pixel_view_ = None
         if plan.pixel_view and self.embeddings_ is not None:  # rank 0 alone when distributed
             from .pixels import PixelPCA, concat_views
@@ -257,13 +298,15 @@ class Selector:
         return EncoderRequest(backbone=self.backbone_name, mode=self.backbone_mode, encoder=self.encoder,
                               weights=self.weights, backbone_size=self.backbone_size, loss=self.loss,
                               epochs=self.epochs, time_budget=self.time_budget, batch_size=self.batch_size,
-                              seed=self.seed, flip=self.flip, autoencoder=self.autoencoder, pixel_view=self.pixel_view)
+                              seed=self.seed, flip=self.flip, autoencoder=self.autoencoder, pixel_view=self.pixel_view,
+                              precision=self.precision)
 
-    def plan_encoder(self, pool: Pool, labels: np.ndarray | None = None) -> EncoderPlan:
-        """The :class:`selector.encoding.EncoderPlan` :meth:`fit` follows for ``pool`` (and known ``labels``)."""
+    def plan_encoder(self, pool: Pool, labels: np.ndarray | None = None, device=None) -> EncoderPlan:
+        """The :class:`selector.encoding.EncoderPlan` :meth:`fit` follows for ``pool`` (and known ``labels``)
+        on ``device`` (default: this selector's)."""
         world = self.dist.world if self.dist is not None else 1
-        return plan_encoder(self.encoder_request(), pool.channels, pool.size, len(pool), pool_key=pool.key,
-                            labels=labels, world_size=world)
+        return plan_encoder(self.encoder_request(), pool.format, len(pool), pool_key=pool.key, labels=labels,
+                            world_size=world, device=device if device is not None else resolve_device(self.device))
 
     def train_config(self, n: int, backbone: str | None = None) -> TrainConfig:
         """The training configuration used for a pool of ``n`` images (``backbone``: the resolved one,
@@ -276,25 +319,31 @@ class Selector:
         """The backbone asked for: ``backbone``, else ``arch``, else "auto"."""
         return self.backbone or self.arch or "auto"
 
-    def uses_pixel_view(self) -> bool:
-        """Whether :meth:`fit` adds the pixel view (see ``pixel_view``)."""
-        return self.encoder_request().adds_pixel_view()
+    def uses_pixel_view(self, pool: Pool) -> bool:
+        """Whether :meth:`fit` adds the pixel view for ``pool`` (see ``pixel_view``)."""
+        return self.plan_encoder(pool).pixel_view
 
     def resolve_backbone(self, pool: Pool) -> tuple[str, str, str]:
         """(backbone, "frozen" or "trained", reason) used for ``pool``; ``auto`` is decided here."""
-        return resolve_backbone(self.backbone_name, self.backbone_mode, pool.channels, pool.size, len(pool))
+        choice = resolve_backbone(self.backbone_name, self.backbone_mode, pool.channels, pool.format.short_side,
+                                  len(pool))
+        return choice.backbone, choice.mode, choice.reason
 
     def encoder_config(self, pool: Pool) -> EncoderConfig:
-        name, mode, _ = self.resolve_backbone(pool)
-        return encoder_config(name, pool.channels, pool.size, mode, size=self.backbone_size, weights=self.weights)
+        return self.plan_encoder(pool).encoder
 
     def embed(self, pool: Pool | str | os.PathLike) -> np.ndarray:
-        """Embed another pool with the fitted encoder: (n, dim) float32, L2-normalised."""
+        """Embed another pool with the fitted encoder, read as the first one was: (n, dim) float32,
+        L2-normalised. Files of ``pool`` that do not decode are an error (the rows must match)."""
         self._check_fitted()
+        plan = self.encoder_plan_
         if not isinstance(pool, Pool):
-            pool = load_pool(pool, image_size=self.pool_.size, channels=self.pool_.channels, on_bad=self.on_bad)
-        emb, _ = embed_pool(pool.images, pool.digests, self.encoder_, resolve_device(self.device),
-                            cache_dir=self.cache_dir, progress=self.progress, chunk=self.embed_chunk)
+            pool = load_pool(pool, decode=not plan.streams or self.pixel_view_ is not None,
+                             image_size=self.pool_.size, channels=self.pool_.channels, on_bad=self.on_bad)
+        with RowReader(pool, plan.read_side, batch=EMBED_BATCH, on_bad="fail") as reader:
+            emb, _, _ = embed_pool(reader, pool.digests, self.encoder_, resolve_device(self.device),
+                                   cache_dir=self.cache_dir, progress=self.progress, chunk=self.embed_chunk,
+                                   precision=plan.precision, batch_size=EMBED_BATCH)
         if self.pixel_view_ is not None:  # the same views, the pixel PCA fitted on the first pool
             from .pixels import concat_views
 

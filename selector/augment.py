@@ -30,7 +30,8 @@ def make_augment(channels: int, size: int, flip: bool = True, crop_scale: float 
         ]
     elif channels == 1:
         ops = [
-            K.RandomResizedCrop((size, size), scale=(0.5 if crop_scale is None else crop_scale, 1.0), ratio=(0.8, 1.25)),
+            K.RandomResizedCrop((size, size), scale=(0.5 if crop_scale is None else crop_scale, 1.0),
+                                ratio=(0.8, 1.25)),
             *([K.RandomHorizontalFlip()] if flip else []),
             K.RandomAffine(degrees=10.0, translate=(0.1, 0.1), shear=8.0, p=0.8),
             K.RandomBrightness((0.7, 1.3), p=0.5),

@@ -263,9 +263,9 @@ class Dist:
         that puts ``model``'s own batch-norm layers back). Parameters and statistics are shared with
         ``model``, so after the restore it holds what training did; DDP starts every rank from rank 0's
         weights."""
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
         import inspect
+
+        from torch.nn.parallel import DistributedDataParallel as DDP
 
         restore = globalize_batchnorm(model, cuda=self.device.type == "cuda")
         try:

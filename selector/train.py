@@ -44,8 +44,15 @@ import torch
 
 from .augment import make_augment, to_float
 from .backbones import Encoder, EncoderConfig
-from .checkpoint import (CheckpointError, checkpoint_finished, checkpoint_report, read_checkpoint, rng_state,
-                         save_checkpoint, set_rng_state)
+from .checkpoint import (
+    CheckpointError,
+    checkpoint_finished,
+    checkpoint_report,
+    read_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +370,7 @@ def _time_steps(model: Encoder, train_step, images_t: torch.Tensor, known, pseud
     model.train()
     perm = torch.randperm(images_t.shape[0], generator=torch.Generator().manual_seed(cfg.seed * 7_919))
     reads = [clock()]
-    for j in range(TIMING_STEPS):
+    for _ in range(TIMING_STEPS):
         idx = perm[rank * bs:(rank + 1) * bs]
         lab = torch.from_numpy(_batch_labels(idx.numpy(), known, pseudo)).to(device) if needs_labels else None
         loss = train_step(images_t[idx].to(device), lab)

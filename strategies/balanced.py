@@ -213,7 +213,8 @@ class Balanced(Strategy):
             (:func:`selector.strategies.class_count.auto_max_k`, up to 1,000). n_sample / k_graph:
             estimate's subsample size (raised for a large max_k) and graph degree. k_repeats:
             subsample seeds of the estimate; K is their median (or the whole pool's estimate, see
-            :func:`~selector.strategies.class_count.estimate_class_range`) and ``info["k_range"]`` their range. k_nn, min_cluster_size, max_cluster_points: TypiClust inside groups.
+            :func:`~selector.strategies.class_count.estimate_class_range`) and ``info["k_range"]`` their
+            range. k_nn, min_cluster_size, max_cluster_points: TypiClust inside groups.
     """
 
     def __init__(self, n_classes: int | None = None, max_k: int | None = None, n_sample: int = 5_000,
@@ -308,7 +309,8 @@ class Balanced(Strategy):
         order = np.lexsort((groups, np.concatenate(rank)))
         return Selection(indices=idx[order], scores=scores[order], groups=groups[order], n_groups=g,
                          info={"k_source": k_source, "k": int(k),
-                               **({} if est is None else {"k_range": list(est.k_range), "k_per_seed": list(est.k_per_seed),
+                               **({} if est is None else {"k_range": list(est.k_range),
+                                                         "k_per_seed": list(est.k_per_seed),
                                                          "max_k": est.max_k}),
                                "allocation": alloc.tolist(),
                                "group_sizes": np.bincount(assign, minlength=g).tolist(), "n_explore": 0}), assign

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+
 from selector.cluster import knn, one_blas_thread
 
 from .base import Selection, Strategy

@@ -16,8 +16,8 @@ Differences from the published code, all for scale:
   * degrees are kept up to date incrementally through the reverse adjacency instead of a full
     recount per pick: O(|E|) in total instead of O(budget * |E|).
   * delta comes from the purity heuristic without labels: k-means (k-means++ seeding) the
-    pool into ``n_clusters`` groups (default: the estimate of :mod:`selector.strategies.class_count`); a ball is *pure* when
-    every point in it shares its centre's cluster. With the kNN lists sorted, the ball of x is
+    pool into ``n_clusters`` groups (default: the estimate of :mod:`selector.strategies.class_count`); a
+    ball is *pure* when every point in it shares its centre's cluster. With the kNN lists sorted, the ball of x is
     pure iff delta <= r(x), the distance to x's first neighbour in another cluster (+inf when
     none of its k_graph neighbours is), so the purity of delta is the fraction of points with
     r(x) >= delta, and the largest delta with purity >= ``purity`` (0.95) is the (1 - purity)

@@ -85,8 +85,9 @@ def parse_params(name: str, items: Iterable[str]) -> dict[str, Any]:
     """``["explore=0", "k_nn=10"]`` -> ``{"explore": 0, "k_nn": 10}`` for strategy ``name``.
 
     Values are Python literals (numbers, None, True/False, quoted strings) or nan/inf; anything else is
-    kept as a string (and refused by :func:`check_params` where a number is expected). Raises ValueError naming the item for a missing ``=`` or a keyword the strategy's
-    constructor does not take (and lists the ones it does).
+    kept as a string (and refused by :func:`check_params` where a number is expected). Raises ValueError
+    naming the item for a missing ``=`` or a keyword the strategy's constructor does not take (and lists
+    the ones it does).
     """
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(sorted(STRATEGIES))}")

@@ -68,7 +68,8 @@ def typical_candidates(x: np.ndarray, assign: np.ndarray, free: np.ndarray, k_nn
     return rows, cl, sizes[cl]
 
 
-def weighted_kcenter(cand: np.ndarray, weight: np.ndarray, centers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def weighted_kcenter(cand: np.ndarray, weight: np.ndarray, centers: np.ndarray,
+                     n: int) -> tuple[np.ndarray, np.ndarray]:
     """Greedy k-center over candidate vectors: each step picks argmax ``weight * dist`` to the
     nearest center (the earlier picks and ``centers``).
 
@@ -156,7 +157,8 @@ class TypCover(Strategy):
         _, assign, _ = kmeans(x, m, seed=seed, niter=self.kmeans_iter,
                               init="k-means++" if m <= self.kmeanspp_max else None,
                               max_points_per_centroid=mpc, use_gpu=self.use_gpu)
-        rows, cl, sizes = typical_candidates(x, assign, ~covered, self.k_nn, self.min_size, self.max_cluster_points, rng)
+        rows, cl, sizes = typical_candidates(x, assign, ~covered, self.k_nn, self.min_size,
+                                             self.max_cluster_points, rng)
         picks = np.empty(0, dtype=np.int64)
         radius = np.empty(0)
         if rows.shape[0] and rest > 0:

@@ -54,6 +54,22 @@ def write_pool(folder: Path, n: int = N_POOL) -> Path:
     return folder
 
 
+def write_photos(folder: Path, n: int = 8, size: int = 80) -> Path:
+    """``n`` colour JPEGs of ``size`` x ``size + 20`` px in ``folder`` (the digits, enlarged and tinted): a pool
+    the automatic backbone treats as photos."""
+    from sklearn.datasets import load_digits
+
+    folder.mkdir(parents=True, exist_ok=True)
+    d = load_digits()
+    for i in range(n):
+        g = Image.fromarray(np.clip(np.rint(d.images[i] * (255 / 16)), 0, 255).astype(np.uint8))
+        g = g.resize((size + 20, size), Image.Resampling.BICUBIC)
+        tint = np.array([1.0, 0.6 + 0.05 * (i % 5), 0.3], dtype=np.float32)
+        rgb = (np.asarray(g, dtype=np.float32)[..., None] * tint).astype(np.uint8)
+        Image.fromarray(rgb).save(folder / f"{i:03d}.jpg", quality=90)
+    return folder
+
+
 def snapshot(folder: Path) -> dict[str, str]:
     """{relative path: sha256 of the bytes, or 'link -> target'} for everything under ``folder``."""
     out = {}

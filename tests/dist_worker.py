@@ -146,7 +146,7 @@ def embed(dist, encoder, cache: Path):
     from selector.embed import embed_pool
 
     x = pool_images()
-    return embed_pool(x, digests(x), encoder, "cpu", cache_dir=cache, chunk=CHUNK, dist=dist)
+    return embed_pool(x, digests(x), encoder, "cpu", cache_dir=cache, chunk=CHUNK, dist=dist)[:2]
 
 
 def main(phase: str, out: Path) -> int:
@@ -156,12 +156,12 @@ def main(phase: str, out: Path) -> int:
     from selector.distributed import DistributedError, init
 
     if phase == "finish":  # one process: what the killed embedding left, finished from the cache
-        from selector.embed import embed_pool
         from selector.checkpoint import load_encoder
+        from selector.embed import embed_pool
 
         enc, state = load_encoder(out / "b.ckpt")
         x = pool_images()
-        emb, n_embedded = embed_pool(x, digests(x), enc, "cpu", cache_dir=out / "cache-b", chunk=CHUNK)
+        emb, n_embedded, _ = embed_pool(x, digests(x), enc, "cpu", cache_dir=out / "cache-b", chunk=CHUNK)
         np.savez(out / "finish.npz", emb=emb, n_embedded=n_embedded,
                  ckpt=[state["world_size"], state["steps_done"], state["total_steps"]])
         return 0
@@ -251,13 +251,13 @@ def _child(spec: dict) -> int:
 
 def serve() -> None:
     """Import once, then fork the processes of each job read from stdin (see the module docstring)."""
+    import sklearn.datasets  # noqa: F401
     import torch  # noqa: F401 - imported before forking: the point of the server
 
     import selector.distributed  # noqa: F401
     import selector.embed  # noqa: F401
     import selector.losses  # noqa: F401
     import selector.train  # noqa: F401
-    import sklearn.datasets  # noqa: F401
 
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:

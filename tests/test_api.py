@@ -17,7 +17,8 @@ from tests.conftest import subprocess_env
 
 @pytest.fixture
 def fitted(digits_pool, tmp_path):
-    return Selector(strategy="random", arch="resnet-small", epochs=1, seed=0, device="cpu", cache_dir=tmp_path / "cache").fit(digits_pool)
+    return Selector(strategy="random", arch="resnet-small", epochs=1, seed=0, device="cpu",
+                    cache_dir=tmp_path / "cache").fit(digits_pool)
 
 
 @pytest.mark.trains
@@ -132,7 +133,8 @@ except ValueError as e:
 
 @pytest.mark.processes
 def test_huge_embeddings_in_the_api_are_refused_clearly():
-    r = subprocess.run([sys.executable, "-c", HUGE_API], capture_output=True, text=True, timeout=120, env=subprocess_env())
+    r = subprocess.run([sys.executable, "-c", HUGE_API], capture_output=True, text=True, timeout=120,
+                       env=subprocess_env())
     assert r.returncode == 0, r.stderr[-2000:]
     assert re.search(r"ValueError: embeddings hold values up to \d(\.\d)?e\+20 in magnitude", r.stdout), \
         r.stdout + r.stderr[-2000:]

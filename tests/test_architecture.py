@@ -280,11 +280,12 @@ def test_only_the_cli_imports_the_evaluation_package():
 
 def test_lazy_option_choices_are_the_registries():
     """The CLI's lazily loaded choices list exactly what the registries hold."""
+    from selector.strategies import STRATEGIES
+
     from selector.backbones import ARCHS
     from selector.cli import main
     from selector.formats import FORMATS
     from selector.losses import LOSSES
-    from selector.strategies import STRATEGIES
 
     params = {p.name: p for p in main.commands["select"].params}
     assert list(params["strategy"].type.choices) == sorted(STRATEGIES)

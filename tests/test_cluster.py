@@ -4,9 +4,17 @@ import functools
 import numpy as np
 import pytest
 
-from selector.cluster import (group_rows, kmeans, kmeanspp_init, knn, nearest_centroid, range_pairs,
-                              sample_rows, set_threads, sq_dists)
-
+from selector.cluster import (
+    group_rows,
+    kmeans,
+    kmeanspp_init,
+    knn,
+    nearest_centroid,
+    range_pairs,
+    sample_rows,
+    set_threads,
+    sq_dists,
+)
 from tests.blobs import sphere_blobs
 
 blobs = functools.partial(sphere_blobs, d=16, spread=0.05)

@@ -1,4 +1,5 @@
-"""The default embedding: the automatic backbone plus the pixel view (selector.pixels), through the API."""
+"""The default embedding through the API: the automatic backbone, and the pixel view (selector.pixels)
+where the rule adds it (small grayscale images)."""
 import numpy as np
 import pytest
 
@@ -6,14 +7,19 @@ from selector import Selector
 from selector.pixels import PixelPCA, concat_views
 
 
-def test_pixel_view_is_on_for_auto_and_off_for_a_named_backbone():
-    assert Selector().uses_pixel_view()
+def test_pixel_view_follows_the_rule_for_auto_and_is_off_for_a_named_backbone(digits_pool, tmp_path):
+    from selector.pool import load_pool
+    from tests.conftest import write_photos
+
+    digits = load_pool(digits_pool, decode=False)  # small grayscale images
+    photos = load_pool(write_photos(tmp_path / "photos"), decode=False)
     assert Selector().backbone_name == "auto"
-    assert not Selector(backbone="resnet-small").uses_pixel_view()
-    assert not Selector(arch="resnet18").uses_pixel_view()
-    assert not Selector(encoder="enc.pt").uses_pixel_view()
-    assert Selector(backbone="resnet-small", pixel_view=True).uses_pixel_view()
-    assert not Selector(pixel_view=False).uses_pixel_view()
+    assert Selector().uses_pixel_view(digits) and not Selector().uses_pixel_view(photos)
+    assert not Selector(backbone="resnet-small").uses_pixel_view(digits)
+    assert not Selector(arch="resnet18").uses_pixel_view(digits)
+    assert Selector(backbone="resnet-small", pixel_view=True).uses_pixel_view(digits)
+    assert Selector(pixel_view=True).uses_pixel_view(photos)
+    assert not Selector(pixel_view=False).uses_pixel_view(digits)
 
 
 def test_fit_concatenates_the_pixel_view(digits_pool):

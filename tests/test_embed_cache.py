@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from selector.backbones import Encoder, EncoderConfig
-from selector.cli import main
-from selector.pool import load_folder
-from selector.embed import embed_array, embed_pool, encoder_key
 from selector.checkpoint import save_checkpoint
+from selector.cli import main
+from selector.embed import embed_array, embed_pool, encoder_key
+from selector.pool import load_folder
 from selector.train import TrainConfig
 from tests.conftest import snapshot, write_pool
 
@@ -74,16 +74,16 @@ def test_cached_vectors_equal_fresh_ones_and_damage_is_recomputed(tmp_path, gray
     p = load_folder(pool_dir, channels=1, image_size=16, workers=0)
     fresh = embed_array(enc, p.images)
     cache = tmp_path / "cache"
-    first, n1 = embed_pool(p.images[:20], p.digests[:20], enc, cache_dir=cache, chunk=7)
+    first, n1, _ = embed_pool(p.images[:20], p.digests[:20], enc, cache_dir=cache, chunk=7)
     assert n1 == 20 and len(list((cache / "embeddings" / encoder_key(enc)).glob("chunk-*.npz"))) == 3
-    full, n2 = embed_pool(p.images, p.digests, enc, cache_dir=cache, chunk=7)
+    full, n2, _ = embed_pool(p.images, p.digests, enc, cache_dir=cache, chunk=7)
     assert n2 == 10  # only the 10 new images
     np.testing.assert_allclose(full, fresh, atol=1e-6)
     np.testing.assert_allclose(full[:20], first, atol=0)
     # A damaged chunk is ignored with a warning and its images embedded again.
     chunk = sorted((cache / "embeddings" / encoder_key(enc)).glob("chunk-*.npz"))[0]
     chunk.write_bytes(chunk.read_bytes()[:100])
-    again, n3 = embed_pool(p.images, p.digests, enc, cache_dir=cache, chunk=7)
+    again, n3, _ = embed_pool(p.images, p.digests, enc, cache_dir=cache, chunk=7)
     assert 0 < n3 <= 7
     np.testing.assert_allclose(again, fresh, atol=1e-6)
     assert snapshot(pool_dir) == before
@@ -96,7 +96,7 @@ def test_duplicates_embedded_once(tmp_path, gray_encoder_file):
     shutil.copyfile(pool_dir / "002.png", pool_dir / "002 copy.png")
     enc, _ = load_encoder(gray_encoder_file)
     p = load_folder(pool_dir, channels=1, image_size=16, workers=0)
-    emb, n = embed_pool(p.images, p.digests, enc, cache_dir=tmp_path / "cache")
+    emb, n, _ = embed_pool(p.images, p.digests, enc, cache_dir=tmp_path / "cache")
     assert n == 10 and p.n_duplicates == 1
     i, j = p.ids.index("002 copy.png"), p.ids.index("002.png")
     assert (emb[i] == emb[j]).all()

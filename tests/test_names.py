@@ -104,8 +104,9 @@ def test_crlf_name_is_not_chosen_again_next_round(pool, tmp_path, encoder_file):
 @pytest.mark.parametrize("suffix", [".xml", ".json", ".csv", ".jsonl", ".txt"])
 def test_exports_refuse_unusable_ids_from_the_api(tmp_path, bad, shown, suffix):
     """Ids given through the API are checked by the writers, with the id escaped in the message."""
-    from selector.formats import ExportError, export_selection
     from selector.strategies.base import Selection
+
+    from selector.formats import ExportError, export_selection
 
     sel = Selection(indices=np.array([0, 1]), scores=np.array([1.0, 0.5]), groups=np.array([0, 1]))
     with pytest.raises(ExportError) as e:

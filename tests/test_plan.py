@@ -10,11 +10,11 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from selector.strategies import SelectionError
 
 import selector.api
 import selector.plan
 from selector.plan import labeled_mask, plan_selection
-from selector.strategies import SelectionError
 from tests.conftest import N_POOL, error_line, rows, select
 
 IDS = [f"img_{i}.png" for i in range(10)]

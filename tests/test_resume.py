@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from selector.strategies import STRATEGIES
 
 from selector.cli import main
 from selector.embed import PAUSE_ENV
-from selector.strategies import STRATEGIES
 from tests.conftest import REPO, snapshot, write_pool
 
 pytestmark = [pytest.mark.trains, pytest.mark.processes]

@@ -52,7 +52,8 @@ def test_sheet_has_one_tile_per_chosen_image(chosen, cols):
     # By size: groups 2 (5 images), 0 (4), 7 (2) in order of best rank, each on its own lines.
     tile, pad, label_h, header_h, margin = 48, 4, 16, 22, 8
     lines = sum(math.ceil(n / cols) for n in (5, 4, 2))
-    assert img.size == (2 * margin + cols * (tile + pad) - pad, 2 * margin + 3 * header_h + lines * (tile + label_h + pad))
+    assert img.size == (2 * margin + cols * (tile + pad) - pad,
+                        2 * margin + 3 * header_h + lines * (tile + label_h + pad))
     # Every grid cell: filled exactly where a chosen image goes, and nowhere else.
     filled = []
     y = margin

@@ -34,7 +34,8 @@ os._exit(0)  # the parent dies at once; the child must follow it
 
 @pytest.mark.skipif(not IS_LINUX_PROC or not hasattr(os, "fork"), reason="forks; reads /proc")
 def test_die_with_parent_fallback_without_prctl():
-    r = subprocess.run([sys.executable, "-c", FALLBACK], capture_output=True, text=True, timeout=60, env=subprocess_env())
+    r = subprocess.run([sys.executable, "-c", FALLBACK], capture_output=True, text=True, timeout=60,
+                       env=subprocess_env())
     child = int(r.stdout.split()[0])
     try:
         assert wait_until(lambda: not alive(child), 10), "the child outlived its parent"

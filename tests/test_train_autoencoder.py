@@ -111,7 +111,6 @@ def test_cli_trains_with_the_autoencoder_and_refuses_it_for_other_losses(tmp_pat
     from click.testing import CliRunner
 
     from selector.cli import main
-
     from tests.conftest import write_pool
 
     pool = write_pool(tmp_path / "pool", 32)
@@ -127,7 +126,8 @@ def test_cli_trains_with_the_autoencoder_and_refuses_it_for_other_losses(tmp_pat
     assert state["train"]["loss_params"] == {"temperature": 0.5, "alpha": 0.5}  # the paper's code's defaults
     r = CliRunner().invoke(main, [*base, "--loss", "simclr", "--autoencoder", "1", "--out", str(tmp_path / "b.pt")])
     assert r.exit_code == 1 and "Error: the class-conditional autoencoder is a term of supcon-spread" in r.output
-    r = CliRunner().invoke(main, [*base, "--loss", "supcon-spread", "--autoencoder", "-1", "--out", str(tmp_path / "c.pt")])
+    r = CliRunner().invoke(main, [*base, "--loss", "supcon-spread", "--autoencoder", "-1",
+                                  "--out", str(tmp_path / "c.pt")])
     assert r.exit_code == 2 and "--autoencoder" in r.output
     for cmd in ("train", "select"):
         assert "--autoencoder WEIGHT" in CliRunner().invoke(main, [cmd, "--help"]).output

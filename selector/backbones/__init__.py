@@ -5,17 +5,33 @@ Importing a family module registers its backbones; the import lines below are th
 backbone is one file here (a builder and a ``register_backbone(BackboneSpec(...))`` line) plus its import
 line; ``--backbone``, ``--arch``, the encoder, the weights lookup and the help texts read the registry.
 """
-from .encoder import Encoder, EncoderConfig, PretrainedBackbone, strip_classifier
-from .registry import (BackboneSpec, UnknownBackbone, backbone_names, describe_backbones, get_backbone,
-                       is_pretrained, register_backbone, register_family)
-from .weights import (INSTALL_HINT, PretrainedError, check_digest, default_weights_path, file_digest, load_state,
-                      weights_path)
-
 # Importing a family module registers its backbones.
-from . import resnet  # noqa: E402,F401
-from . import efficientnet_lite  # noqa: E402,F401
-from . import torchvision  # noqa: E402,F401
+from . import (
+                       efficientnet_lite,  # noqa: E402,F401
+                       resnet,  # noqa: E402,F401
+                       torchvision,  # noqa: E402,F401
+)
+from .encoder import Encoder, EncoderConfig, PretrainedBackbone, strip_classifier
+from .registry import (
+                       BackboneSpec,
+                       UnknownBackbone,
+                       backbone_names,
+                       describe_backbones,
+                       get_backbone,
+                       is_pretrained,
+                       register_backbone,
+                       register_family,
+)
 from .resnet import resnet18_cifar, small_resnet  # noqa: E402
+from .weights import (
+                       INSTALL_HINT,
+                       PretrainedError,
+                       check_digest,
+                       default_weights_path,
+                       file_digest,
+                       load_state,
+                       weights_path,
+)
 
 #: The backbones trained on the pool from random weights (``--arch``).
 ARCHS = backbone_names("trained")

@@ -53,3 +53,5 @@ def lite(k: int, native_size: int, install: str | None = None) -> BackboneSpec:
 
 
 register_backbone(lite(0, 224, install=INSTALL_HINT))
+register_backbone(lite(1, 240))
+register_backbone(lite(2, 260))

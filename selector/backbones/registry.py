@@ -123,9 +123,10 @@ def _family_of(name: str) -> Family | None:
 
 
 def backbone_names(kind: str | None = None) -> tuple[str, ...]:
-    """Registered names in registration order, families as ``<prefix>NAME``; only those of ``kind`` if given."""
-    out = [n for n, s in _SPECS.items() if kind in (None, s.kind)]
-    out += [f"{p}NAME" for p, f in _FAMILIES.items() if kind in (None, f.kind)]
+    """Registered names, those trained on the pool first, each kind sorted by name, then the families as
+    ``<prefix>NAME``; only those of ``kind`` if given."""
+    out = sorted((n for n, s in _SPECS.items() if kind in (None, s.kind)), key=lambda n: (_SPECS[n].pretrained, n))
+    out += sorted(f"{p}NAME" for p, f in _FAMILIES.items() if kind in (None, f.kind))
     return tuple(out)
 
 
@@ -155,6 +156,5 @@ def is_pretrained(name: str) -> bool:
 
 def describe_backbones(kind: str | None = None) -> str:
     """``name: help`` of every backbone (of ``kind`` if given), joined by semicolons: for ``--help``."""
-    items = [f"{n}: {s.help}" for n, s in _SPECS.items() if kind in (None, s.kind)]
-    items += [f"{p}NAME: {f.help}" for p, f in _FAMILIES.items() if kind in (None, f.kind)]
+    items = [f"{n}: {(_SPECS.get(n) or _FAMILIES[n[:-4]]).help}" for n in backbone_names(kind)]
     return "; ".join(items)

@@ -7,8 +7,18 @@ from pathlib import Path
 import click
 
 from .errors import Command
-from .options import (BackboneOptions, DistOptions, RunOptions, backbone_options, cache_folder, dist_options,
-                      echo_summary, progress_bars, run_options, setup_logging)
+from .options import (
+    BackboneOptions,
+    DistOptions,
+    RunOptions,
+    backbone_options,
+    cache_folder,
+    dist_options,
+    echo_summary,
+    progress_bars,
+    run_options,
+    setup_logging,
+)
 from .torchrun import RankErrors, agree, is_main, start_distributed
 
 

@@ -13,8 +13,21 @@ from pathlib import Path
 import click
 
 from .errors import Command
-from .options import (DistOptions, EncoderOptions, OptionGroup, OutputOptions, RunOptions, cache_folder, dist_options,
-                      echo_summary, encoder_options, output_options, progress_bars, run_options, setup_logging)
+from .options import (
+    DistOptions,
+    EncoderOptions,
+    OptionGroup,
+    OutputOptions,
+    RunOptions,
+    cache_folder,
+    dist_options,
+    echo_summary,
+    encoder_options,
+    output_options,
+    progress_bars,
+    run_options,
+    setup_logging,
+)
 from .torchrun import RankErrors, agree, is_main, start_distributed, under_torchrun
 from .types import Budget, LazyChoice, names_of
 

@@ -8,8 +8,17 @@ from pathlib import Path
 import click
 
 from .errors import Command
-from .options import (DistOptions, EncoderOptions, RunOptions, dist_options, echo_summary, encoder_options,
-                      progress_bars, run_options, setup_logging)
+from .options import (
+    DistOptions,
+    EncoderOptions,
+    RunOptions,
+    dist_options,
+    echo_summary,
+    encoder_options,
+    progress_bars,
+    run_options,
+    setup_logging,
+)
 from .torchrun import RankErrors, agree, is_main, start_distributed
 
 

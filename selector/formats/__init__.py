@@ -31,15 +31,22 @@ from typing import Any, Sequence
 from selector.atomic import check_outputs
 from selector.strategies.base import Selection
 
-from .common import (ExportError, LabelFileError, absolute_path, is_array_id, normalize_path, read_text,
-                     selection_rows, side_path, url_to_path)
-from .registry import (FORMAT_ALIASES, FORMATS, READERS, SIDE_FILES, SUFFIX_FORMATS, register_reader,
-                       register_writer)
-
 # Importing a format module registers its writers and readers; this order is the order of the
 # --format choices.
-from . import tabular, label_studio, cvat  # noqa: F401,I001
+from . import cvat, label_studio, tabular  # noqa: F401,I001
+from .common import (
+    ExportError,
+    LabelFileError,
+    absolute_path,
+    is_array_id,
+    normalize_path,
+    read_text,
+    selection_rows,
+    side_path,
+    url_to_path,
+)
 from .label_studio import SKIPPED, last_round
+from .registry import FORMAT_ALIASES, FORMATS, READERS, SIDE_FILES, SUFFIX_FORMATS, register_reader, register_writer
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,17 @@ import numpy as np
 from selector.atomic import atomic_write
 from selector.strategies.base import Selection
 
-from .common import (ExportError, LabelFileError, config_choices, group_name, is_array_id, normalize_path,
-                     read_text, selection_rows, side_path)
+from .common import (
+    ExportError,
+    LabelFileError,
+    config_choices,
+    group_name,
+    is_array_id,
+    normalize_path,
+    read_text,
+    selection_rows,
+    side_path,
+)
 from .registry import register_reader, register_writer
 
 logger = logging.getLogger(__name__)

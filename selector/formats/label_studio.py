@@ -35,8 +35,18 @@ import numpy as np
 from selector.atomic import atomic_write
 from selector.strategies.base import Selection
 
-from .common import (ExportError, LabelFileError, absolute_path, config_choices, group_name, normalize_path,
-                     read_text, selection_rows, side_path, url_to_path)
+from .common import (
+    ExportError,
+    LabelFileError,
+    absolute_path,
+    config_choices,
+    group_name,
+    normalize_path,
+    read_text,
+    selection_rows,
+    side_path,
+    url_to_path,
+)
 from .registry import register_reader, register_writer
 from .tabular import read_label_mapping
 

@@ -22,15 +22,15 @@ own: ``TrainConfig.autoencoder`` (``--autoencoder WEIGHT``) adds its reconstruct
 """
 from __future__ import annotations
 
-from .registry import LOSSES, TRAIN_PARAMS, get_loss, register_loss
+from .debiased_neg import DebiasedNeg
+from .debiased_pos import DebiasedPos
+from .kcl import KCL
 
 # Importing a module registers its loss (``@register_loss``). Only the classes are re-exported: re-exporting
 # a function named like its module (``nt_xent`` in ``nt_xent.py``) would shadow the submodule as an attribute
 # of this package. Import the functions from their modules: ``from selector.losses.nt_xent import nt_xent``.
 from .nt_xent import NTXent
-from .kcl import KCL
-from .debiased_neg import DebiasedNeg
-from .debiased_pos import DebiasedPos
+from .registry import LOSSES, TRAIN_PARAMS, get_loss, register_loss
 from .supcon_spread import SupConSpread
 
 __all__ = ["LOSSES", "TRAIN_PARAMS", "get_loss", "register_loss", "NTXent", "KCL", "DebiasedNeg", "DebiasedPos",

@@ -14,8 +14,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .nt_xent import (check_temperature, check_views, contrastive_logits, normalized_views,
-                      no_autocast, own_view_index, own_view_mask)
+from .nt_xent import (
+    check_temperature,
+    check_views,
+    contrastive_logits,
+    no_autocast,
+    normalized_views,
+    own_view_index,
+    own_view_mask,
+)
 from .registry import register_loss
 
 __all__ = ["check_tau_plus", "debiased_neg", "DebiasedNeg"]

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .debiased_neg import check_tau_plus
-from .nt_xent import check_temperature, check_views, contrastive_logits, normalized_views, no_autocast
+from .nt_xent import check_temperature, check_views, contrastive_logits, no_autocast, normalized_views
 from .registry import register_loss
 
 __all__ = ["MODES", "debiased_pos", "DebiasedPos"]

@@ -17,8 +17,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .nt_xent import (check_labels, check_temperature, check_views, contrastive_logits, multi_positive_nce,
-                      no_autocast, normalized_views, own_view_mask, same_label_mask)
+from .nt_xent import (
+    check_labels,
+    check_temperature,
+    check_views,
+    contrastive_logits,
+    multi_positive_nce,
+    no_autocast,
+    normalized_views,
+    own_view_mask,
+    same_label_mask,
+)
 from .registry import register_loss
 
 __all__ = ["check_k", "sample_k_positives", "kcl", "KCL"]

@@ -27,9 +27,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .nt_xent import (MASK_VALUE, check_labels, check_temperature, check_views, contrastive_logits,
-                      multi_positive_nce, no_autocast, normalized_views, nt_xent, own_view_index,
-                      own_view_mask, same_label_mask)
+from .nt_xent import (
+    MASK_VALUE,
+    check_labels,
+    check_temperature,
+    check_views,
+    contrastive_logits,
+    multi_positive_nce,
+    no_autocast,
+    normalized_views,
+    nt_xent,
+    own_view_index,
+    own_view_mask,
+    same_label_mask,
+)
 from .registry import register_loss
 
 __all__ = ["check_alpha", "supcon_spread", "SupConSpread"]

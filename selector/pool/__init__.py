@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from .decode import DEFAULT_MAX_PIXELS, choose_size, convert_image, decode_file
 from .demo import write_demo_pool
-from .folder import load_folder, load_pool
+from .folder import decode_pool, load_folder, load_pool, scan_folder
 from .listing import IMAGE_SUFFIXES, list_image_files, list_pool_files, open_regular
 from .npz import images_from_array, load_npz, resize_images
-from .pool import MMAP_THRESHOLD, Pool, PoolError, alloc_images, duplicate_mask
+from .pool import MMAP_THRESHOLD, Pool, PoolError, PoolFormat, alloc_images, duplicate_mask
 from .workers import DEFAULT_DECODE_TIMEOUT_S
 
-__all__ = ["DEFAULT_DECODE_TIMEOUT_S", "DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "MMAP_THRESHOLD", "Pool",
-           "PoolError", "alloc_images", "choose_size", "convert_image", "decode_file", "duplicate_mask",
-           "images_from_array", "list_image_files", "list_pool_files", "load_folder", "load_npz", "load_pool",
-           "open_regular", "resize_images", "write_demo_pool"]
+__all__ = ["DEFAULT_DECODE_TIMEOUT_S", "DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "MMAP_THRESHOLD", "alloc_images",
+           "choose_size", "convert_image", "decode_file", "decode_pool", "duplicate_mask", "images_from_array",
+           "list_image_files", "list_pool_files", "load_folder", "load_npz", "load_pool", "open_regular", "Pool",
+           "PoolError", "PoolFormat", "resize_images", "scan_folder", "write_demo_pool"]

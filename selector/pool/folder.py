@@ -189,6 +189,39 @@ def load_folder(root: str | os.PathLike, *, channels: int | None = None, image_s
                 source=FolderSource(root, tuple(kept), max_pixels, workers, timeout_s))
 
 
+def decode_pool(pool: Pool, *, on_bad: str = "skip", progress: bool = False,
+                scratch_dir: str | os.PathLike | None = None, mmap_threshold: int = MMAP_THRESHOLD) -> Pool:
+    """``pool`` with every image decoded at its side (``pool.format``), for what needs the whole pool (an
+    encoder trained on it, the pixel view): a folder pool's files are decoded as :func:`load_folder`
+    decodes them, those that do not decode dropped and listed in ``skipped`` (or fail the run). A pool
+    that is decoded already is returned as it is."""
+    if pool.images is not None:
+        return pool
+    src = pool.source
+    rel = list(src.rel)
+    n = len(rel)
+    fmt = pool.format
+    images = alloc_images((n, fmt.channels, fmt.size, fmt.size), scratch_dir, mmap_threshold)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc="decoding pool", unit="img", leave=False)
+    with src.decoder() as dec:
+        ok, _, errors = dec.decode(rel, fmt.channels, fmt.size, images, on_bad, bar)
+    if bar is not None:
+        bar.close()
+    keep, skipped = _kept(src.root, rel, ok, errors, pool.skipped, on_bad)
+    if len(keep) < n:  # close the gaps left by skipped files, in order (in place: j <= i always)
+        for j, i in enumerate(keep):
+            if i != j:
+                images[j] = images[i]
+        images = images[: len(keep)]
+    out = pool.subset(keep)
+    out.images, out.skipped = images, skipped
+    return out
+
+
 def load_pool(path: str | os.PathLike, decode: bool = True, **kw) -> Pool:
     """A folder of images or an ``.npz`` archive -> :class:`Pool` (keywords as in :func:`load_folder`).
     ``decode=False``: a folder is only scanned (:func:`scan_folder`), its images read on demand."""

@@ -2,8 +2,8 @@
 
 A pretrained backbone takes a larger input than the side a whole pool is decoded at for an encoder trained
 on it; its images are decoded straight to that side, chunk by chunk (:class:`RowReader`), so a folder of any
-size is never decoded whole. :func:`read_side` caps the side at the pool's own image size: small images are
-decoded at their size and the network resizes them, as it would any image.
+size is never decoded whole. :func:`decode_side` caps the side at the pool's own image size: small images
+are decoded at their size and the network resizes them, as it would any image.
 
 Reading overlaps the work on the previous chunk: the next chunk is decoded by the worker processes (or in a
 thread, without workers) while the caller embeds the current one.
@@ -20,12 +20,13 @@ from .npz import resize_images
 from .pool import Pool
 
 
-def read_side(pool: Pool, side: int) -> int:
-    """The side a pool's images are decoded at for a network input of ``side``: ``side``, or the 90th
-    percentile of the pool's short sides when that is smaller (no image is decoded larger than the pool's
-    images are; the network resizes)."""
-    p90 = pool.format.short_side_p90
-    return int(min(side, p90)) if p90 > 0 else int(side)
+def decode_side(side: int, short_side_p90: int, pool_side: int = 0) -> int:
+    """The side images are decoded at for a network input of ``side``: ``side``, or the pool's own image size
+    when that is smaller: the larger of the 90th percentile of its short sides (``short_side_p90``, 0 when
+    unknown) and the side the whole pool is decoded at (``pool_side``). No image is decoded larger than the
+    pool's images are; the network resizes."""
+    own = max(short_side_p90, pool_side)
+    return int(min(side, own)) if own > 0 else int(side)
 
 
 class RowReader:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from selector.backbones import EncoderConfig, PretrainedBackbone, weights_path
 from selector.checkpoint import read_checkpoint
-from selector.encoding import DEFAULT_INPUT_SIZE, encoder_config, pretrained_features
+from selector.encoding import encoder_config, pretrained_features
 from selector.train import TrainConfig, train_encoder
 from tests.backbones.conftest import needs_extra, rgb_pool
 from tests.conftest import SHARED_DATA
@@ -63,8 +63,9 @@ def test_two_crops_of_a_photo_are_closer_than_two_photos():
     """Frozen features of two different crops of one CIFAR-10 photo are nearer each other than to any
     other photo's crop, for most of 100 photos (chance: 1 %)."""
     needs_extra()
-    from selector.pool import resize_images
     from selector.eval.datasets import cifar10
+
+    from selector.pool import resize_images
 
     x, _, _ = cifar10("test", n_per_class=10)
     x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
@@ -88,7 +89,7 @@ def test_pretrained_features_shapes_and_grayscale():
     assert np.allclose(f, g, atol=1e-5)
     with pytest.raises(ValueError, match="uint8"):
         pretrained_features(x.astype(np.float32))
-    assert encoder_config("efficientnet-lite0", 3, 32, "frozen").input_size == DEFAULT_INPUT_SIZE
+    assert encoder_config("efficientnet-lite0", 3, 32, "frozen").input_size == 224  # its native side
 
 
 def test_select_and_embed_cli_with_efficientnet(tmp_path):
@@ -101,7 +102,7 @@ def test_select_and_embed_cli_with_efficientnet(tmp_path):
     r = CliRunner().invoke(main, ["select", "-b", "5", "-p", str(pool), "-o", str(out), "--backbone", "auto",
                                   "--strategy", "kcenter", "-q", "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    assert "efficientnet-lite0 + pixel view (PCA-50 of the pixels), frozen (no training); " in r.output  # and why
+    assert "efficientnet-lite0, frozen (no training); colour images (median short side 32 px)" in r.output  # and why
     assert len(out.read_text().strip().splitlines()) == 6
     emb = tmp_path / "e.npy"
     r = CliRunner().invoke(main, ["embed", "-p", str(pool), "-o", str(emb), "--backbone", "efficientnet-lite0",

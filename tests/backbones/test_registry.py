@@ -10,8 +10,19 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from selector.backbones import (ARCHS, BackboneSpec, Encoder, EncoderConfig, UnknownBackbone, backbone_names,
-                                describe_backbones, get_backbone, is_pretrained, register_backbone, registry)
+from selector.backbones import (
+    ARCHS,
+    BackboneSpec,
+    Encoder,
+    EncoderConfig,
+    UnknownBackbone,
+    backbone_names,
+    describe_backbones,
+    get_backbone,
+    is_pretrained,
+    register_backbone,
+    registry,
+)
 
 
 @pytest.fixture
@@ -21,9 +32,11 @@ def scratch_registry(monkeypatch):
 
 
 def test_names_and_specs():
-    assert backbone_names() == ("resnet-small", "resnet18", "efficientnet-lite0", "torchvision:NAME")
+    assert backbone_names() == ("resnet-small", "resnet18", "efficientnet-lite0", "efficientnet-lite1",
+                                "efficientnet-lite2", "torchvision:NAME")
     assert backbone_names("trained") == ARCHS == ("resnet-small", "resnet18")
-    assert backbone_names("pretrained") == ("efficientnet-lite0", "torchvision:NAME")
+    assert backbone_names("pretrained") == ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2",
+                                            "torchvision:NAME")
     small, lite = get_backbone("resnet-small"), get_backbone("efficientnet-lite0")
     assert (small.kind, small.dim, small.pretrained) == ("trained", 256, False)
     assert (get_backbone("resnet18").kind, get_backbone("resnet18").dim) == ("trained", 512)
@@ -47,7 +60,8 @@ def test_the_torchvision_family_resolves_any_model_by_prefix(monkeypatch, tmp_pa
 
 def test_unknown_name_lists_the_choices():
     with pytest.raises(UnknownBackbone, match=r"unknown backbone 'vgg'; choose from resnet-small, resnet18, "
-                                              r"efficientnet-lite0, torchvision:NAME"):
+                                              r"efficientnet-lite0, efficientnet-lite1, efficientnet-lite2, "
+                                              r"torchvision:NAME"):
         get_backbone("vgg")
     with pytest.raises(ValueError, match="unknown encoder architecture 'vgg'; choose from resnet-small"):
         Encoder(EncoderConfig(arch="vgg"))

@@ -84,7 +84,8 @@ def test_merge_combines_csvs(tmp_path, capsys):
     merged = read_rows(tmp_path / "m.csv")
     assert [r["setting"] for r in merged] == ["balanced", "lt"]
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| mnist10k")]
-    assert line == ["| mnist10k | simclr | resnet-small | 50/200 | 90.0 | 95.0 | 0.970 | 90.0 | 95.0 | 80.0 | 0.970 | 10/10 | 1000 |"]
+    assert line == ["| mnist10k | simclr | resnet-small | 50/200 | 90.0 | 95.0 | 0.970 | 90.0 | 95.0 | 80.0 | 0.970 "
+                    "| 10/10 | 1000 |"]
 
 
 def test_checkpoint_dir_resumes_a_finished_encoder(tmp_path):

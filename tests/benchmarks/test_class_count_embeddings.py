@@ -3,7 +3,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from selector.strategies.class_count import estimate_class_range
 
 pytestmark = pytest.mark.slow

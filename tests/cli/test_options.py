@@ -16,8 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from selector.cli import main
-from selector.cli.options import (BackboneOptions, DistOptions, EncoderOptions, OptionGroup, RunOptions,
-                                  backbone_options)
+from selector.cli.options import BackboneOptions, DistOptions, EncoderOptions, OptionGroup, RunOptions, backbone_options
 
 CLI = Path(__file__).resolve().parents[2] / "selector" / "cli"
 

@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from selector.eval.datasets import (
+    CIFAR10_CLASSES,
+    cifar10,
+    default_data_dir,
+    digits,
+    load_dataset,
+    mnist10k,
+    notmnist10k,
+)
 
-from selector.eval.datasets import (CIFAR10_CLASSES, cifar10, default_data_dir, digits, load_dataset, mnist10k,
-                                    notmnist10k)
 from tests.conftest import SHARED_DATA
 
 DATA = SHARED_DATA

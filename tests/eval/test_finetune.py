@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from selector.eval.finetune import finetune_classifier, finetune_retrainer
 from sklearn.datasets import load_digits
 
-from selector.eval.finetune import finetune_classifier, finetune_retrainer
 from selector.backbones import Encoder, EncoderConfig
-from selector.pool import resize_images
 from selector.embed import embed_array
+from selector.pool import resize_images
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,12 @@ import math
 
 import numpy as np
 import pytest
-
-from selector import strategies
 from selector.eval.loop import COLUMNS, run_eval
 from selector.eval.metrics import parse_counts
 from selector.eval.pools import train_test_split_balanced
 from selector.strategies.random import RandomSelection
+
+from selector import strategies
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,21 @@ import math
 
 import numpy as np
 import pytest
-
-from selector.eval.metrics import (accuracy, balanced_accuracy, balancedness_pv, classes_covered,
-                          coupon_collector_bound, expected_random_coverage, format_counts,
-                          imbalance_ratio, label_counts, normalised_entropy, parse_counts,
-                          per_class_accuracy, summarise_selection)
+from selector.eval.metrics import (
+    accuracy,
+    balanced_accuracy,
+    balancedness_pv,
+    classes_covered,
+    coupon_collector_bound,
+    expected_random_coverage,
+    format_counts,
+    imbalance_ratio,
+    label_counts,
+    normalised_entropy,
+    parse_counts,
+    per_class_accuracy,
+    summarise_selection,
+)
 
 
 def test_accuracy_and_balanced_accuracy_by_hand():

@@ -1,9 +1,14 @@
 """Tests of selector.eval.pools: balanced, long-tailed (CIFAR-10-LT profile) and subset pools, test split."""
 import numpy as np
 import pytest
-
-from selector.eval.pools import (balanced_pool, long_tail_counts, long_tail_pool, parse_pool_spec, subset_pool,
-                        train_test_split_balanced)
+from selector.eval.pools import (
+    balanced_pool,
+    long_tail_counts,
+    long_tail_pool,
+    parse_pool_spec,
+    subset_pool,
+    train_test_split_balanced,
+)
 
 
 def labels_with_counts(counts):

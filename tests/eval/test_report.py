@@ -3,10 +3,17 @@ import math
 
 import numpy as np
 import pytest
-
 from selector.eval.loop import run_eval
-from selector.eval.report import (markdown_table, plot_accuracy_vs_budget, plot_label_histograms, read_csv,
-                         summarise, write_csv, write_markdown, write_report)
+from selector.eval.report import (
+    markdown_table,
+    plot_accuracy_vs_budget,
+    plot_label_histograms,
+    read_csv,
+    summarise,
+    write_csv,
+    write_markdown,
+    write_report,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -51,7 +58,7 @@ def test_markdown(tmp_path, rows):
     assert lines[2] == "| strategy | budget | seeds | accuracy | imbalance_ratio |"
     assert "| random | 10 | 2 | 0.6 ± 0.14 | 2 ± 0 (inf in 1/2) |" in lines
     assert "| kcenter | 20 | 1 | 0.85 ± 0 | 2 ± 0 |" in lines
-    assert [l.split("|")[1].strip() for l in lines[4:8]] == ["random", "random", "kcenter", "kcenter"]
+    assert [line.split("|")[1].strip() for line in lines[4:8]] == ["random", "random", "kcenter", "kcenter"]
     p = write_markdown(rows, tmp_path / "s.md", metrics=("accuracy",), title="T")
     assert p.read_text().startswith("# T\n\n### toy")
 

@@ -1,7 +1,6 @@
 """Tests of selector.eval.retrain: linear probe and kNN on frozen embeddings."""
 import numpy as np
 import pytest
-
 from selector.eval.retrain import RETRAINERS, get_retrainer, knn_classifier, knn_vote, linear_probe
 
 

@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 from PIL import Image
-
 from selector.strategies.base import Selection
 
 # File names that break naive writers: spaces, non-ASCII, URL/CSV/XML specials, a sub folder.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from selector.strategies.base import Selection
 
 from selector.formats import ExportError, normalize_path, selection_rows, url_to_path
 from selector.plan import labeled_mask
-from selector.strategies.base import Selection
 from tests.formats.conftest import NAMES, POOL, make_selection
 
 

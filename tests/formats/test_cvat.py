@@ -20,10 +20,10 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 from PIL import Image
+from selector.strategies.base import Selection
 
 from selector.formats import ExportError, export_selection, read_labels
 from selector.formats.cvat import image_size
-from selector.strategies.base import Selection
 from tests.formats.conftest import POOL, make_selection
 
 

@@ -26,12 +26,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
+from selector.strategies import get_strategy
+from selector.strategies.base import Selection
 
 from selector.formats import ExportError, export_selection, label_studio, read_labels
 from selector.formats.label_studio import image_url
 from selector.plan import labeled_mask
-from selector.strategies import get_strategy
-from selector.strategies.base import Selection
 from tests.formats.conftest import POOL, make_selection, served_file
 
 

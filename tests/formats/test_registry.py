@@ -11,11 +11,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
+from selector.strategies.base import Selection
 
 from selector.atomic import WriteError
-from selector.formats import (FORMATS, ExportError, LabelFileError, cvat, export_selection, format_for, label_studio,
-                              read_labels, tabular)
-from selector.strategies.base import Selection
+from selector.formats import (
+    FORMATS,
+    ExportError,
+    LabelFileError,
+    cvat,
+    export_selection,
+    format_for,
+    label_studio,
+    read_labels,
+    tabular,
+)
 from tests.formats.conftest import NAMES, make_selection
 
 
@@ -36,8 +45,9 @@ def test_format_selection(tmp_path):
 
 
 def test_output_paths_lists_every_file_an_export_writes(tmp_path):
-    from selector.formats import export_selection, output_paths
     from selector.strategies.base import Selection
+
+    from selector.formats import export_selection, output_paths
 
     sel = Selection(indices=np.array([1, 0]), scores=np.array([1.0, 0.5]), groups=np.array([0, 1]))
     paths = ["a.png", "b.png"]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from selector.strategies.base import Selection
 
 from selector.formats import ExportError, export_selection, read_labels
 from selector.plan import labeled_mask
-from selector.strategies.base import Selection
 from tests.formats.conftest import POOL, make_selection
 
 

@@ -7,8 +7,14 @@ import math
 import pytest
 import torch
 
-from selector.losses.autoencoder import (PAPER_WEIGHT, ClassConditionalDecoder, check_weight, class_slots,
-                                         reconstruction_loss, reconstruction_target)
+from selector.losses.autoencoder import (
+    PAPER_WEIGHT,
+    ClassConditionalDecoder,
+    check_weight,
+    class_slots,
+    reconstruction_loss,
+    reconstruction_target,
+)
 from selector.losses.supcon_spread import supcon_spread
 
 from .test_supcon_spread import ref_supcon_spread

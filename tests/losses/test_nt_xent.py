@@ -6,9 +6,15 @@ import math
 import pytest
 import torch
 
-from selector.losses import LOSSES, DebiasedNeg, DebiasedPos, KCL, NTXent, SupConSpread, get_loss
-from selector.losses.nt_xent import (multi_positive_nce, normalized_views, nt_xent, own_view_index,
-                                     own_view_mask, same_label_mask)
+from selector.losses import KCL, LOSSES, DebiasedNeg, DebiasedPos, NTXent, SupConSpread, get_loss
+from selector.losses.nt_xent import (
+    multi_positive_nce,
+    normalized_views,
+    nt_xent,
+    own_view_index,
+    own_view_mask,
+    same_label_mask,
+)
 
 from .reference import dot, unit_rows
 

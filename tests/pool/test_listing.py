@@ -19,8 +19,18 @@ from PIL import Image
 
 import selector.pool.workers as workers_mod
 from selector.pool import list_image_files, list_pool_files, load_folder
-from tests.conftest import (IS_ROOT, N_POOL, cli_cmd, error_line, png_bytes, rows, select, snapshot,
-                            subprocess_env, write_pool)
+from tests.conftest import (
+    IS_ROOT,
+    N_POOL,
+    cli_cmd,
+    error_line,
+    png_bytes,
+    rows,
+    select,
+    snapshot,
+    subprocess_env,
+    write_pool,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -161,4 +171,5 @@ def test_unreadable_file_simulated(pool, tmp_path, encoder_file, monkeypatch, un
     assert "WARNING: skipping" in r.output and "005.png: PermissionError" in r.output
     assert "005.png" not in {x["path"] for x in rows(tmp_path / "s.csv")}
     r = select(pool, tmp_path / "t.csv", encoder_file, "-b", 3, "--on-bad-image", "fail")
-    assert r.exit_code == 1 and error_line(r).startswith(f"Error: cannot read image {pool / '005.png'}: PermissionError")
+    assert r.exit_code == 1 and error_line(r).startswith(
+        f"Error: cannot read image {pool / '005.png'}: PermissionError")

@@ -16,8 +16,7 @@ import pytest
 
 import selector.pool.workers as workers_mod
 from selector.pool import load_folder
-from tests.conftest import (IS_LINUX_PROC, N_POOL, alive, children, kill_all, select, subprocess_env,
-                            wait_until)
+from tests.conftest import IS_LINUX_PROC, N_POOL, alive, children, kill_all, select, subprocess_env, wait_until
 
 pytestmark = [pytest.mark.processes, pytest.mark.usefixtures("one_torch_thread")]
 

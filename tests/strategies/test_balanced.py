@@ -1,13 +1,10 @@
 """The default class-balanced strategy."""
 import numpy as np
 import pytest
-
 from selector.strategies.balanced import Balanced, even_allocation
 from selector.strategies.typiclust import typicality
 
 from tests.blobs import sphere_blobs
-
-
 
 
 def test_even_allocation():

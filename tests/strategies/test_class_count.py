@@ -2,9 +2,17 @@
 import numpy as np
 import pytest
 from scipy.sparse.csgraph import connected_components
-
-from selector.strategies.class_count import (MAX_K, affinity_graph, auto_max_k, eigengap_k, estimate_class_range,
-                                             estimate_num_classes, laplacian_spectrum, sample_size, spectral_groups)
+from selector.strategies.class_count import (
+    MAX_K,
+    affinity_graph,
+    auto_max_k,
+    eigengap_k,
+    estimate_class_range,
+    estimate_num_classes,
+    laplacian_spectrum,
+    sample_size,
+    spectral_groups,
+)
 
 from tests.blobs import geometric_sizes, sphere_blobs
 

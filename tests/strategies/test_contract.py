@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from selector.strategies import STRATEGIES, SelectionError, get_strategy
 
 # Every registered strategy by name: registering or removing one changes this list too.

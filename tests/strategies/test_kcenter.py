@@ -1,7 +1,6 @@
 """Greedy k-center (Sener & Savarese 2018)."""
 import numpy as np
 import pytest
-
 from selector.strategies.kcenter import KCenter, kcenter_greedy
 
 
@@ -107,9 +106,8 @@ def test_allowed_rows_are_the_only_picks_and_match_brute_force():
 
 
 def test_one_blas_thread_limits_blas_and_restores_it():
-    from threadpoolctl import threadpool_info
-
     from selector.strategies.kcenter import one_blas_thread
+    from threadpoolctl import threadpool_info
 
     before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
     with one_blas_thread():
@@ -123,9 +121,8 @@ def test_greedy_loop_runs_on_one_blas_thread(monkeypatch):
     # record the BLAS thread count every time the per-pick loop enters its context
     import contextlib
 
-    from threadpoolctl import threadpool_info
-
     from selector.strategies import kcenter
+    from threadpoolctl import threadpool_info
 
     seen = []
     real = kcenter.one_blas_thread

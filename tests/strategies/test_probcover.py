@@ -1,6 +1,5 @@
 """ProbCover (Yehuda et al., NeurIPS 2022)."""
 import numpy as np
-
 from selector.strategies.probcover import ProbCover, delta_graph, max_coverage, purity_delta, ragged_gather
 
 

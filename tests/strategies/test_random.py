@@ -3,7 +3,6 @@ unlabeled rows, with no scores and no groups."""
 from __future__ import annotations
 
 import numpy as np
-
 from selector.strategies.random import RandomSelection
 
 

@@ -1,7 +1,6 @@
 """Stratified random sampling over k-means clusters."""
 import numpy as np
 import pytest
-
 from selector.strategies.stratified import StratifiedRandom, proportional_allocation
 
 

@@ -1,7 +1,6 @@
 """Typical k-center (typcover): weighted k-center over typical cluster representatives."""
 import numpy as np
 import pytest
-
 from selector.strategies import get_strategy
 from selector.strategies.typcover import TypCover, typical_candidates, weighted_kcenter
 

@@ -1,7 +1,6 @@
 """TypiClust (Hacohen et al., ICML 2022)."""
 import numpy as np
 import pytest
-
 from selector.strategies.typiclust import TypiClust, typicality, typiclust_pick
 
 
