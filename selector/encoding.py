@@ -125,13 +125,12 @@ def choose_backbone(channels: int, short_side: int, n_images: int, installed: bo
                           "pool, with the pixel view", None, True)
     if small_gray(channels, short_side):
         return AutoChoice(AUTO_PRETRAINED, "frozen",
-                          f"small grayscale images (median short side {short_side} px): ImageNet-pretrained "
-                          f"EfficientNet-Lite0, frozen, at {SMALL_GRAY_INPUT} px, with the pixel view",
+                          f"chosen automatically for small grayscale images (median short side {short_side} px), "
+                          "where the pixel view adds what the backbone misses",
                           SMALL_GRAY_INPUT, True)
-    what = "grayscale images" if channels == 1 else "colour images"
+    what = "grayscale photos" if channels == 1 else "colour images"
     return AutoChoice(AUTO_PRETRAINED, "frozen",
-                      f"{what} (median short side {short_side} px): ImageNet-pretrained EfficientNet-Lite0, "
-                      f"frozen, at {PHOTO_INPUT} px", PHOTO_INPUT, False)
+                      f"chosen automatically for {what} (median short side {short_side} px)", PHOTO_INPUT, False)
 
 
 def resolve_backbone(name: str, mode: str, channels: int, short_side: int, n_images: int,

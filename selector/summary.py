@@ -23,7 +23,9 @@ def pool_line(pool, where) -> str:
     extra = f", {len(pool.skipped)} unreadable files skipped" if pool.skipped else ""
     if pool.n_duplicates:
         extra += f", {pool.n_duplicates} duplicate files (byte-identical to another) not selectable"
-    return f"{len(pool)} images in {where}{extra} ({'grayscale' if pool.channels == 1 else 'RGB'}, {pool.size} px)"
+    side = pool.format.short_side
+    size = f"short side {side} px (median)" if side else f"{pool.size} px"
+    return f"{len(pool)} images in {where}{extra} ({'grayscale' if pool.channels == 1 else 'RGB'}, {size})"
 
 
 def labeled_line(plan, labeled: Sequence, exclude: Sequence) -> str:
@@ -46,7 +48,10 @@ def encoder_line(sel, n: int, cache) -> str:
     name = sel.backbone_ + (" + pixel view (PCA-50 of the pixels)" if sel.pixel_view_ is not None else "")
     why = f"; {sel.backbone_reason_}" if sel.backbone_name == "auto" else ""
     if sel.encoder_.config.mode == "frozen":
-        return f"{name}, frozen (no training){why}"
+        plan = sel.encoder_plan_
+        size = (f", {plan.encoder.input_size} px input from images decoded at {plan.read_side} px, {plan.precision}"
+                if plan.streams else "")
+        return f"{name}, frozen (no training){size}{why}"
     tc = sel.train_config(n)
     rep = sel.train_report_
     if sel.encoder_cached_ or rep is None:

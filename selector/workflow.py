@@ -151,9 +151,10 @@ class Reading:
 
 
 def read_pool(pool: str | os.PathLike, *, image_size: int | None = None, channels: int | None = None,
-              reading: Reading = Reading(), scratch: Path | None = None, progress: bool = False):
-    """:func:`selector.pool.load_pool` with ``reading``; under torchrun the processes of one node share
-    its CPUs for decoding."""
+              reading: Reading = Reading(), scratch: Path | None = None, progress: bool = False,
+              decode: bool = True):
+    """:func:`selector.pool.load_pool` with ``reading`` (``decode=False``: listed and digested, the images read
+    later as the encoder needs them); under torchrun the processes of one node share its CPUs for decoding."""
     from .pool import load_pool
 
     workers = reading.workers
@@ -162,9 +163,9 @@ def read_pool(pool: str | os.PathLike, *, image_size: int | None = None, channel
         workers = max(1, min(8, (os.cpu_count() or 1) // local))
     kw = {"follow_links": True} if reading.follow_links and not str(pool).lower().endswith(".npz") else {}
     with step(f"pool {pool}"):
-        return load_pool(pool, image_size=image_size, channels=channels, on_bad=reading.on_bad, progress=progress,
-                         workers=workers, timeout_s=reading.decode_timeout, max_pixels=reading.max_pixels,
-                         scratch_dir=scratch, **kw)
+        return load_pool(pool, decode=decode, image_size=image_size, channels=channels, on_bad=reading.on_bad,
+                         progress=progress, workers=workers, timeout_s=reading.decode_timeout,
+                         max_pixels=reading.max_pixels, scratch_dir=scratch, **kw)
 
 
 @dataclass(frozen=True)
@@ -277,18 +278,22 @@ def select_from_pool(selector, pool: str | os.PathLike, budget: int, *, labels: 
             size, channels = encoder_input(sel.encoder, sel.image_size, what="--image-size")
         if cache is not None:
             Path(cache).mkdir(parents=True, exist_ok=True)
-        p = read_pool(pool, image_size=size, channels=channels, reading=reading, scratch=cache, progress=sel.progress)
+        p = read_pool(pool, image_size=size, channels=channels, reading=reading, scratch=cache, progress=sel.progress,
+                      decode=False)
         plan = plan_for(budget, p.ids, p.root, labels, allow_smaller, f"{pool}", duplicate_mask=p.duplicate_mask)
         return p, plan
 
     p, plan = _agree(sel.dist, prepare)
-    rows: summary.Rows = [("pool", summary.pool_line(p, pool))]
-    if labels.files:
-        rows.append(("labeled", summary.labeled_line(plan, labels.labeled, labels.exclude)))
     with step(_encoder_step(sel)):
         sel.fit(p, labels=plan.labels)  # known labels train the losses that use them (KCL, SupCon-spread)
     if sel.dist is not None and not sel.dist.main:
-        return None, rows
+        return None, []
+    if len(sel.pool_) != len(p):  # files that did not decode were dropped: the plan follows the pool
+        p = sel.pool_
+        plan = plan_for(budget, p.ids, p.root, labels, allow_smaller, f"{pool}", duplicate_mask=p.duplicate_mask)
+    rows: summary.Rows = [("pool", summary.pool_line(p, pool))]
+    if labels.files:
+        rows.append(("labeled", summary.labeled_line(plan, labels.labeled, labels.exclude)))
     rows.append(("encoder", f"{sel.encoder}" if sel.encoder is not None else summary.encoder_line(sel, len(p), cache)))
     n_unique = len(p) - p.n_duplicates
     rows.append(("embedding", f"{sel.embeddings_.shape[1]}-d, {sel.n_embedded_} images embedded, "
@@ -362,7 +367,7 @@ def embed_to_file(selector, pool: str | os.PathLike, out: Path, *, force: bool =
         if cache is not None:
             Path(cache).mkdir(parents=True, exist_ok=True)
         return read_pool(pool, image_size=size, channels=channels, reading=reading, scratch=cache,
-                         progress=sel.progress)
+                         progress=sel.progress, decode=False)
 
     p = _agree(sel.dist, prepare)
     with step(_encoder_step(sel)):
@@ -444,7 +449,7 @@ def map_embeddings(pool: Path, *, embeddings: Path | None = None, ids: Path | No
     from .cache import cached_embedding
 
     with step(f"pool {pool}"):
-        p = load_pool(pool, progress=progress)
+        p = load_pool(pool, decode=False, progress=progress)  # the digests name the cached vectors
     with step(f"cache {cache}"):
         found = cached_embedding(cache, p.digests)
     if found is None:

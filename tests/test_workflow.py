@@ -74,3 +74,43 @@ def test_a_step_names_the_input_of_an_unexpected_exception():
                 raise KeyError(0)
     assert workflow.failed_step(info.value) == "inner part"  # the innermost step
     assert workflow.failed_step(ValueError()) is None
+
+
+def test_photos_are_embedded_a_chunk_at_a_time_and_a_file_that_fails_to_decode_is_dropped(tmp_path):
+    """A folder of photos is never decoded whole (the pool holds no images after fit); a file that reads but
+    does not decode is found while embedding, dropped and counted as skipped, and the labeled files still
+    exclude the right images (the plan follows the pool)."""
+    from selector import Selector
+    from tests.conftest import write_photos
+
+    folder = write_photos(tmp_path / "photos", n=12, size=70)
+    (folder / "003.jpg").write_bytes((folder / "003.jpg").read_bytes()[:120])
+    done = tmp_path / "done.txt"
+    done.write_text("005.jpg\n010.jpg\n", encoding="utf-8")
+    sel = Selector(backbone="resnet-small", backbone_mode="frozen", strategy="kcenter", cache_dir=tmp_path / "c")
+    result, rows = workflow.select_from_pool(sel, folder, 9, labels=workflow.LabelFiles(labeled=(done,)))
+    assert sel.encoder_plan_.needs_images  # a frozen backbone with random weights embeds the decoded pool
+    assert "003.jpg" not in sel.pool_.ids and ("003.jpg" in [p for p, _ in sel.pool_.skipped])
+    assert dict(rows)["pool"].startswith("11 images in") and "1 unreadable files skipped" in dict(rows)["pool"]
+    assert dict(rows)["labeled"] == "2 images already labeled excluded"
+    assert len(result) == 9 and not {"003.jpg", "005.jpg", "010.jpg"} & set(result.paths)
+
+
+def test_the_default_streams_photos_at_224_px(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from selector import Selector
+    from tests.conftest import write_photos
+
+    folder = write_photos(tmp_path / "photos", n=7, size=240)
+    (folder / "006.jpg").write_bytes((folder / "006.jpg").read_bytes()[:300])  # found only when decoded
+    sel = Selector(cache_dir=tmp_path / "c").fit(folder)
+    plan = sel.encoder_plan_
+    assert (plan.backbone, plan.encoder.input_size, plan.read_side, plan.pixel_view) == (
+        "efficientnet-lite0", 224, 224, False)
+    assert plan.streams and sel.pool_.images is None  # never decoded whole
+    assert sel.embeddings_.shape == (6, 1280) and [p for p, _ in sel.pool_.skipped] == ["006.jpg"]
+    r = CliRunner().invoke(main, ["select", "-b", "2", "-p", str(folder), "-o", str(tmp_path / "s.csv"),
+                                  "--cache-dir", str(tmp_path / "c")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "224 px input from images decoded at 224 px" in r.output and "colour images" in r.output
+    assert "6 images embedded" not in r.output  # the API's fit filled the cache
