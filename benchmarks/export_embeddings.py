@@ -1,7 +1,8 @@
 """Embed whole datasets with the product's embeddings, for the strategy matrix.
 
 Writes ``{out}/{dataset}__{name}.npy`` ((n, d) float32, rows in the order of
-:func:`benchmarks.common.load_images`) for each requested embedding:
+:func:`benchmarks.common.load_images`, or for a photo folder of :mod:`benchmarks.folders` its files in the pool
+reader's order) for each requested embedding:
 
 * ``default``: exactly what ``selector select`` embeds with no options (:class:`selector.Selector`
   with its defaults: ``--backbone auto``, the pixel view when auto);
@@ -9,8 +10,9 @@ Writes ``{out}/{dataset}__{name}.npy`` ((n, d) float32, rows in the order of
 * ``fallback``: the default without the ``pretrained`` extra (resnet-small trained on the pool, plus
   the pixel view), i.e. ``Selector(backbone="resnet-small", pixel_view=True)``.
 
-The pool is the whole dataset written as one ``.npz``, so each embedding is fitted (PCA of the
-pixel view, training) on the dataset as the matrix's embeddings are. Frozen features go through the
+The pool is the whole dataset written as one ``.npz`` (a photo dataset: its folder of files at their own
+sizes), so each embedding is fitted (PCA of the pixel view, training) on the dataset as the matrix's
+embeddings are. Frozen features go through the
 content-keyed cache in ``--selector-cache``, so a rerun (or ``mixed20`` after its two parts)
 embeds nothing twice. Existing files are kept unless ``--force``.
 
@@ -25,7 +27,16 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import MATRIX_DATASETS, fit_via_selector, help_text, list_option, load_images, nchw, run
+from benchmarks.common import (
+    FOLDER_DATASETS,
+    MATRIX_DATASETS,
+    fit_via_selector,
+    help_text,
+    list_option,
+    load_images,
+    nchw,
+    run,
+)
 
 #: name -> Selector keyword arguments
 EMBEDDINGS = {
@@ -41,6 +52,20 @@ def embed_dataset(x: np.ndarray, kwargs: dict, seed: int = 0, device: str = "cpu
     with ``kwargs``, and a line saying what embedded them."""
     fitted = fit_via_selector(nchw(x), seed, device, cache_dir, **kwargs)
     return np.asarray(fitted.pool_emb, dtype=np.float32), fitted.note
+
+
+def embed_folder(name: str, kwargs: dict, seed: int, device: str, cache_dir: Path, selector_cache: Path
+                 ) -> tuple[np.ndarray, str]:
+    """(n, d) embeddings of the photo folder ``name`` (:func:`benchmarks.folders.dataset_folder`) by
+    :class:`selector.Selector` with ``kwargs``, rows in the folder's file order, and what embedded them."""
+    from benchmarks.folders import dataset_folder
+    from selector import Selector
+
+    ds = dataset_folder(name, cache_dir)
+    sel = Selector(seed=seed, device=device, cache_dir=selector_cache, **kwargs).fit(ds.root)
+    if sel.pool_.ids != ds.files:
+        raise SystemExit(f"{name}: the pool reader read {len(sel.pool_.ids)} of the {len(ds.files)} files")
+    return np.asarray(sel.embeddings_, dtype=np.float32), f"{sel.backbone_} ({sel.backbone_reason_})"
 
 
 @click.command("export_embeddings", help=help_text(__doc__))
@@ -62,10 +87,13 @@ def cli(out, datasets, embeddings, cache_dir, selector_cache, device, seed, forc
         todo = [e for e in embeddings if force or not (out / f"{ds}__{e}.npy").is_file()]
         if not todo:
             continue
-        x, y = load_images(ds, cache_dir)
+        x = None if ds in FOLDER_DATASETS else load_images(ds, cache_dir)[0]
         for name in todo:
             t0 = time.perf_counter()
-            emb, note = embed_dataset(x, EMBEDDINGS[name], seed, device, selector_cache)
+            if x is None:
+                emb, note = embed_folder(ds, EMBEDDINGS[name], seed, device, cache_dir, selector_cache)
+            else:
+                emb, note = embed_dataset(x, EMBEDDINGS[name], seed, device, selector_cache)
             with atomic_write(out / f"{ds}__{name}.npy", "wb") as fh:
                 np.save(fh, emb)
             print(f"{ds}__{name}: {emb.shape} by {note}, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)

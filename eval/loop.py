@@ -18,11 +18,13 @@ predicts the test split, restricted to the pool's classes. Same seeds give the s
 from __future__ import annotations
 
 import logging
-import sys
 import time
+from contextlib import nullcontext
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from selector.progress import progress as progress_bar
 
 from .metrics import (
     accuracy,
@@ -110,7 +112,8 @@ def run_eval(
         rounds: number of successive selection rounds per budget (1 = cold start only).
         retrainer: a name in :data:`selector.eval.retrain.RETRAINERS` or a function with that signature.
         strategy_params: optional ``{strategy_name: {hyperparameter: value}}``.
-        progress: show a tqdm bar on stderr (one tick per strategy x budget x seed run).
+        progress: show progress (:func:`selector.progress.progress`: a bar on a terminal, else log lines;
+            one tick per strategy x budget x seed run).
         dataset: name written in the ``dataset`` column.
     Returns:
         list of dicts with keys :data:`COLUMNS`, one per (seed, strategy, budget, round), in
@@ -140,12 +143,10 @@ def run_eval(
     retrain_name = retrainer if isinstance(retrainer, str) else getattr(retrainer, "__name__", "custom")
     retrain_fn = get_retrainer(retrainer) if isinstance(retrainer, str) else retrainer
 
-    from tqdm.auto import tqdm
-
     rows: list[dict] = []
     total = len(seeds) * len(strategies) * len(budgets)
-    with tqdm(total=total, desc=f"eval {dataset} {pool_spec}", file=sys.stderr,
-              disable=not progress, leave=False) as bar:
+    bar = progress_bar(total, f"eval {dataset} {pool_spec}", "run", enabled=progress)
+    with bar if bar is not None else nullcontext():
         for seed in seeds:
             pool = build_pool(y, pool_rng(seed))
             xp, yp = np.ascontiguousarray(x[pool]), y[pool]
@@ -196,5 +197,6 @@ def run_eval(
                             "pool_label_counts": pool_counts_str,
                         })
                         rows.append({k: row[k] for k in COLUMNS})
-                    bar.update(1)
+                    if bar is not None:
+                        bar.update(1)
     return rows

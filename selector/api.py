@@ -24,7 +24,7 @@ import numpy as np
 
 from selector.strategies import STRATEGIES, Selection, Strategy, get_strategy
 
-from .backbones import ARCHS, EncoderConfig
+from .backbones import ARCHS, EncoderConfig, weights_path
 from .device import resolve_device
 from .embed import EMBED_BATCH, embed_pool
 from .encoding import (
@@ -198,6 +198,8 @@ class Selector:
             raise ValueError(f"time budget must be a positive number of minutes, got {time_budget}")
         if backbone_size is not None and backbone_size < 32:
             raise ValueError(f"backbone size must be at least 32 px, got {backbone_size}")
+        if weights is not None and encoder is None:  # a missing file is one line here, not after reading the pool
+            weights_path(backbone or arch or "auto", weights)
         self.encoder = encoder
         self.strategy = strategy
         self.strategy_params = dict(strategy_params or {})

@@ -73,19 +73,20 @@ def cache_entries(cache_dir: str | os.PathLike) -> list[Entry]:
     return sorted(out, key=lambda e: e.last_used)
 
 
-def prune(cache_dir: str | os.PathLike, older_than_days: float | None = None, keep_bytes: int | None = None,
+def prune(cache_dir: str | os.PathLike, older_than_days: float | None = None, keep_bytes: float | None = None,
           dry_run: bool = False, now: float | None = None) -> list[Entry]:
     """Remove cache entries; returns those removed (or that would be, with ``dry_run``).
 
     Args:
-        older_than_days: remove entries not used for longer than this.
-        keep_bytes: then remove the least recently used entries until the rest fit in this many bytes.
-        With neither, everything is removed.
+        older_than_days: remove entries not used for longer than this (``math.inf``: none is that old).
+        keep_bytes: then remove the least recently used entries until the rest fit in this many bytes
+            (``math.inf``: no limit, nothing is removed for size).
+        With neither, everything is removed. NaN or a negative value is a ValueError (NaN compares false
+        with everything, so it would otherwise remove every entry).
     """
-    if older_than_days is not None and older_than_days < 0:
-        raise ValueError(f"older_than_days must be >= 0, got {older_than_days}")
-    if keep_bytes is not None and keep_bytes < 0:
-        raise ValueError(f"keep_bytes must be >= 0, got {keep_bytes}")
+    for what, value in (("older_than_days", older_than_days), ("keep_bytes", keep_bytes)):
+        if value is not None and not value >= 0:
+            raise ValueError(f"{what} must be a number >= 0 (inf: no limit), got {value}")
     entries = cache_entries(cache_dir)
     now = time.time() if now is None else now
     if older_than_days is None and keep_bytes is None:

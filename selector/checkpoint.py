@@ -5,8 +5,10 @@ runs, the optimizer, schedule, step and RNG states that make a resumed run end w
 uninterrupted one (:func:`selector.train.train_encoder`). Files are written atomically and read with
 ``weights_only=True``: a pickle with code in it is refused.
 
-:func:`recipe_digest` hashes the code that defines how an encoder is trained (:data:`RECIPE_MODULES`); it is
-part of the name of a cached encoder, so an upgrade that changes the recipe never reuses an older one.
+:func:`code_digest` hashes the package version and the code that produced a cached artefact: the training
+recipe (:data:`RECIPE_MODULES`, :func:`recipe_digest`) is part of the name of a cached encoder, the embedding
+code (:data:`EMBED_MODULES`) of the embedding cache's key, so an upgrade or an edit of that code never reuses
+an older one.
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ CHECKPOINT_VERSION = 1
 
 #: The training recipe: the code whose change must retrain a cached encoder (files or folders of this package).
 RECIPE_MODULES = ("train.py", "checkpoint.py", "augment.py", "backbones", "distributed.py", "losses")
+
+#: The code that turns image files into cached embedding vectors: the pool's reading, decoding and resizing,
+#: the encoder and every backbone, and the embedding itself (batching, precision, normalisation).
+EMBED_MODULES = ("pool", "augment.py", "backbones", "embed.py")
 
 
 class CheckpointError(ValueError):
@@ -132,26 +138,50 @@ def set_rng_state(st: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(st["cuda"], device)
 
 
-def recipe_files() -> list[Path]:
-    """The source files of the training recipe (:data:`RECIPE_MODULES`), in a fixed order."""
+def code_files(modules: tuple[str, ...]) -> list[Path]:
+    """The source files of ``modules`` (files or folders of this package), in a fixed order."""
     here = Path(__file__).resolve().parent
     out: list[Path] = []
-    for name in RECIPE_MODULES:
+    for name in modules:
         p = here / name
         out.extend(sorted(p.rglob("*.py")) if p.is_dir() else [p])
     return out
+
+
+def recipe_files() -> list[Path]:
+    """The source files of the training recipe (:data:`RECIPE_MODULES`), in a fixed order."""
+    return code_files(RECIPE_MODULES)
 
 
 def _file_bytes(f: Path) -> bytes:
     return f.read_bytes()
 
 
-@functools.lru_cache(maxsize=1)
-def recipe_digest() -> str:
-    """Hex digest of the training recipe's code (:func:`recipe_files`): part of the encoder cache key,
-    so an upgrade that changes how encoders are trained never reuses an encoder cached before it."""
+def code_digest(modules: tuple[str, ...]) -> str:
+    """Hex digest of the package version and the code of ``modules`` (:func:`code_files`): part of the key of
+    every cached artefact, so an upgrade, or any edit of the code that made an artefact, never reuses one
+    made before it. The one function behind :func:`recipe_digest` (trained encoders) and
+    :func:`embed_digest` (the embedding cache)."""
+    from . import _version
+
     here = Path(__file__).resolve().parent
     h = hashlib.blake2b(digest_size=12)
-    for f in recipe_files():
+    h.update(f"selector {_version.__version__}\0".encode())
+    for f in code_files(modules):
         h.update(f.relative_to(here).as_posix().encode() + b"\0" + _file_bytes(f) + b"\0")
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def recipe_digest() -> str:
+    """:func:`code_digest` of the training recipe (:data:`RECIPE_MODULES`): part of the encoder cache key,
+    so an upgrade that changes how encoders are trained never reuses an encoder cached before it."""
+    return code_digest(RECIPE_MODULES)
+
+
+@functools.lru_cache(maxsize=1)
+def embed_digest() -> str:
+    """:func:`code_digest` of the embedding code (:data:`EMBED_MODULES`): part of the embedding cache's key
+    (:func:`selector.embed.encoder_key`), so a change to how images are read, resized or embedded never
+    reuses vectors cached before it."""
+    return code_digest(EMBED_MODULES)

@@ -50,6 +50,7 @@ import torch
 from .atomic import atomic_write
 from .augment import to_float
 from .backbones import Encoder
+from .progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,15 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
 
 def encoder_key(encoder: Encoder, side: int | None = None, precision: str = "float32") -> str:
     """Hex digest of an encoder's configuration and weights, the side its images are decoded at (default:
-    the encoder's pool side) and the precision it runs in."""
+    the encoder's pool side), the precision it runs in, and the package version with the code that reads,
+    resizes and embeds the images (:func:`selector.checkpoint.embed_digest`): vectors cached before an
+    upgrade or an edit of that code are never reused."""
+    from .checkpoint import embed_digest
+
     h = hashlib.blake2b(digest_size=12)
     h.update(repr(sorted(encoder.config.to_dict().items())).encode())
     h.update(f"embed-v{EMBED_VERSION} side {side or encoder.config.image_size} {precision}".encode())
+    h.update(f" code {embed_digest()}".encode())
     for name, t in sorted(encoder.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -122,21 +128,21 @@ def embed_array(encoder: Encoder, images: np.ndarray, device: torch.device | str
         encoder.to(memory_format=torch.channels_last)
     n = images.shape[0]
     out = np.empty((n, encoder.dim), dtype=np.float32)
-    starts = range(0, n, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="embedding", unit="batch", leave=False)
+    bar = progress_bar(n, "embedding", "img", enabled=progress and n > 0)
     try:
-        for s in starts:
+        for s in range(0, n, batch_size):
             x = to_float(torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])).to(device))
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 f = encoder.embed(x).float()
             out[s:s + batch_size] = torch.nn.functional.normalize(f, dim=1).cpu().numpy()
+            if bar is not None:
+                bar.update(min(batch_size, n - s))
     finally:
         encoder.train(was_training)
+        if bar is not None:
+            bar.close()
     return out
 
 
@@ -268,9 +274,7 @@ def embed_pool(images, digests: list[str], encoder: Encoder, device: torch.devic
     failed: dict[int, str] = {}
     bar = None
     if progress and todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), desc="embedding", unit="img", leave=False)
+        bar = progress_bar(len(todo), "embedding", "img")
     try:
         for s in range(0, len(todo), chunk):
             planned = todo[s:s + chunk]
@@ -320,9 +324,7 @@ def _embed_sharded(reader, side: int, digests: list[str], encoder: Encoder, dist
     failed: dict[int, str] = {}
     bar = None
     if progress and dist.main and mine:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(map(len, mine)), desc=f"embedding (rank 0 of {dist.world})", unit="img", leave=False)
+        bar = progress_bar(sum(map(len, mine)), f"embedding (rank 0 of {dist.world})", "img")
     if mine:
         folder.mkdir(parents=True, exist_ok=True)
     try:

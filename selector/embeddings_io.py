@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,12 +47,28 @@ def _check(path: Path, emb: Any, ids: Any) -> tuple[np.ndarray, list[str] | None
         raise EmbeddingsError(f"embeddings {path}: {int(bad.sum())} rows hold NaN or infinity "
                               f"(first: row {int(np.argmax(bad))})")
     if ids is not None:
-        ids = [str(i) for i in (ids.tolist() if hasattr(ids, "tolist") else list(ids))]
+        ids = _id_list(path, ids)
         if len(ids) != emb.shape[0]:
             raise EmbeddingsError(f"embeddings {path}: {len(ids)} ids for {emb.shape[0]} rows")
         if len(set(ids)) != len(ids):
             raise EmbeddingsError(f"embeddings {path}: ids repeat")
+    if emb.shape[0] > 1 and all_rows_equal(emb):
+        what = "zero" if not emb[0].any() else "the same vector"
+        raise EmbeddingsError(f"embeddings {path}: all {emb.shape[0]} rows are {what}; nothing tells the items "
+                              "apart")
     return np.ascontiguousarray(emb), ids
+
+
+def _id_list(path: Path, ids: Any) -> list[str]:
+    """The ids of a file as strings: a sequence (list, tuple, 1-d array or tensor) of names or numbers."""
+    seq = ids.tolist() if hasattr(ids, "tolist") else ids
+    if isinstance(seq, (str, bytes)) or not isinstance(seq, (list, tuple)):
+        raise EmbeddingsError(f"embeddings {path}: the ids must be a list of names, got {type(ids).__name__}")
+    bad = next((i for i in seq if isinstance(i, bool) or not isinstance(i, (str, int))), None)
+    if bad is not None:
+        raise EmbeddingsError(f"embeddings {path}: an id is a {type(bad).__name__} ({str(bad)[:40]!r}), "
+                              "not a name")
+    return [str(i) for i in seq]
 
 
 def _read_npy(path: Path) -> tuple[np.ndarray, list[str] | None]:
@@ -105,11 +122,14 @@ def _read_torch(path: Path) -> tuple[np.ndarray, list[str] | None]:
 
     import torch
 
+    from .backbones.weights import load_failure
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EmbeddingsError(f"cannot read embeddings {path} as tensors (weights_only): {first}") from None
+        with warnings.catch_warnings():  # e.g. the pickle protocol of a refused file: the error says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        raise EmbeddingsError(f"cannot read embeddings {path} as tensors (weights_only): {load_failure(e)}") from None
     ids = None
     if isinstance(obj, dict):
         key = next((k for k in EMB_KEYS if k in obj), None)
@@ -121,7 +141,19 @@ def _read_torch(path: Path) -> tuple[np.ndarray, list[str] | None]:
         obj = obj[key]
     if not isinstance(obj, torch.Tensor):
         raise EmbeddingsError(f"embeddings {path} holds a {type(obj).__name__}, not a tensor")
-    return _check(path, obj.detach().float().numpy(), ids)
+    if obj.layout != torch.strided:  # densifying could take any amount of memory: the user decides
+        raise EmbeddingsError(f"embeddings {path} holds a {str(obj.layout).replace('torch.', '')} tensor; save a "
+                              "dense one (tensor.to_dense())")
+    dtype = str(obj.dtype).replace("torch.", "")
+    if obj.is_complex():
+        raise EmbeddingsError(f"embeddings {path} must be real numbers, got tensor dtype {dtype}")
+    try:
+        emb = obj.detach().float().numpy()
+    except (TypeError, RuntimeError) as e:  # a quantized or other exotic tensor
+        raise EmbeddingsError(f"embeddings {path}: a {dtype} tensor that does not convert to numbers "
+                              f"({str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__})"
+                              ) from None
+    return _check(path, emb, ids)
 
 
 def _read_parquet(path: Path) -> tuple[np.ndarray, list[str] | None]:
@@ -176,15 +208,45 @@ def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, list[str] | No
     return reader(p)
 
 
-def non_unit_rows(emb: np.ndarray, tol: float = 1e-3) -> int:
-    """How many rows have an L2 norm off 1 by more than ``tol``."""
-    return int((np.abs(np.linalg.norm(emb, axis=1) - 1.0) > tol).sum())
+def all_rows_equal(emb: np.ndarray, step: int = 65_536) -> bool:
+    """Whether every row of ``emb`` equals the first (an embedding no strategy can choose from)."""
+    first = emb[:1]
+    return all(bool((emb[s:s + step] == first).all()) for s in range(0, emb.shape[0], step))
 
 
-def normalize_rows(emb: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float32). A zero row cannot be scaled and is an error."""
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise EmbeddingsError(f"{int((norms == 0).sum())} embedding rows are all zero and cannot be normalised "
-                              f"(first: row {int(np.argmax(norms[:, 0] == 0))})")
-    return (emb / norms).astype(np.float32)
+def _row_norms(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(largest magnitude, L2 norm of the row divided by it) of each row, in float64: dividing by the
+    largest magnitude first, no square overflows (1e30 in float32) or underflows (1e-30)."""
+    b = np.abs(block.astype(np.float64))
+    top = b.max(axis=1)
+    b /= np.where(top > 0, top, 1.0)[:, None]
+    return top, np.sqrt(np.einsum("ij,ij->i", b, b))
+
+
+def non_unit_rows(emb: np.ndarray, tol: float = 1e-3, step: int = 65_536) -> int:
+    """How many rows have an L2 norm off 1 by more than ``tol`` (computed without overflow, in blocks)."""
+    off = 0
+    for s in range(0, emb.shape[0], step):
+        top, rel = _row_norms(emb[s:s + step])
+        off += int((np.abs(top * rel - 1.0) > tol).sum())
+    return off
+
+
+def normalize_rows(emb: np.ndarray, step: int = 65_536) -> np.ndarray:
+    """Rows scaled to unit length (float32), in float64 blocks of ``step`` rows, each row divided by its
+    largest magnitude first (so rows of 1e30 or 1e-30 do not overflow or vanish). A zero row cannot be
+    scaled and is an error."""
+    out = np.empty(emb.shape, dtype=np.float32)
+    zero, first = 0, -1
+    for s in range(0, emb.shape[0], step):
+        block = emb[s:s + step].astype(np.float64)
+        top, rel = _row_norms(block)
+        z = top == 0
+        if z.any():
+            first = s + int(np.argmax(z)) if first < 0 else first
+            zero += int(z.sum())
+            continue
+        out[s:s + step] = block / top[:, None] / rel[:, None]
+    if zero:
+        raise EmbeddingsError(f"{zero} embedding rows are all zero and cannot be normalised (first: row {first})")
+    return out

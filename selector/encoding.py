@@ -12,6 +12,7 @@ the one function the benchmarks and the pipeline share for frozen features.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -27,6 +28,7 @@ from .backbones import (
     INSTALL_HINT,
     Encoder,
     EncoderConfig,
+    PretrainedBackbone,
     UnknownBackbone,
     backbone_names,
     file_digest,
@@ -168,9 +170,46 @@ def encoder_config(name: str, in_channels: int, image_size: int, mode: str, size
     size = int(size or get_backbone(name).native_size or PHOTO_INPUT)
     if size < 32:
         raise ValueError(f"input size of a pretrained backbone must be at least 32 px, got {size}")
-    digest = file_digest(weights_path(name, weights))
+    digest = check_pretrained(name, weights, size)
     return EncoderConfig(arch=name, in_channels=in_channels, image_size=image_size, proj_dim=proj_dim, mode=mode,
                          input_size=size, weights_digest=digest)
+
+
+def check_pretrained(name: str, weights: str | os.PathLike | None = None, size: int | None = None) -> str:
+    """The digest of the weights file of pretrained backbone ``name`` (``weights``, else its default), once
+    the file is known to exist, to load as a state dict, to fit the network and to run at ``size`` px (default:
+    its native side): a one-line :class:`PretrainedError` naming the file, or the side, if not. Cheap to
+    repeat: the network is built once per file content, backbone and side."""
+    path = weights_path(name, weights)
+    size = int(size or get_backbone(name).native_size or PHOTO_INPUT)
+    digest = file_digest(path)
+    _check_built(name, str(path.resolve()), digest, size)
+    return digest
+
+
+@functools.lru_cache(maxsize=32)
+def _check_built(name: str, path: str, digest: str, size: int) -> None:
+    del digest  # part of the cache key: another content is checked again
+    with torch.random.fork_rng(devices=[]):  # building draws random weights; the caller's stream is left alone
+        PretrainedBackbone(name, size, weights=path)
+
+
+def check_weights_first(backbone: str, weights: str | os.PathLike | None, size: int | None,
+                        encoder: str | os.PathLike | None = None) -> None:
+    """What the command line checks of a pretrained backbone before reading any pool: the ``--weights``
+    file (or the default one of a backbone named explicitly) exists, loads as a state dict, fits the network
+    and runs at the side asked for (:func:`check_pretrained`). ``backbone`` "auto" is looked at only with a
+    ``weights`` file (for the backbone auto would use, at ``size`` or its photo side); nothing is checked
+    for an ``encoder`` checkpoint or a backbone trained on the pool."""
+    if encoder is not None:
+        return
+    if backbone == AUTO:
+        if weights is None or not pretrained_installed():
+            return
+        backbone, size = AUTO_PRETRAINED, size or PHOTO_INPUT
+    elif not is_pretrained(backbone):
+        return
+    check_pretrained(backbone, weights, size)  # frozen or fine-tuned, the same file at the same side
 
 
 @dataclass(frozen=True)
@@ -313,7 +352,8 @@ def plan_encoder(request: EncoderRequest, fmt: PoolFormat, n_images: int, *, poo
     (:class:`selector.pool.PoolFormat`: channels, decoding side, image sizes). ``pool_key``, ``labels`` (known
     labels, -1 unknown) and ``world_size`` (processes that train) name the trained encoder in the cache;
     ``installed``: whether the pretrained extra is (default: looked up); ``device``: where it runs (the
-    precision depends on it). Reads only small files: a checkpoint's configuration, a weights file's digest."""
+    precision depends on it). Reads no image: a checkpoint's configuration, or a pretrained backbone's weights
+    file, checked to load, fit and run at its side (:func:`check_pretrained`), before the pool is decoded."""
     channels, image_size = fmt.channels, fmt.size
     if request.encoder is not None:
         path = Path(request.encoder)

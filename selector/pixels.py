@@ -55,7 +55,8 @@ class PixelPCA:
 
         n = int(images.shape[0])
         if n < 2:
-            raise ValueError(f"the pixel view needs at least 2 images, got {n}")
+            raise ValueError(f"the pixel view (PCA of the pixels) needs at least 2 images, got {n}; leave it out "
+                             "with --no-pixel-view (pixel_view=False)")
         rows = np.arange(n)
         if n > self.fit_rows:
             rows = np.sort(np.random.default_rng(seed).choice(n, self.fit_rows, replace=False))

@@ -14,7 +14,16 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from .formats import last_round, normalize_path, read_label_files, read_labels
+from .formats import (
+    LabelingConfig,
+    Labels,
+    SeenClasses,
+    normalize_path,
+    read_config,
+    read_label_files,
+    read_labels,
+    side_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +36,15 @@ class SelectionPlan:
         budget: how many to choose (the asked budget, or fewer with ``allow_smaller``).
         excluded: (n,) bool, never chosen: labeled, sent out, or a byte-identical copy of another item.
         labels: (n,) int64 known classes of labeled items (-1 unknown), or None when none is known.
-        n_labeled: items excluded as labeled or sent out.
+        n_labeled: items excluded as labeled, skipped or sent out (all that the labels name).
         n_duplicates: items excluded as copies of another.
         missing: entries of the labels that name no item.
-        info: ``round`` (next labeling round), ``class_names`` (from labels files), ``labeled_missing``,
-            ``duplicates``; copied to :attr:`SelectionResult.info`.
+        info: ``round`` (next labeling round), ``class_names`` (the classes of the last round's labeling
+            config, then those labeled; :class:`selector.formats.SeenClasses` when no config was found),
+            ``labeled_missing``, ``duplicates``, ``skipped``, ``pending``; copied to
+            :attr:`SelectionResult.info`.
+        n_skipped: of ``n_labeled``, Label Studio tasks every annotator skipped.
+        n_pending: of ``n_labeled``, items sent out and not annotated yet (open tasks, ``exclude`` files).
     """
 
     budget: int
@@ -41,6 +54,13 @@ class SelectionPlan:
     n_duplicates: int
     missing: int
     info: dict[str, Any] = field(default_factory=dict)
+    n_skipped: int = 0
+    n_pending: int = 0
+
+    @property
+    def n_done(self) -> int:
+        """Items excluded as labeled (their label known or not), neither skipped nor pending."""
+        return self.n_labeled - self.n_skipped - self.n_pending
 
 
 def plan_selection(budget: int, ids: Sequence[str], labeled: Any = None, *,
@@ -74,12 +94,17 @@ def plan_selection(budget: int, ids: Sequence[str], labeled: Any = None, *,
 
     files, exclude = list(files), list(exclude)
     info: dict[str, Any] = {"round": 1}
+    read: Labels | None = None
     if files or exclude:
         if labeled is not None:
             raise ValueError("give labels either as labeled= or as files=/exclude=, not both")
-        labeled = read_label_files(files, exclude, root, **read_kw)
-        info = {"round": last_round([*files, *exclude]) + 1,
-                "class_names": _class_order({v for v in labeled.values() if v is not None})}
+        configs = _configs([*files, *exclude], read_kw.get("from_name"))
+        if configs and read_kw.get("from_name") is None:  # the labels are in the control the config names
+            read_kw["from_name"] = configs[-1].control
+        read = labeled = read_label_files(files, exclude, root, **read_kw)
+        info = {"round": max(read.rounds, default=0) + 1, "class_names": _carried_classes(configs, read)}
+        if files and not exclude and read_kw.get("skipped", "seen") == "seen":
+            _warn_uncovered(read)
     elif read_kw:
         raise ValueError(f"{', '.join(sorted(read_kw))} apply to labels files (files=, exclude=)")
     found = labeled_mask(labeled, ids, root)
@@ -91,6 +116,8 @@ def plan_selection(budget: int, ids: Sequence[str], labeled: Any = None, *,
     if missing:
         log.warning("%d entries of %s name no item of the pool; ignored", missing,
                     ", ".join(map(str, named)) or "the labels")
+    n_skipped, n_pending = ((_in_pool(read.skipped, ids, root), _in_pool(read.pending, ids, root))
+                            if read is not None else (0, 0))
     dup = duplicate_mask(mask) if duplicate_mask is not None else np.zeros(len(ids), dtype=bool)
     excluded = mask | dup
     n_free = int((~excluded).sum())
@@ -102,9 +129,52 @@ def plan_selection(budget: int, ids: Sequence[str], labeled: Any = None, *,
                                  "(pass --allow-smaller to take them all)")
         log.warning("budget %d > %d unlabeled images in %s: taking all %d", budget, n_free, where, n_free)
         budget = n_free
-    info.update(labeled_missing=missing, duplicates=int(dup.sum()))
+    info.update(labeled_missing=missing, duplicates=int(dup.sum()), skipped=n_skipped, pending=n_pending)
     return SelectionPlan(budget=int(budget), excluded=excluded, labels=y, n_labeled=int(mask.sum()),
-                         n_duplicates=int(dup.sum()), missing=missing, info=info)
+                         n_duplicates=int(dup.sum()), missing=missing, info=info, n_skipped=n_skipped,
+                         n_pending=n_pending)
+
+
+def _configs(files: Sequence[str | os.PathLike], from_name: str | None) -> list[LabelingConfig]:
+    """The labeling configs (:func:`selector.formats.read_config`) written beside the tasks files among
+    ``files`` (``<stem>.config.xml``), in the order of ``files``."""
+    found = (read_config(side_path(f, ".config.xml"), from_name) for f in files)
+    return [c for c in found if c is not None]
+
+
+def _carried_classes(configs: Sequence[LabelingConfig], read: Labels) -> list[str]:
+    """The classes the next round offers: those of the labeling configs (in their order), then any other
+    class labeled. Without a config, only the classes labeled so far (:class:`SeenClasses`: the writers
+    warn that the config they build may miss classes)."""
+    seen = {v for v in read.values() if v is not None}
+    if not configs:
+        return SeenClasses(_class_order(seen)) if seen else []
+    classes: dict[str, None] = {}
+    for c in configs:
+        classes.update(dict.fromkeys(c.classes))
+    return [*classes, *_class_order(seen - set(classes))]
+
+
+def _warn_uncovered(read: Labels) -> None:
+    """Warn when the labels files leave out tasks of a selection round (Label Studio's exports drop open
+    tasks, its CSV and JSON-MIN exports skipped ones too): without ``exclude`` they may be chosen again."""
+    gaps = read.uncovered()
+    if not gaps:
+        return
+    parts = [f"{seen} of the {'' if exact else 'at least '}{sent} tasks of round {r}"
+             for r, (seen, sent, exact) in gaps.items()]
+    log.warning("the labels files list only %s: the others (open, or skipped in a CSV/JSON-MIN export) were "
+                "left out of the export and may be chosen again; pass the round's tasks file with --exclude "
+                "(or export every task)", "; ".join(parts))
+
+
+def _in_pool(keys: set[str], ids: Sequence[str], root) -> int:
+    """How many of the labels' ``keys`` name an item of ``ids`` (paths matched as :func:`labeled_mask` does)."""
+    if not keys:
+        return 0
+    folder = root if root is not None and Path(root).is_dir() else None
+    pool = {normalize_path(p, folder) for p in ids}
+    return sum(normalize_path(k, folder) in pool for k in keys)
 
 
 class LabeledMask(NamedTuple):

@@ -3,11 +3,18 @@
 
 * :func:`read_selection` reads what ``selector select`` wrote (``.csv``, ``.jsonl`` or Label
   Studio ``.json``) back as rows ``{"rank", "path", "group"}`` in rank order.
+* :func:`sheet_page` takes a page of at most :data:`SHEET_IMAGES` picks in rank order (a selection of any
+  size is drawn a page at a time); :func:`read_tiles` reads their images with the pool's own reader (the
+  one ``select`` uses: FIFOs, devices and files outside the pool are never opened, bombs and slow files
+  refused, photos turned upright), a file that cannot be read becoming a crossed-out tile.
 * :func:`sheet_layout` places one tile per row: groups in order of their best rank, each group
   starting a new line of at most ``cols`` tiles under a header; :func:`contact_sheet` draws it
-  (PIL), each tile the image fitted into ``tile`` x ``tile`` px with its rank below.
+  (PIL), each tile the image as the encoder reads it (its centre square) with its rank below.
 * :func:`pool_map` draws the first two principal components of the embedding (scikit-learn's
-  PCA), the pool in grey and the picks coloured by group with their ranks (matplotlib).
+  PCA), the pool in grey and the picks coloured by group with their ranks (matplotlib). The embedding
+  is the one ``select`` used: :func:`selector.workflow.map_embeddings` plans it again from the same
+  options (the selection file stays what labeling tools read, with nothing added), and
+  :func:`check_cached_training` makes sure that nothing is trained to draw it.
 """
 from __future__ import annotations
 
@@ -16,18 +23,27 @@ import json
 import logging
 import math
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .atomic import atomic_write
+from .names import display_name
 
 logger = logging.getLogger(__name__)
 
 BACKGROUND = (255, 255, 255)
 HEADER_COLOR = (40, 40, 40)
+UNREADABLE_COLOR = (200, 40, 40)
+
+#: Picks on one sheet (``--max-images``): the first page of the selection in rank order; ``--page`` the next.
+SHEET_IMAGES = 200
+
+#: A sheet larger than this many pixels is refused before any image is read (300 MB as RGB).
+MAX_SHEET_PIXELS = 100_000_000
 
 
 class ShowError(ValueError):
@@ -105,7 +121,7 @@ def sheet_layout(groups: Sequence[int], cols: int = 10, tile: int = 96, label_h:
     wraps after ``cols`` tiles; within a group tiles keep rank order. The sheet is
     ``2 * margin + cols * cell_w - pad`` wide with ``cell_w = tile + pad``, and
     ``2 * margin + sum over groups (header_h + lines * cell_h)`` high with
-    ``cell_h = tile + label_h + pad``.
+    ``cell_h = tile + label_h + pad``. A sheet over :data:`MAX_SHEET_PIXELS` raises ShowError.
     """
     if cols < 1 or tile < 8:
         raise ShowError(f"cols must be >= 1 and tile >= 8 px, got cols={cols}, tile={tile}")
@@ -125,65 +141,135 @@ def sheet_layout(groups: Sequence[int], cols: int = 10, tile: int = 96, label_h:
             tiles[i] = (margin + (j % cols) * cell_w, y + (j // cols) * cell_h)
         y += math.ceil(len(members) / cols) * cell_h
     width = 2 * margin + cols * cell_w - pad
+    if width * (y + margin) > MAX_SHEET_PIXELS:
+        raise ShowError(f"the sheet would be {width} x {y + margin} px, over {MAX_SHEET_PIXELS:,} pixels; "
+                        "draw fewer images a page (--max-images), smaller tiles (--tile) or more per line (--cols)")
     return SheetLayout(width=width, height=y + margin, tiles=tiles, headers=headers, tile=tile,  # type: ignore[arg-type]
                        cell_w=cell_w, cell_h=cell_h, header_h=header_h, margin=margin)
 
 
-def image_loader(root: str | os.PathLike) -> Callable[[str], "Any"]:
-    """``path -> PIL image`` for a pool: files under a folder, or rows ``x[i]`` of an ``.npz``."""
-    from PIL import Image
+def sheet_page(rows: Sequence[dict], max_images: int = SHEET_IMAGES, page: int = 1) -> list[dict]:
+    """The rows page ``page`` of a sheet shows: the ``max_images`` picks in rank order from
+    ``(page - 1) * max_images`` on (a selection of 100,000 images is drawn a page at a time, never whole)."""
+    if max_images < 1 or page < 1:
+        raise ShowError(f"max_images and page must be >= 1, got max_images={max_images}, page={page}")
+    pages = math.ceil(len(rows) / max_images)
+    if page > pages:
+        raise ShowError(f"page {page} is empty: the selection lists {len(rows)} images, {max_images} a page "
+                        f"(pages 1-{pages})")
+    return list(rows[(page - 1) * max_images:page * max_images])
 
-    root = Path(root)
+
+def read_tiles(pool: str | os.PathLike, paths: Sequence[str], side: int, *, on_bad: str = "skip",
+               max_pixels: int | None = None, workers: int | None = None, timeout_s: float | None = None,
+               follow_links: bool = False) -> tuple[np.ndarray, dict[int, str]]:
+    """The images ``paths`` of ``pool`` as (n, 3, s, s) uint8 (``s`` at most ``side``: small images at their
+    own size), and ``{index: reason}`` for those that were not read (their rows are zero).
+
+    A folder's files are read by the pool's own reader (:func:`selector.pool.files.read_files`: only the
+    pool's listed image files, never a FIFO, device or a file outside the pool; decoded in worker
+    processes under the time limit and the pixel limit, upright) with ``max_pixels``, ``workers``,
+    ``timeout_s`` and ``follow_links`` (None: the pool's defaults). An ``.npz`` pool's rows ``x[i]`` through
+    :class:`selector.pool.read.RowReader` (an array needs none of them). ``on_bad="fail"``: the first image
+    that cannot be read raises PoolError naming it."""
+    root = Path(pool)
     if root.is_dir():
-        def load(path: str):
-            try:
-                with Image.open(root / path) as im:
-                    im.load()
-                    return im.convert("RGB")
-            except (OSError, ValueError) as e:
-                raise ShowError(f"cannot read image {root / path}: {e}") from None
-        return load
-    if root.suffix.lower() == ".npz" and root.is_file():
-        with np.load(root, allow_pickle=False) as z:
-            x = z["x"]
+        from .pool.files import read_files
 
-        def load_row(path: str):
-            name, _, rest = path.partition("[")
-            try:
-                a = np.asarray(x[int(rest.rstrip("]"))])
-            except (ValueError, IndexError):
-                raise ShowError(f"{path!r} is not a row of {root}") from None
-            if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
-                a = np.moveaxis(a, 0, -1)
-            if a.dtype != np.uint8:
-                a = np.clip(np.rint(a * 255 if a.max() <= 1 else a), 0, 255).astype(np.uint8)
-            return Image.fromarray(a.squeeze()).convert("RGB")
-        return load_row
-    raise ShowError(f"pool {root} is neither a folder nor an .npz file")
+        kw = {k: v for k, v in (("max_pixels", max_pixels), ("timeout_s", timeout_s)) if v is not None}
+        return read_files(root, paths, 3, side, on_bad=on_bad, own_size=True, workers=workers,
+                          follow_links=follow_links, **kw)
+    if root.suffix.lower() != ".npz" or not root.is_file():
+        raise ShowError(f"pool {root} is neither a folder nor an .npz file")
+    from .pool import PoolError, load_npz
+    from .pool.read import RowReader
+
+    p = load_npz(root, channels=3)
+    where = {name: i for i, name in enumerate(p.ids)}
+    rows: dict[int, int] = {}
+    errors: dict[int, str] = {}
+    for k, path in enumerate(paths):
+        name, _, rest = path.partition("[")
+        j = where.get(path)
+        if j is None and name == "x" and rest.endswith("]") and rest[:-1].isdigit() and int(rest[:-1]) < len(p):
+            j = int(rest[:-1])  # x[7] for x[0007]
+        if j is None:
+            errors[k] = f"not a row of {root} (x[0] to x[{len(p) - 1}])"
+            if on_bad == "fail":
+                raise PoolError(f"cannot read image {display_name(path)}: {errors[k]}")
+        else:
+            rows[k] = j
+    side = min(side, p.format.short_side or side)
+    images = np.zeros((len(paths), 3, side, side), dtype=np.uint8)
+    if rows:
+        with RowReader(p, side) as reader:
+            got, _, _ = reader.read(np.array(list(rows.values())))
+        images[list(rows)] = got
+    return images, errors
 
 
-def contact_sheet(rows: Sequence[dict], load: Callable[[str], Any], cols: int = 10, tile: int = 96):
-    """A PIL image with one tile per row (see :func:`sheet_layout`): the image fitted into the
-    tile (aspect kept, small images scaled up without smoothing), the rank below it, and per group
-    a header ``group g: n images`` (``no group`` for -1)."""
+def contact_sheet(rows: Sequence[dict], images: np.ndarray, cols: int = 10, tile: int = 96,
+                  unreadable: Mapping[int, str] | None = None, totals: Mapping[int, int] | None = None):
+    """A PIL image with one tile per row (see :func:`sheet_layout`): ``images[i]`` ((C, s, s) uint8, from
+    :func:`read_tiles`) scaled to the tile (enlarged without smoothing), a crossed-out tile for the rows in
+    ``unreadable``, the rank below it, and per group a header ``group g: n images`` (``no group`` for -1;
+    ``n of N images`` when the selection holds ``totals[g] = N`` of them, more than the sheet)."""
     from PIL import Image, ImageDraw, ImageFont
 
+    unreadable = unreadable or {}
     lay = sheet_layout([r["group"] for r in rows], cols=cols, tile=tile)
     sheet = Image.new("RGB", (lay.width, lay.height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=12)
     for y, g, n in lay.headers:
         name = "no group" if g < 0 else f"group {g}"
-        draw.text((lay.margin, y + 4), f"{name}: {n} image{'s' if n != 1 else ''}", fill=HEADER_COLOR, font=font)
-    for r, (x, y) in zip(rows, lay.tiles):
-        im = load(r["path"])
-        scale = tile / max(im.size)
-        size = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
-        im = im.resize(size, Image.NEAREST if scale > 1 else Image.LANCZOS)
-        draw.rectangle([x, y, x + tile - 1, y + tile - 1], fill=(235, 235, 235))
-        sheet.paste(im, (x + (tile - size[0]) // 2, y + (tile - size[1]) // 2))
+        of = f" of {totals[g]}" if totals and totals.get(g, n) > n else ""
+        draw.text((lay.margin, y + 4), f"{name}: {n}{of} image{'s' if n != 1 or of else ''}", fill=HEADER_COLOR,
+                  font=font)
+    for i, (r, (x, y)) in enumerate(zip(rows, lay.tiles)):
+        if i in unreadable:
+            draw.rectangle([x, y, x + tile - 1, y + tile - 1], fill=(235, 235, 235), outline=UNREADABLE_COLOR)
+            draw.line([x, y, x + tile - 1, y + tile - 1], fill=UNREADABLE_COLOR, width=2)
+            draw.line([x, y + tile - 1, x + tile - 1, y], fill=UNREADABLE_COLOR, width=2)
+        else:
+            a = np.asarray(images[i])
+            im = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)).convert("RGB")
+            if im.size != (tile, tile):
+                im = im.resize((tile, tile), Image.NEAREST if im.size[0] < tile else Image.LANCZOS)
+            sheet.paste(im, (x, y))
         draw.text((x + 2, y + tile + 1), f"#{r['rank']}", fill=HEADER_COLOR, font=font)
     return sheet
+
+
+def draw_sheet(pool: str | os.PathLike, shown: Sequence[dict], rows: Sequence[dict], *, cols: int = 10,
+               tile: int = 96, on_bad: str = "skip", **reading):
+    """(the contact sheet of the rows ``shown``, ``{index: reason}`` of the images that could not be read):
+    :func:`read_tiles` with ``on_bad`` and ``reading``, a warning per image not read (as the pool's reader
+    warns, names and reasons escaped), then :func:`contact_sheet`, whose group headers count the whole
+    selection ``rows``."""
+    images, bad = read_tiles(pool, [r["path"] for r in shown], tile, on_bad=on_bad, **reading)
+    for i, reason in bad.items():
+        logger.warning("skipping %s: %s", display_name(Path(pool) / shown[i]["path"]), display_name(reason))
+    totals = Counter(r["group"] for r in rows)
+    return contact_sheet(shown, images, cols=cols, tile=tile, unreadable=bad, totals=totals), bad
+
+
+def sheet_line(shown: Sequence[dict], rows: Sequence[dict], page: int, max_images: int,
+               unreadable: Mapping[int, str], out: str | os.PathLike) -> str:
+    """The summary of a sheet: how many of the selection's images it shows (which ranks, and how to get
+    the others), in how many groups, how many could not be read."""
+    groups = len({r["group"] for r in shown})
+    text = f"{len(shown)} images in {groups} group{'s' if groups != 1 else ''}"
+    if len(shown) < len(rows):
+        pages = math.ceil(len(rows) / max_images)
+        text = (f"{len(shown)} of {len(rows)} images (ranks {shown[0]['rank']}-{shown[-1]['rank']}, page {page} of "
+                f"{pages}) in {groups} group{'s' if groups != 1 else ''}")
+    if unreadable:
+        text += f", {len(unreadable)} not readable (crossed out; see the warnings)"
+    text += f" -> {out}"
+    if len(shown) < len(rows) and page * max_images < len(rows):
+        text += f"; the next {min(max_images, len(rows) - page * max_images)}: --page {page + 1}"
+    return text
 
 
 def write_png(image, out: str | os.PathLike) -> Path:
@@ -216,8 +302,13 @@ def pool_map(embeddings: np.ndarray, ids: Sequence[str], rows: Sequence[dict], o
         raise ShowError(f"embeddings of shape {emb.shape} do not match {len(ids)} ids")
     where = {p: i for i, p in enumerate(ids)}
     missing = [r["path"] for r in rows if r["path"] not in where]
-    if missing:
-        raise ShowError(f"{len(missing)} chosen images are not in the embedding's ids (first: {missing[0]!r})")
+    if len(missing) == len(rows):
+        raise ShowError(f"none of the {len(rows)} chosen images is in the embedding's ids (first: "
+                        f"'{display_name(missing[0])}')")
+    if missing:  # files the pool's reader skips (a FIFO, an unreadable file) have no embedding
+        logger.warning("%d chosen images are not in the embedding, left off the map (first: %s)", len(missing),
+                       display_name(missing[0]))
+        rows = [r for r in rows if r["path"] in where]
     xy = PCA(n_components=2, random_state=seed).fit_transform(emb) if emb.shape[1] > 1 else np.c_[emb, emb]
     idx = np.array([where[r["path"]] for r in rows])
     groups = np.array([r["group"] for r in rows])
@@ -242,3 +333,28 @@ def pool_map(embeddings: np.ndarray, ids: Sequence[str], rows: Sequence[dict], o
     finally:
         plt.close(fig)
     return out
+
+
+def check_cached_training(plan, cache_dir: str | os.PathLike | None, pool: str | os.PathLike) -> None:
+    """Raise ShowError when the encoder of ``plan`` (:class:`selector.encoding.EncoderPlan`) would be trained:
+    a picture never trains an encoder, it draws the one ``select`` trained and cached for these options."""
+    if plan.train is None:
+        return
+    from .checkpoint import CheckpointError, checkpoint_finished, read_checkpoint
+
+    ckpt = Path(cache_dir) / "encoders" / plan.cache_name if cache_dir is not None else None
+    try:
+        if ckpt is not None and ckpt.is_file() and checkpoint_finished(read_checkpoint(ckpt)):
+            return
+    except CheckpointError:
+        pass
+    raise ShowError(f"no encoder trained on {pool} with these options in the cache {cache_dir}: give show the "
+                    "options select was given (--arch, --epochs, --batch-size, --seed, --pixel-view, ...), or "
+                    "--embeddings / --encoder; show draws the embedding select used and never trains one")
+
+
+def embedding_name(plan) -> str:
+    """What the map's embedding is, for the summary: the backbone (frozen or trained on the pool) or the
+    encoder file, and the pixel view when it is added."""
+    name = f"encoder {plan.checkpoint}" if plan.checkpoint is not None else f"{plan.backbone} ({plan.mode})"
+    return name + (" + pixel view" if plan.pixel_view else "")

@@ -29,12 +29,18 @@ def pool_line(pool, where) -> str:
 
 
 def labeled_line(plan, labeled: Sequence, exclude: Sequence) -> str:
-    """What a :class:`selector.plan.SelectionPlan` excluded as labeled or sent out, and the entries of
-    the ``labeled``/``exclude`` files that name nothing in the pool."""
+    """What a :class:`selector.plan.SelectionPlan` excluded: labeled, skipped by annotators and sent out but
+    not annotated yet counted apart (when any was skipped or sent out), and the entries of the
+    ``labeled``/``exclude`` files that name nothing in the pool."""
     files = [*labeled, *exclude]
-    what = "already labeled or sent out" if exclude else "already labeled"
-    return (f"{plan.n_labeled} images {what} excluded"
-            + (f"; {plan.missing} entries of {', '.join(map(str, files))} are not in the pool" if plan.missing else ""))
+    skipped, pending = plan.n_skipped, plan.n_pending
+    if skipped or pending or exclude:
+        text = (f"{plan.n_labeled} images excluded: {plan.n_done} labeled, {skipped} skipped by annotators, "
+                f"{pending} sent out and not annotated yet")
+    else:
+        text = f"{plan.n_labeled} images already labeled excluded"
+    return text + (f"; {plan.missing} entries of {', '.join(map(str, files))} are not in the pool"
+                   if plan.missing else "")
 
 
 def loss_text(tc) -> str:

@@ -53,6 +53,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from .progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -269,12 +270,8 @@ def _train_loop(model, train_step, images_t, known, cfg, device, dist, rank, wor
         if state.get("pseudo") is not None:
             pseudo = state["pseudo"].cpu().numpy()
 
-    bar = None
-    if progress and main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch + start_step, desc=f"training ({cfg.loss})",
-                   unit="step", leave=False, dynamic_ncols=True)
+    bar = progress_bar(total_steps, f"training ({cfg.loss})", "step", enabled=progress and main,
+                       initial=start_epoch * steps_per_epoch + start_step)
     steps_run = 0
     now = clock()
     last_ckpt = now

@@ -60,6 +60,15 @@ def _encoder_step(sel) -> str:
     return f"backbone {sel.backbone_name}" + (f" with weights {sel.weights}" if sel.weights is not None else "")
 
 
+def _check_weights(sel) -> None:
+    """A pretrained backbone's weights file, checked (exists, loads, fits, runs at its side) before any pool
+    is read: :func:`selector.encoding.check_weights_first`."""
+    from .encoding import check_weights_first
+
+    with step(_encoder_step(sel)):
+        check_weights_first(sel.backbone_name, sel.weights, sel.backbone_size, encoder=sel.encoder)
+
+
 # -- outputs ----------------------------------------------------------------------------------------
 
 class OutputError(ValueError):
@@ -276,6 +285,7 @@ def select_from_pool(selector, pool: str | os.PathLike, budget: int, *, labels: 
     def prepare():
         with step(f"encoder {sel.encoder}"):
             size, channels = encoder_input(sel.encoder, sel.image_size, what="--image-size")
+        _check_weights(sel)
         if cache is not None:
             Path(cache).mkdir(parents=True, exist_ok=True)
         p = read_pool(pool, image_size=size, channels=channels, reading=reading, scratch=cache, progress=sel.progress,
@@ -321,6 +331,7 @@ def train_to_file(selector, pool: str | os.PathLike, out: Path, *, labels: Path 
     sel = selector
 
     def prepare():  # every rank reads the pool (each node must see it) and agrees on any failure
+        _check_weights(sel)
         p = read_pool(pool, image_size=sel.image_size, reading=reading, progress=sel.progress)
         y = None
         if labels is not None:
@@ -364,6 +375,7 @@ def embed_to_file(selector, pool: str | os.PathLike, out: Path, *, force: bool =
     def prepare():  # every rank reads the pool (each node must see it) and agrees on any failure
         with step(f"encoder {sel.encoder}"):
             size, channels = encoder_input(sel.encoder, None, what="--image-size")
+        _check_weights(sel)
         if cache is not None:
             Path(cache).mkdir(parents=True, exist_ok=True)
         return read_pool(pool, image_size=size, channels=channels, reading=reading, scratch=cache,
@@ -391,36 +403,48 @@ def embed_to_file(selector, pool: str | os.PathLike, out: Path, *, force: bool =
 # -- selector show -----------------------------------------------------------------------------------
 
 def show_selection(selection: Path, pool: Path, out: Path, *, map_out: Path | None = None,
-                   embeddings: Path | None = None, ids: Path | None = None, encoder: Path | None = None,
-                   cache_dir: Path | None = None, cols: int = 10, tile: int = 96, progress: bool = False):
-    """Draw what ``selection`` (a selection file) chose from ``pool``: a contact sheet PNG ``out`` and,
-    with ``map_out``, a 2-D map of the pool's embedding (see :func:`map_embeddings`). Everything that can
-    fail comes before the first file is written. Returns summary rows."""
-    from .show import contact_sheet, image_loader, pool_map, read_selection, write_png
+                   embeddings: Path | None = None, ids: Path | None = None, selector=None,
+                   reading: Reading = Reading(), cols: int = 10, tile: int = 96, max_images: int | None = None,
+                   page: int = 1, progress: bool = False):
+    """Draw what ``selection`` (a selection file) chose from ``pool``: a contact sheet PNG ``out`` of page
+    ``page`` (``max_images`` picks in rank order a page, default :data:`selector.show.SHEET_IMAGES`), the images
+    read by the pool's own reader with ``reading`` (:func:`selector.show.read_tiles`: a file that cannot be
+    read is a crossed-out tile and a warning, or with ``on_bad="fail"`` the error), and with ``map_out`` a 2-D
+    map of the pool's embedding (:func:`map_embeddings`, with ``selector``). Everything that can fail comes
+    before the first file is written. Returns summary rows."""
+    from . import show as pictures
 
+    max_images = max_images or pictures.SHEET_IMAGES
     with step(f"selection {selection}"):
-        rows = read_selection(selection)
+        rows = pictures.read_selection(selection)
+        shown = pictures.sheet_page(rows, max_images, page)
+        pictures.sheet_layout([r["group"] for r in shown], cols=cols, tile=tile)  # too large: fails before reading
     with step(f"images of {pool}"):
-        sheet = contact_sheet(rows, image_loader(pool), cols=cols, tile=tile)
+        sheet, bad = pictures.draw_sheet(pool, shown, rows, cols=cols, tile=tile, on_bad=reading.on_bad,
+                                         max_pixels=reading.max_pixels, workers=reading.workers,
+                                         timeout_s=reading.decode_timeout, follow_links=reading.follow_links)
     if map_out is not None:
-        emb, item_ids, how = map_embeddings(pool, embeddings=embeddings, ids=ids, encoder=encoder,
-                                            cache_dir=cache_dir, progress=progress)
+        emb, item_ids, how = map_embeddings(pool, embeddings=embeddings, ids=ids, selector=selector, reading=reading,
+                                            progress=progress)
         with step(f"writing {map_out}"):
-            pool_map(emb, item_ids, rows, map_out)
+            pictures.pool_map(emb, item_ids, rows, map_out)
     with step(f"writing {out}"):
-        write_png(sheet, out)
-    lines = [("sheet", f"{len(rows)} images in {len({r['group'] for r in rows})} groups -> {out}")]
+        pictures.write_png(sheet, out)
+    lines = [("sheet", pictures.sheet_line(shown, rows, page, max_images, bad, out))]
     if map_out is not None:
         lines.append(("map", f"{len(item_ids)} x {emb.shape[1]} embedding ({how}) -> {map_out}"))
     return lines
 
 
-def map_embeddings(pool: Path, *, embeddings: Path | None = None, ids: Path | None = None,
-                   encoder: Path | None = None, cache_dir: Path | None = None, progress: bool = False):
-    """(embeddings, ids, where they came from) for the map of ``pool``: a file (with an ids file when it
-    holds none), an encoder, or the cache (the most recently used cached embedding that covers every
-    file of the pool) [default cache: the user cache folder]."""
-    from .show import ShowError
+def map_embeddings(pool: Path, *, embeddings: Path | None = None, ids: Path | None = None, selector=None,
+                   reading: Reading = Reading(), progress: bool = False):
+    """(embeddings, ids, what they are) for the map of ``pool``: a file (with an ids file when it holds none),
+    else the embedding ``selector`` (a :class:`selector.Selector` built with the options ``select`` was given;
+    default: the default one on the user cache folder) makes of the pool: planned as ``select`` plans it, its
+    encoder and vectors taken from the cache, the pixel view added when the plan adds it. So the map shows
+    the embedding the selection used whatever else the cache holds; a trained encoder that is not in the
+    cache is an error (:func:`selector.show.check_cached_training`), never trained here."""
+    from .show import ShowError, check_cached_training, embedding_name
 
     if embeddings is not None:
         from .embeddings_io import read_embeddings
@@ -431,29 +455,17 @@ def map_embeddings(pool: Path, *, embeddings: Path | None = None, ids: Path | No
         if item_ids is None:
             raise ShowError(f"{embeddings} holds no ids; pass --ids")
         return emb, item_ids, str(embeddings)
+    from .api import Selector
     from .cache import default_cache_dir
-    from .pool import load_pool
+    from .encoding import encoder_input
 
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if encoder is not None:
-        from .api import Selector
-        from .encoding import encoder_input
-
-        with step(f"encoder {encoder}"):
-            size, channels = encoder_input(encoder, None, what="--image-size")
-        with step(f"pool {pool}"):
-            p = load_pool(pool, image_size=size, channels=channels, progress=progress)
-        with step(f"encoder {encoder}"):
-            sel = Selector(encoder=encoder, cache_dir=cache, progress=progress).fit(p)
-        return sel.embeddings_, p.ids, f"encoder {encoder}"
-    from .cache import cached_embedding
-
-    with step(f"pool {pool}"):
-        p = load_pool(pool, decode=False, progress=progress)  # the digests name the cached vectors
-    with step(f"cache {cache}"):
-        found = cached_embedding(cache, p.digests)
-    if found is None:
-        raise ShowError(f"no embedding of every image of {pool} in the cache {cache}; run 'selector select' on "
-                        "it first, or pass --embeddings or --encoder")
-    return found[0], p.ids, f"from the cache, {found[1].name}"
-
+    sel = selector if selector is not None else Selector(cache_dir=default_cache_dir(), progress=progress)
+    with step(f"encoder {sel.encoder}"):
+        size, channels = encoder_input(sel.encoder, sel.image_size, what="--image-size")
+    p = read_pool(pool, image_size=size, channels=channels, reading=reading, scratch=sel.cache_dir,
+                  progress=progress, decode=False)
+    with step(_encoder_step(sel)):
+        plan = sel.plan_encoder(p)
+        check_cached_training(plan, sel.cache_dir, pool)
+        sel.fit(p)
+    return sel.embeddings_, sel.pool_.ids, embedding_name(plan)

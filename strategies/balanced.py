@@ -56,8 +56,8 @@ import numpy as np
 
 from selector.cluster import group_rows, kmeans
 
-from .base import Selection, Strategy
-from .class_count import estimate_class_range, spectral_groups
+from .base import MAX_COUNT, MAX_ITER, Open, Selection, Strategy
+from .class_count import MAX_K, estimate_class_range, spectral_groups
 from .kcenter import kcenter_greedy
 from .registry import register
 from .typiclust import typiclust_pick
@@ -216,6 +216,17 @@ class Balanced(Strategy):
             :func:`~selector.strategies.class_count.estimate_class_range`) and ``info["k_range"]`` their
             range. k_nn, min_cluster_size, max_cluster_points: TypiClust inside groups.
     """
+
+    #: max_k between the 2 classes the eigengap needs and the 1,000 the estimate supports (MAX_K)
+    PARAMS = {
+        "n_classes": (int | None, 1, MAX_COUNT), "max_k": (int | None, 2, MAX_K), "n_sample": (int, 1, MAX_COUNT),
+        "k_graph": (int, 1, MAX_COUNT), "k_nn": (int, 1, MAX_COUNT), "min_cluster_size": (int, 0, MAX_COUNT),
+        "max_cluster_points": (int, 1, MAX_COUNT), "kmeans_iter": (int, 1, MAX_ITER),
+        "max_points_per_centroid": (int, 1, MAX_COUNT), "kmeanspp_max": (int, 0, MAX_COUNT),
+        "explore": (float, 0.0, Open(1.0)),
+        "use_gpu": (bool | None, None, None),
+        "k_repeats": (int, 1, 100),
+    }
 
     def __init__(self, n_classes: int | None = None, max_k: int | None = None, n_sample: int = 5_000,
                  k_graph: int = 10, k_nn: int = 20, min_cluster_size: int = 5,

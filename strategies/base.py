@@ -8,10 +8,20 @@ defaults), data and randomness go into :meth:`Strategy.select`::
 :meth:`Strategy.select` validates its input at the boundary (shape, dtype, budget, mask) and then
 calls :meth:`Strategy._select`, which may trust its input. It checks the output too, so a strategy
 that breaks the contract fails loudly instead of sending duplicates to annotators.
+
+Every hyperparameter is declared in the class's :attr:`Strategy.PARAMS` table, ``name -> (type, low,
+high)``: :func:`check_param` refuses a value of the wrong type or outside the range with one line naming
+it, before any work (``get_strategy``, the ``Selector`` and ``--param`` through
+:func:`selector.strategies.registry.check_params`, and :meth:`Strategy.select` for a strategy built
+directly).
 """
 from __future__ import annotations
 
 import abc
+import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -20,6 +30,101 @@ import numpy as np
 
 class SelectionError(ValueError):
     """Bad input to a strategy (budget, shapes, mask); the message names the value found."""
+
+
+#: The largest count a parameter may hold: faiss and numpy take counts (iterations, points per centroid)
+#: as C ints, so a larger one would fail inside them.
+MAX_COUNT = 2**31 - 1
+
+#: The most k-means iterations a parameter may ask for: k-means converges in tens (faiss' default is 25,
+#: the strategies' 20), so more is a typing slip that would only burn time.
+MAX_ITER = 10_000
+
+
+@dataclass(frozen=True)
+class Open:
+    """An exclusive bound in a :attr:`Strategy.PARAMS` entry: ``(float, 0.0, Open(1.0))`` is [0, 1)."""
+
+    value: float
+
+
+#: A parameter's declaration: (type, low, high). The type is ``int``, ``float`` or ``bool``, optionally
+#: ``| None``; low and high bound a number (inclusive unless :class:`Open`; None: unbounded).
+ParamSpec = tuple[Any, Any, Any]
+
+
+def _is_bool(v: Any) -> bool:
+    return type(v).__name__ in ("bool", "bool_")  # Python's and numpy's
+
+
+def _num(v: float) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def check_param(key: str, value: Any, annotation: Any, low: Any = None, high: Any = None) -> None:
+    """Raise ValueError naming ``key`` when ``value`` does not fit the type ``annotation`` (``int``,
+    ``float``, ``bool``, each optionally ``| None``: a whole number, a finite number, True/False) or lies
+    outside [``low``, ``high``] (an :class:`Open` bound excludes its value). Other types are left to the
+    constructor."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = set(typing.get_args(annotation))
+    else:
+        kinds = {annotation}
+    optional = type(None) in kinds
+    kinds.discard(type(None))
+    if value is None and optional:
+        return
+    if kinds == {bool}:
+        if not _is_bool(value):
+            raise ValueError(f"{key} must be True, False{' or None' if optional else ''}, got {value!r}")
+        return
+    if kinds == {int}:
+        if _is_bool(value) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{key} must be a whole number{' or None' if optional else ''}, got {value!r}")
+    elif kinds in ({float}, {int, float}):
+        if _is_bool(value) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{key} must be a number{' or None' if optional else ''}, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number, got {value!r}")
+    else:
+        return
+    lo = low.value if isinstance(low, Open) else low
+    hi = high.value if isinstance(high, Open) else high
+    too_low = lo is not None and (value < lo or (isinstance(low, Open) and value == lo))
+    too_high = hi is not None and (value > hi or (isinstance(high, Open) and value == hi))
+    if not (too_low or too_high):
+        return
+    if lo is not None and hi is not None and hi != MAX_COUNT:  # a real interval: say it whole
+        left, right = "(" if isinstance(low, Open) else "[", ")" if isinstance(high, Open) else "]"
+        what = f"in {left}{_num(lo)}, {_num(hi)}{right}"
+    elif too_low:
+        what = f"{'above' if isinstance(low, Open) else 'at least'} {_num(lo)}"
+    else:
+        what = f"{'below' if isinstance(high, Open) else 'at most'} {_num(hi)}"
+    raise ValueError(f"{key} must be {what}, got {value!r}")
+
+
+def check_gpu(key: str, value: Any) -> None:
+    """``use_gpu=True`` asks for a GPU: refused in one line, before any work, where faiss sees none."""
+    if _is_bool(value) and bool(value):
+        from selector.cluster import gpu_wanted
+
+        try:
+            gpu_wanted(True)
+        except RuntimeError:
+            raise ValueError(f"{key}=True but faiss sees no GPU (faiss-gpu is not installed or no GPU is "
+                             f"visible); leave {key} out to use a GPU only where there is one") from None
+
+
+def check_declared(cls: type, params: dict[str, Any]) -> None:
+    """Check the entries of ``params`` that ``cls.PARAMS`` declares (see :func:`check_param`); a
+    ``use_gpu=True`` also needs a GPU that faiss sees (:func:`check_gpu`)."""
+    for key, value in params.items():
+        if key in cls.PARAMS:
+            kind, low, high = cls.PARAMS[key]
+            check_param(key, value, kind, low, high)
+            if key == "use_gpu":
+                check_gpu(key, value)
 
 
 @dataclass(frozen=True)
@@ -129,6 +234,8 @@ class Strategy(abc.ABC):
     name: ClassVar[str] = ""
     #: True when ``_select`` takes a ``labels`` keyword (the known classes of labeled items).
     uses_labels: ClassVar[bool] = False
+    #: Every constructor parameter: name -> (type, low, high), see :data:`ParamSpec` and :func:`check_param`.
+    PARAMS: ClassVar[dict[str, ParamSpec]] = {}
 
     def select(
         self,
@@ -150,6 +257,7 @@ class Strategy(abc.ABC):
                 items are ignored). Strategies with ``uses_labels`` balance across these true classes;
                 the others ignore them.
         """
+        check_declared(type(self), {k: getattr(self, k) for k in self.PARAMS if hasattr(self, k)})
         x, budget, mask = check_inputs(embeddings, budget, labeled_mask)
         y = check_labels(labels, mask)
         if self.uses_labels and y is not None:

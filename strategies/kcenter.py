@@ -20,7 +20,7 @@ import numpy as np
 
 from selector.cluster import knn, one_blas_thread
 
-from .base import Selection, Strategy
+from .base import MAX_COUNT, Selection, Strategy
 from .registry import register
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,9 @@ class KCenter(Strategy):
     the distance to the nearest center; computed only when ``report_radius``). ``chunk`` and
     ``shortlist`` are passed to :func:`kcenter_greedy` (speed only: the picks are the same).
     """
+
+    PARAMS = {"chunk": (int, 1, MAX_COUNT), "report_radius": (bool, None, None),
+              "shortlist": (int | None, 1, MAX_COUNT)}
 
     def __init__(self, chunk: int = CHUNK, report_radius: bool = False, shortlist: int | None = None):
         self.chunk = chunk

@@ -31,7 +31,7 @@ import numpy as np
 
 from selector.cluster import FLAT_MAX, kmeans, knn, range_pairs
 
-from .base import Selection, Strategy
+from .base import MAX_COUNT, MAX_ITER, Selection, Strategy
 from .class_count import estimate_num_classes
 from .registry import register
 
@@ -148,6 +148,14 @@ class ProbCover(Strategy):
     ``info`` holds ``delta`` (Euclidean), ``delta_source`` ("purity" or "fixed"),
     ``purity_clusters`` and ``coverage`` (fraction of the pool covered after selection).
     """
+
+    PARAMS = {
+        "delta": (float | None, 0.0, None), "purity": (float, 0.0, 1.0), "k_graph": (int, 1, MAX_COUNT),
+        "n_clusters": (int | None, 1, MAX_COUNT), "kmeans_iter": (int, 1, MAX_ITER),
+        "max_points_per_centroid": (int, 1, MAX_COUNT), "exact_max": (int, 0, MAX_COUNT),
+        "max_edges": (int, 0, MAX_COUNT),
+        "use_gpu": (bool | None, None, None),
+    }
 
     def __init__(self, delta: float | None = None, purity: float = 0.95, k_graph: int = 32,
                  n_clusters: int | None = None, kmeans_iter: int = 20,

@@ -15,6 +15,8 @@ class RandomSelection(Strategy):
     Sato, 2021), and mirrors the pool's imbalance on a long-tailed one.
     """
 
+    PARAMS: dict = {}  # no hyperparameters
+
     def _select(self, x, budget, labeled_mask, rng):
         free = np.flatnonzero(~labeled_mask)
         idx = rng.choice(free, size=budget, replace=False)

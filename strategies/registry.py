@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import ast
 import inspect
-import math
-import numbers
-import types
 import typing
 from typing import Any, Callable, Iterable, TypeVar
 
-from .base import Strategy
+from .base import Strategy, check_declared, check_param
 
 STRATEGIES: dict[str, type[Strategy]] = {}
 
@@ -39,44 +36,21 @@ def get_strategy(name: str, **params) -> Strategy:
     return cls(**params)
 
 
-def _is_bool(v: Any) -> bool:
-    return type(v).__name__ in ("bool", "bool_")  # Python's and numpy's
-
-
-def check_param(key: str, value: Any, annotation: Any) -> None:
-    """Raise ValueError naming ``key`` when ``value`` does not fit the annotation ``int``, ``float``,
-    ``bool`` (each optionally ``| None``): a whole number, a finite number, True/False. Other
-    annotations are left to the constructor."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        kinds = set(typing.get_args(annotation))
-    else:
-        kinds = {annotation}
-    optional = type(None) in kinds
-    kinds.discard(type(None))
-    if value is None and optional:
-        return
-    if kinds == {bool}:
-        if not _is_bool(value):
-            raise ValueError(f"{key} must be True, False{' or None' if optional else ''}, got {value!r}")
-    elif kinds == {int}:
-        if _is_bool(value) or not isinstance(value, numbers.Integral):
-            raise ValueError(f"{key} must be a whole number{' or None' if optional else ''}, got {value!r}")
-    elif kinds in ({float}, {int, float}):
-        if _is_bool(value) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{key} must be a number{' or None' if optional else ''}, got {value!r}")
-        if not math.isfinite(value):
-            raise ValueError(f"{key} must be a finite number, got {value!r}")
-
-
 def check_params(cls: type[Strategy], params: dict[str, Any]) -> None:
-    """Type-check keyword hyperparameters against the constructor's annotations (see
-    :func:`check_param`), so a wrong value is a one-line error before any work, not a TypeError deep
-    inside a selection."""
+    """Check keyword hyperparameters before any work: those the class's :attr:`Strategy.PARAMS` table
+    declares by their type and range (and a GPU for ``use_gpu=True``;
+    :func:`selector.strategies.base.check_declared`), any other by the constructor's annotation (a
+    class registered from outside this package may have no table), so a wrong value is a one-line error,
+    not a failure deep inside a selection."""
+    check_declared(cls, params)
+    rest = {k: v for k, v in params.items() if k not in cls.PARAMS}
+    if not rest:
+        return
     try:
         hints = typing.get_type_hints(cls.__init__)
     except Exception:  # noqa: BLE001 - unresolvable annotations: leave checking to the constructor
         return
-    for key, value in params.items():
+    for key, value in rest.items():
         if key in hints:
             check_param(key, value, hints[key])
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from selector.cluster import group_rows, kmeans
 
-from .base import Selection, Strategy
+from .base import MAX_COUNT, MAX_ITER, Selection, Strategy
 from .registry import register
 
 
@@ -56,6 +56,12 @@ def proportional_allocation(counts: np.ndarray, budget: int) -> np.ndarray:
 class StratifiedRandom(Strategy):
     """Random picks stratified over ``n_clusters`` k-means clusters (default ``budget``, capped
     at 1,000 and at n). ``groups`` are the cluster ids, ``scores`` zeros."""
+
+    PARAMS = {
+        "n_clusters": (int | None, 1, MAX_COUNT), "max_clusters": (int, 1, MAX_COUNT),
+        "kmeans_iter": (int, 1, MAX_ITER), "max_points_per_centroid": (int, 1, MAX_COUNT),
+        "use_gpu": (bool | None, None, None),
+    }
 
     def __init__(self, n_clusters: int | None = None, max_clusters: int = 1_000, kmeans_iter: int = 20,
                  max_points_per_centroid: int = 32, use_gpu: bool | None = None):

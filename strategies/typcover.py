@@ -41,7 +41,7 @@ import numpy as np
 
 from selector.cluster import group_rows, kmeans, sq_dists
 
-from .base import Selection, Strategy
+from .base import MAX_COUNT, MAX_ITER, Selection, Strategy
 from .class_count import estimate_class_range, spectral_groups
 from .registry import register
 from .typiclust import most_typical
@@ -106,6 +106,17 @@ class TypCover(Strategy):
     ``n_clusters``, ``n_candidates`` and, with ``count_classes``, ``k``, ``k_range``, ``k_per_seed``
     and ``max_k`` of the class count.
     """
+
+    #: oversample up to 10^6 (the clusters are capped by max_clusters and by the pool long before); density
+    #: within +-8, where cluster sizes to that power stay finite in float64; k_repeats: up to 100 subsamples
+    PARAMS = {
+        "oversample": (float, 1.0, 1e6), "min_size": (int, 1, MAX_COUNT), "density": (float, -8.0, 8.0),
+        "k_nn": (int, 1, MAX_COUNT), "max_cluster_points": (int, 1, MAX_COUNT), "kmeans_iter": (int, 1, MAX_ITER),
+        "max_points_per_centroid": (int, 1, MAX_COUNT), "typical_share": (float, 0.0, 1.0),
+        "kmeanspp_max": (int, 0, MAX_COUNT), "max_clusters": (int, 1, MAX_COUNT), "max_train": (int, 1, MAX_COUNT),
+        "count_classes": (bool, None, None), "k_repeats": (int, 1, 100),
+        "use_gpu": (bool | None, None, None),
+    }
 
     def __init__(self, oversample: float = 6.0, min_size: int = 2, density: float = 0.0, k_nn: int = 20,
                  max_cluster_points: int = 5_000, kmeans_iter: int = 20, max_points_per_centroid: int = 32,

@@ -30,7 +30,7 @@ import numpy as np
 
 from selector.cluster import group_rows, kmeans, knn, sample_rows, sq_dists
 
-from .base import Selection, Strategy
+from .base import MAX_COUNT, MAX_ITER, Selection, Strategy
 from .registry import register
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,13 @@ class TypiClust(Strategy):
     ``scores`` are typicalities, ``groups`` the k-means cluster of each pick, ``n_groups`` the
     number of clusters used.
     """
+
+    PARAMS = {
+        "k_nn": (int, 1, MAX_COUNT), "min_cluster_size": (int, 0, MAX_COUNT),
+        "max_clusters": (int | None, 1, MAX_COUNT), "max_cluster_points": (int, 1, MAX_COUNT),
+        "kmeans_iter": (int, 1, MAX_ITER), "max_points_per_centroid": (int, 1, MAX_COUNT),
+        "kmeanspp_max": (int, 0, MAX_COUNT), "use_gpu": (bool | None, None, None),
+    }
 
     def __init__(self, k_nn: int = 20, min_cluster_size: int = 5, max_clusters: int | None = None,
                  max_cluster_points: int = 5_000, kmeans_iter: int = 20,

@@ -56,6 +56,12 @@ def test_seed_out_of_range_is_a_usage_error_before_any_work(pool, tmp_path, enco
     ("explore=nan", "balanced", "explore must be a finite number, got nan"),
     ("explore=abc", "balanced", "explore must be a number, got 'abc'"),
     ("use_gpu=3", "balanced", "use_gpu must be True, False or None, got 3"),
+    ("oversample=1e308", "typcover", "oversample must be in [1, 1e+06], got 1e+308"),
+    ("k_nn=0", "typcover", "k_nn must be at least 1, got 0"),
+    ("max_cluster_points=0", "typcover", "max_cluster_points must be at least 1, got 0"),
+    ("min_size=-5", "typcover", "min_size must be at least 1, got -5"),
+    ("explore=1", "balanced", "explore must be in [0, 1), got 1"),
+    ("purity=1.5", "probcover", "purity must be in [0, 1], got 1.5"),
 ])
 def test_strategy_parameters_type_checked_before_any_work(pool, tmp_path, encoder_file, param, strategy, msg):
     cache = tmp_path / "cache"
@@ -64,6 +70,19 @@ def test_strategy_parameters_type_checked_before_any_work(pool, tmp_path, encode
     assert r.exit_code == 2, r.output
     assert msg in r.output and "--param" in r.output
     assert not cache.exists()
+
+
+def test_use_gpu_without_a_gpu_is_a_usage_error_before_any_work(tmp_path, monkeypatch):
+    import faiss
+    import numpy as np
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)  # whatever this machine has
+    np.save(tmp_path / "e.npy", np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32))
+    r = run("select", "--embeddings", tmp_path / "e.npy", "-b", 3, "--out", tmp_path / "s.csv",
+            "--param", "use_gpu=True")
+    assert r.exit_code == 2, r.output
+    assert "Invalid value for --param: use_gpu=True but faiss sees no GPU" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "s.csv").exists()
 
 
 def test_labeled_file_missing(pool, tmp_path, encoder_file, unchanged):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -82,3 +83,41 @@ def test_cache_prune_cli(tmp_path):
     r = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(root), "--all", "--dry-run"])
     assert "would remove" in r.output and keep.exists()
     assert len(cache_entries(root)) == 1
+
+
+@pytest.mark.parametrize("size", ["inf", "1e308"])
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_prune_max_size_inf_means_no_limit(tmp_path, size, dry_run):
+    """--max-size inf (or a size no float of bytes holds) is no limit: nothing is removed for size."""
+    root = tmp_path / "c"
+    entries = [_entry(root, "encoder", "encoder-old.pt", 1000, 40), _entry(root, "embeddings", "e", 3000, 1)]
+    r = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(root), "--max-size", size]
+                           + (["--dry-run"] if dry_run else []))
+    assert r.exit_code == 0, r.output
+    assert re.search(r"(would remove|removed): +0 entries", r.output), r.output
+    assert all(p.exists() for p in entries)
+    r = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(root), "--max-size", size,
+                                  "--older-than", "30"])  # the age still applies
+    assert r.exit_code == 0 and not entries[0].exists() and entries[1].exists(), r.output
+
+
+@pytest.mark.parametrize("option", ["--max-size", "--older-than"])
+def test_prune_nan_is_a_usage_error(tmp_path, option):
+    root = tmp_path / "c"
+    kept = _entry(root, "encoder", "encoder-old.pt", 1000, 40)
+    r = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(root), option, "nan"])
+    assert r.exit_code == 2, r.output
+    err = [ln for ln in r.output.splitlines() if ln.startswith("Error:")]
+    assert err == [f"Error: Invalid value for '{option}': nan is not a number; give a number >= 0 (inf: no limit)"]
+    assert "Traceback" not in r.output and kept.exists()
+
+
+def test_prune_refuses_nan_which_would_remove_everything(tmp_path):
+    import math
+
+    root = tmp_path / "c"
+    kept = _entry(root, "encoder", "encoder-old.pt", 1000, 40)
+    for kw in ({"keep_bytes": math.nan}, {"older_than_days": math.nan}, {"keep_bytes": -1}):
+        with pytest.raises(ValueError, match="must be a number >= 0"):
+            prune(root, **kw)
+    assert prune(root, keep_bytes=math.inf) == [] and prune(root, older_than_days=math.inf) == [] and kept.exists()

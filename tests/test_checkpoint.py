@@ -154,3 +154,72 @@ def test_truncated_cached_encoder_is_trained_again(pool, tmp_path):
     assert r.exit_code == 0, r.output
     assert f"ignoring damaged cached encoder {ckpt}" in r.output and "training again" in r.output
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()  # same seed, same encoder
+
+
+# -- the code digest in every cache key ------------------------------------------------------------------
+
+@pytest.fixture
+def patched_code(monkeypatch):
+    """Call with a file name (relative to the package) to pretend its code changed by one byte; the cached
+    digests are recomputed, and again once the test is over."""
+    import selector.checkpoint as ck
+
+    def change(rel: str):
+        real = ck._file_bytes
+        here = Path(ck.__file__).resolve().parent
+        monkeypatch.setattr(ck, "_file_bytes", lambda f: real(f) + (b"#" if f == here / rel else b""))
+        ck.embed_digest.cache_clear()
+        ck.recipe_digest.cache_clear()
+
+    yield change
+    monkeypatch.undo()
+    ck.embed_digest.cache_clear()
+    ck.recipe_digest.cache_clear()
+
+
+def test_embedding_key_follows_the_code_that_makes_the_vectors(patched_code, monkeypatch):
+    """The key of a frozen encoder's cached vectors changes with the package version and with any byte of the
+    code that reads, resizes or embeds the images (it used to hold only a constant)."""
+    import selector._version
+    import selector.checkpoint as ck
+    from selector.backbones import Encoder
+    from selector.embed import encoder_key
+
+    files = {f.relative_to(Path(ck.__file__).resolve().parent).as_posix() for f in ck.code_files(ck.EMBED_MODULES)}
+    assert {"pool/decode.py", "pool/read.py", "embed.py", "backbones/encoder.py", "augment.py"} <= files
+    torch.manual_seed(0)
+    enc = Encoder(EncoderConfig("resnet-small", 1, 16, mode="frozen"))
+    k0 = encoder_key(enc)
+    for rel in ("pool/decode.py", "pool/read.py", "embed.py", "backbones/torchvision.py"):
+        patched_code(rel)
+        assert encoder_key(enc) != k0, rel
+        monkeypatch.undo()
+        ck.embed_digest.cache_clear()
+        assert encoder_key(enc) == k0
+    monkeypatch.setattr(selector._version, "__version__", "99.0")
+    ck.embed_digest.cache_clear()
+    assert encoder_key(enc) != k0
+    patched_code("losses/nt_xent.py")  # training code: no part of a frozen encoder's vectors
+    monkeypatch.undo()
+    ck.embed_digest.cache_clear()
+    assert encoder_key(enc) == k0
+
+
+def test_a_code_change_embeds_a_frozen_backbones_pool_again(tmp_path, mobilenet_weights, patched_code):
+    """After a change to the preprocessing, a run used to report "0 images embedded, 120 from cache"."""
+    import numpy as np
+
+    from selector.api import Selector
+    from tests.backbones.conftest import rgb_pool
+
+    pool = tmp_path / "pool.npz"
+    np.savez(pool, x=rgb_pool(12).transpose(0, 2, 3, 1))
+
+    def fit():
+        return Selector(strategy="random", backbone="torchvision:mobilenet_v3_small", weights=mobilenet_weights,
+                        backbone_size=32, cache_dir=tmp_path / "cache", device="cpu").fit(pool)
+
+    assert fit().n_embedded_ == 12
+    assert fit().n_embedded_ == 0  # the cache serves the same code
+    patched_code("pool/read.py")
+    assert fit().n_embedded_ == 12

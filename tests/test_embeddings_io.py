@@ -163,3 +163,85 @@ def test_ids_file_with_duplicates(tmp_path):
             "--out", tmp_path / "s.csv")
     assert r.exit_code == 1
     assert error_line(r) == f"Error: ids file {tmp_path / 'ids.txt'}: 'b.png' is on lines 2 and 4"
+
+
+@pytest.mark.parametrize("ids, found", [(5, "got int"), ("abc", "got str"), ([["a"], ["b"]], "an id is a list")])
+def test_ids_that_are_not_names_are_one_line(tmp_path, ids, found):
+    """lightly-train's dict with a 'filenames' entry that is not a list of names (a number, one string, lists)."""
+    path = tmp_path / "ids_int.pt"
+    torch.save({"embeddings": torch.randn(2, 4), "filenames": ids}, path)
+    with pytest.raises(EmbeddingsError, match=found) as e:
+        read_embeddings(path)
+    assert str(path) in str(e.value)
+    r = run("select", "--embeddings", path, "-b", 1, "--out", tmp_path / "s.csv")
+    assert r.exit_code == 1 and str(path) in error_line(r) and "Traceback" not in r.output, r.output
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("make, found", [
+    (lambda t: t.to_sparse(), "holds a sparse_coo tensor; save a dense one"),
+    (lambda t: t.to_sparse_csr(), "holds a sparse_csr tensor; save a dense one"),
+    (lambda t: torch.complex(t, t), "must be real numbers, got tensor dtype complex64"),
+])
+def test_sparse_or_complex_tensor_is_one_line(tmp_path, make, found):
+    path = tmp_path / "e.pt"
+    torch.save(make(torch.randn(10, 4)), path)
+    r = run("select", "--embeddings", path, "-b", 1, "--out", tmp_path / "s.csv")
+    assert r.exit_code == 1, r.output
+    hint = " (tensor.to_dense())" if "dense" in found else ""
+    assert error_line(r) == f"Error: embeddings {path} {found}{hint}", r.output
+    assert "TypeError" not in r.output
+
+
+def test_a_pickle_with_code_is_refused_without_suggesting_to_run_it(tmp_path):
+    import os
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "e.pt"
+    path.write_bytes(pickle.dumps(Payload()))
+    r = run("select", "--embeddings", path, "-b", 1, "--out", tmp_path / "s.csv")
+    assert r.exit_code == 1
+    line = error_line(r)
+    assert "refused: not a plain tensor/state-dict file" in line and str(path) in line, line
+    assert "weights_only=False" not in r.output and "will likely succeed" not in r.output
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30])
+def test_normalize_huge_or_tiny_rows_without_overflow(tmp_path, rows, scale):
+    """Rows of ~1e30 in float32 (what the huge-embeddings error suggests normalising) used to overflow to all
+    zero rows and a meaningless selection reported as success; now they normalise to the unit rows."""
+    e, _ = rows
+    x = (e.astype(np.float64) * scale).astype(np.float32)
+    assert np.isfinite(x).all() and (np.abs(x).max(axis=1) > 0).all()
+    np.testing.assert_allclose(normalize_rows(x), e, atol=2e-6)
+    assert non_unit_rows(x) == N and non_unit_rows(normalize_rows(x)) == 0
+    np.save(tmp_path / "huge.npy", x)
+    np.save(tmp_path / "unit.npy", e)
+    got, out = _select(["--embeddings", tmp_path / "huge.npy", "--normalize", "-o", tmp_path / "h.csv"],
+                       with_output=True)
+    assert got == _select(["--embeddings", tmp_path / "unit.npy", "-o", tmp_path / "u.csv"])
+    assert "RuntimeWarning" not in out and "overflow" not in out
+
+
+@pytest.mark.parametrize("make, what", [(lambda: np.zeros((N, D), np.float32), "zero"),
+                                        (lambda: np.ones((N, D), np.float32), "the same vector")])
+def test_rows_all_alike_are_refused(tmp_path, make, what):
+    """An embedding whose rows are all one vector tells no item from another: refused, not a selection."""
+    np.save(tmp_path / "e.npy", make())
+    for extra in ([], ["--normalize"]):
+        r = run("select", "--embeddings", tmp_path / "e.npy", "-b", 3, "--out", tmp_path / "s.csv", *extra)
+        assert r.exit_code == 1, r.output
+        assert error_line(r) == (f"Error: embeddings {tmp_path / 'e.npy'}: all {N} rows are {what}; nothing tells "
+                                 "the items apart")
+        assert not (tmp_path / "s.csv").exists()
+    x = make()
+    x[0, 0] = 2.0  # one row differs: read as it is (its zero rows, if any, are for --normalize to refuse)
+    np.save(tmp_path / "e.npy", x)
+    assert read_embeddings(tmp_path / "e.npy")[0].shape == (N, D)

@@ -198,3 +198,27 @@ def test_selector_names_its_cached_encoder_by_the_key(tmp_path):
     key = encoder_cache_key(p.key, sel.encoder_config(p).to_dict(), sel.train_config(len(p)).to_dict())
     assert sel.checkpoint_ == tmp_path / "c" / "encoders" / f"encoder-{key}.pt"
     assert sel.checkpoint_.is_file()
+
+
+def test_pretrained_weights_are_checked_once_per_content_and_leave_the_rng_alone(mobilenet_weights, tmp_path,
+                                                                                monkeypatch):
+    import selector.encoding as encoding
+
+    built = []
+    real = encoding.PretrainedBackbone
+    monkeypatch.setattr(encoding, "PretrainedBackbone", lambda *a, **k: built.append(a) or real(*a, **k))
+    encoding._check_built.cache_clear()
+    name = "torchvision:mobilenet_v3_small"
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    d = encoding.check_pretrained(name, mobilenet_weights, 32)
+    assert torch.equal(torch.get_rng_state(), state)  # building the network drew no number of the caller's
+    assert encoding.check_pretrained(name, mobilenet_weights, 32) == d and len(built) == 1
+    assert encoding.encoder_config(name, 3, 32, "frozen", size=32, weights=mobilenet_weights).weights_digest == d
+    assert len(built) == 1  # the plan reuses the check
+    other = tmp_path / "w.pth"
+    sd = torch.load(mobilenet_weights, weights_only=True)
+    sd["features.0.0.weight"] = sd["features.0.0.weight"] * 2
+    torch.save(sd, other)
+    assert encoding.check_pretrained(name, other, 32) != d and len(built) == 2  # another content: checked again
+    assert encoding.check_pretrained(name, mobilenet_weights, 64) == d and len(built) == 3  # another side too

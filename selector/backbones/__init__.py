@@ -7,8 +7,11 @@ line; ``--backbone``, ``--arch``, the encoder, the weights lookup and the help t
 """
 # Importing a family module registers its backbones.
 from . import (
+                       dinov2_hub,  # noqa: E402,F401
                        efficientnet_lite,  # noqa: E402,F401
+                       open_clip_models,  # noqa: E402,F401
                        resnet,  # noqa: E402,F401
+                       timm_models,  # noqa: E402,F401
                        torchvision,  # noqa: E402,F401
 )
 from .encoder import Encoder, EncoderConfig, PretrainedBackbone, strip_classifier

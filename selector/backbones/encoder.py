@@ -132,12 +132,49 @@ def strip_classifier(model: nn.Module, spec: BackboneSpec) -> int:
     return int(lin.in_features)
 
 
+def fixed_size(net: nn.Module) -> int | None:
+    """The only input side ``net`` runs at, where it records one (torchvision's vision transformers hold it in
+    ``image_size``: their position embedding has one entry per patch of that side); None: any side."""
+    side = getattr(net, "image_size", None)
+    if isinstance(side, (tuple, list)) and len(side) == 2 and side[0] == side[1]:
+        side = side[0]
+    return int(side) if isinstance(side, int) and not isinstance(side, bool) and side > 0 else None
+
+
+def check_fixed_size(net: nn.Module, name: str, size: int) -> None:
+    """A one-line PretrainedError when ``net`` (backbone ``name``) runs only at another side than ``size``."""
+    side = fixed_size(net)
+    if side is not None and side != size:
+        raise PretrainedError(f"backbone {name} runs only at {side} px input, not {size} px: leave --backbone-size "
+                              f"out or give --backbone-size {side}")
+
+
+@torch.no_grad()
+def probe_size(net: nn.Module, spec: BackboneSpec, size: int) -> None:
+    """Run ``net`` once on one blank ``size`` px image, so that a side too small for its layers (a kernel
+    or pooling window larger than what is left of the image) is a one-line PretrainedError naming the side
+    and the backbone (``spec``) when the encoder is built, not a failure in the middle of embedding a pool."""
+    was_training = net.training
+    net.eval()  # no batch statistics are updated; a batch of one is allowed
+    try:
+        net(torch.zeros(1, 3, size, size))
+    except (RuntimeError, ValueError, AssertionError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        hint = f", e.g. its native {spec.native_size}" if spec.native_size and spec.native_size > size else ""
+        raise PretrainedError(f"backbone {spec.name} cannot run at {size} px input ({first[:160]}); give a larger "
+                              f"--backbone-size{hint}") from None
+    finally:
+        net.train(was_training)
+
+
 class PretrainedBackbone(nn.Module):
     """(B, C, S, S) float in [0, 1] -> (B, dim) pooled features of a pretrained network.
 
     Grayscale input is replicated to 3 channels; images are resized (bilinear, antialiased) to
     ``size`` and normalised as the weights expect. With ``load=False`` the weights stay random (for
-    rebuilding a checkpoint, whose own weights are loaded next).
+    rebuilding a checkpoint, whose own weights are loaded next). Built with its weights, the network runs
+    once on a blank image of ``size`` px (:func:`probe_size`), and a network that runs at one side only
+    refuses any other (:func:`check_fixed_size`): both one-line errors naming the side.
     """
 
     def __init__(self, name: str, size: int, weights: str | os.PathLike | None = None, load: bool = True):
@@ -145,15 +182,19 @@ class PretrainedBackbone(nn.Module):
         spec = get_backbone(name)
         if not spec.pretrained:
             raise ValueError(f"{name!r} is not a pretrained backbone")
+        path = weights_path(name, weights) if load else None  # a missing file is reported before any build
         net = spec.build(3, int(size))
-        if load:
-            path = weights_path(name, weights)
+        check_fixed_size(net, name, int(size))
+        if path is not None:
             state = load_state(path, name)
             try:
                 net.load_state_dict(state, strict=True)
-            except RuntimeError as e:
+            except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:
+                # torch's first line only names the module ("Error(s) in loading state_dict for X:"): with the next
+                lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()] or [type(e).__name__]
                 raise PretrainedError(f"weights {path} do not fit backbone {name}: "
-                                      f"{str(e).splitlines()[0][:200]}") from None
+                                      f"{' '.join(lines[:2])[:240]}") from None
+            probe_size(net, spec, int(size))  # a checkpoint's network (load=False) ran at its size before
         dim = strip_classifier(net, spec)  # the ImageNet classifier is not part of the embedding
         self.name, self.size, self.dim = name, int(size), int(dim)
         self.features = net if spec.feature_method is None else PooledFeatures(net, spec.feature_method)

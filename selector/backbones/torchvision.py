@@ -25,8 +25,8 @@ def _resolve(model: str) -> BackboneSpec:
                          f"torchvision.models has e.g. resnet18, efficientnet_b0, convnext_tiny")
 
     def build(in_channels: int, side: int):
-        del in_channels, side  # 3 channels; every classifier pools its features globally
-        return torchvision.models.get_model(model, weights=None)
+        del in_channels, side  # 3 channels; every classifier pools its features globally (a ViT: see encoder)
+        return torchvision.models.get_model(model, weights=None, **_build_options(model))
 
     def default_weights() -> Path:
         import torch
@@ -39,6 +39,15 @@ def _resolve(model: str) -> BackboneSpec:
 
     return BackboneSpec(PREFIX + model, "pretrained", build, None, f"torchvision's {model} with its ImageNet weights",
                         native_size=_native_size(model), default_weights=default_weights)
+
+
+#: Models whose random initialisation is slow (scipy's truncated normal) and warns that its default will
+#: change: the weights file replaces it anyway, so it is skipped.
+_SKIP_INIT = ("inception_v3", "googlenet")
+
+
+def _build_options(model: str) -> dict:
+    return {"init_weights": False} if model in _SKIP_INIT else {}
 
 
 def _native_size(model: str) -> int | None:

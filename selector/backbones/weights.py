@@ -34,7 +34,8 @@ def weights_path(name: str, weights: str | os.PathLike | None = None) -> Path:
     path = Path(weights) if weights is not None else default_weights_path(name)
     if not path.is_file():
         if weights is not None:
-            raise PretrainedError(f"weights file {path} for backbone {name} does not exist")
+            what = "is a folder, not a file" if path.is_dir() else "does not exist"
+            raise PretrainedError(f"weights file {path} for backbone {name} {what}")
         raise PretrainedError(
             f"no weights for backbone {name} at {path} (nothing is downloaded); put the file there "
             f"(TORCH_HOME sets the folder) or pass --weights FILE")
@@ -65,13 +66,33 @@ def check_digest(name: str, weights: str | os.PathLike | None, expected: str) ->
                               f"configured with (digest {expected})")
 
 
+#: What a ``torch.load(weights_only=True)`` refusal is reported as (PyTorch's own text suggests loading
+#: with ``weights_only=False``, which would run whatever code the file holds).
+REFUSED = "refused: not a plain tensor/state-dict file (it holds other Python objects; nothing in it was run)"
+
+
+def load_failure(e: BaseException) -> str:
+    """The first line of why ``torch.load`` failed, with a ``weights_only`` refusal said as :data:`REFUSED`."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return REFUSED if "Weights only load failed" in first else first[:200]
+
+
 def load_state(path: Path, name: str) -> dict:
     """The state dict in ``path`` for backbone ``name``, loaded with ``weights_only=True`` (a pickle with
-    code in it is refused); a one-line PretrainedError for a file that cannot be read."""
+    code in it is refused); a one-line PretrainedError for a file that cannot be read or is not a mapping
+    of names to tensors (a list, a bare tensor). Whether its tensors fit the network is for
+    ``load_state_dict`` to say (a family may unwrap a training checkpoint's ``state_dict`` entry first)."""
+    import warnings
+    from collections.abc import Mapping
+
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. the pickle protocol of a refused file: the error says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - corrupt files and pickles with code end here
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise PretrainedError(f"cannot load weights {path} for backbone {name}: {first[:200]}") from e
+        raise PretrainedError(f"cannot load weights {path} for backbone {name}: {load_failure(e)}") from e
+    if not isinstance(state, Mapping):
+        raise PretrainedError(f"weights {path} for backbone {name}: not a state dict (found {type(state).__name__})")
+    return state  # as loaded: an OrderedDict's _metadata tells load_state_dict the modules' versions

@@ -1,6 +1,7 @@
 """``selector cache info`` and ``selector cache prune``: the cache of trained encoders and embeddings."""
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -36,13 +37,29 @@ def cache_info_cmd(cache_dir):
     echo_summary(rows)
 
 
+def _not_nan(ctx, param, value):
+    """NaN passes click's range check (it compares false with everything): refused here, in one line."""
+    if value is not None and math.isnan(value):
+        raise click.BadParameter(f"{value} is not a number; give a number >= 0 (inf: no limit)")
+    return value
+
+
+def _bytes(gib: float | None) -> float | None:
+    """GiB as bytes: a whole number, or ``math.inf`` for inf or a size beyond any disk (no limit)."""
+    if gib is None:
+        return None
+    n = gib * 2**30
+    return int(n) if math.isfinite(n) else math.inf
+
+
 @cache_group.command("prune", inputs=("cache_dir",))
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="The cache folder [default: the user cache folder].")
-@click.option("--older-than", type=click.FloatRange(min=0), default=None, metavar="DAYS",
-              help="Remove entries not used for this many days.")
-@click.option("--max-size", type=click.FloatRange(min=0), default=None, metavar="GIB",
-              help="Then remove the least recently used entries until the cache fits in this many GiB.")
+@click.option("--older-than", type=click.FloatRange(min=0), default=None, metavar="DAYS", callback=_not_nan,
+              help="Remove entries not used for this many days (inf: none).")
+@click.option("--max-size", type=click.FloatRange(min=0), default=None, metavar="GIB", callback=_not_nan,
+              help="Then remove the least recently used entries until the cache fits in this many GiB (inf: no "
+                   "limit).")
 @click.option("--all", "everything", is_flag=True, help="Remove every entry.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 def cache_prune_cmd(cache_dir, older_than, max_size, everything, dry_run):
@@ -53,8 +70,7 @@ def cache_prune_cmd(cache_dir, older_than, max_size, everything, dry_run):
     if everything == (older_than is not None or max_size is not None):
         raise click.UsageError("give --all, or --older-than DAYS and/or --max-size GIB")
     cache = cache_folder(cache_dir)
-    gone = prune(cache, older_than_days=older_than, keep_bytes=None if max_size is None else int(max_size * 2**30),
-                 dry_run=dry_run)
+    gone = prune(cache, older_than_days=older_than, keep_bytes=_bytes(max_size), dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for e in gone:
         click.echo(f"{verb} {e.kind} {e.path} ({human_bytes(e.bytes)})")

@@ -2,7 +2,6 @@
 :func:`selector.eval.experiment.run_experiment` and prints what it did."""
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import click
 from selector.eval.experiment import DATASETS
 
 from .errors import Command
+from .options import EncoderOptions, echo_summary, encoder_options, progress_bars, setup_logging
 
 
 def _strategy_names() -> list[str]:
@@ -46,12 +46,11 @@ def _int_list(text: str, what: str) -> list[int]:
                    "finetune (the encoder fine-tuned end to end with cross-entropy on the chosen images; slower).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
               help="Folder for results.csv, summary.md and the plots.")
-@click.option("--encoder", type=click.Path(path_type=Path), default=None, help="Use this encoder checkpoint.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Encoder training epochs [default: auto].")
-@click.option("--loss", default="simclr", show_default=True, help="Contrastive loss for the encoder.")
-@click.option("--arch", default="resnet-small", show_default=True, help="Encoder architecture.")
+@click.option("--encoder", type=click.Path(path_type=Path), default=None,
+              help="Use this encoder checkpoint (from 'selector train') instead of the --backbone.")
+@encoder_options
 @click.option("--train-per-class", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="CIFAR-10: training images per class (the pool the encoder is trained on).")
+              help="CIFAR-10: training images per class (what the strategies choose from).")
 @click.option("--test-per-class", type=click.IntRange(min=1), default=200, show_default=True,
               help="Datasets without a test split: held-out balanced test images per class.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
@@ -59,11 +58,16 @@ def _int_list(text: str, what: str) -> list[int]:
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="Encoder/embedding/dataset cache [default: OUT/.selector-cache].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars (they show only when stderr is a terminal).")
-def eval_cmd(data, pool_spec, strategy_names, budgets, seeds, rounds, retrainer, out, encoder, epochs, loss, arch,
-             train_per_class, test_per_class, data_dir, cache_dir, device, quiet):
-    """Compare strategies: hide the labels, let each strategy choose, retrain on the chosen labels,
-    score on a balanced test split; writes a tidy CSV, a markdown table and PNG plots."""
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress and no info messages (progress is a bar on a terminal, else a log line every 30 s "
+                   "or tenth of the work).")
+def eval_cmd(data, pool_spec, strategy_names, budgets, seeds, rounds, retrainer, out, encoder,
+             embedding: EncoderOptions, train_per_class, test_per_class, data_dir, cache_dir, device, verbose, quiet):
+    """Compare strategies: hide the labels, embed the images as 'selector select' does (--backbone auto by
+    default), let each strategy choose, retrain on the chosen labels, score on a balanced test split; writes a
+    tidy CSV, a markdown table and PNG plots."""
+    setup_logging(verbose, quiet)
     from selector.eval.experiment import run_experiment
     from selector.eval.pools import parse_pool_spec
 
@@ -79,13 +83,14 @@ def eval_cmd(data, pool_spec, strategy_names, budgets, seeds, rounds, retrainer,
         raise click.BadParameter(str(e), param_hint="--pool") from None
     t0 = time.perf_counter()
     ex = run_experiment(data, out, strategies=names, budgets=budget_list, seeds=seeds, pool_spec=pool_spec,
-                        rounds=rounds, retrainer=retrainer, encoder=encoder, epochs=epochs, loss=loss, arch=arch,
+                        rounds=rounds, retrainer=retrainer, encoder=encoder, epochs=embedding.epochs,
+                        loss=embedding.loss, arch=embedding.arch, image_size=embedding.image_size,
                         train_per_class=train_per_class, test_per_class=test_per_class, data_dir=data_dir,
-                        cache_dir=cache_dir, device=device, progress=not quiet and sys.stderr.isatty())
-    click.echo(f"dataset:  {ex.name}: {ex.n_train} train images (encoder trained on them without labels), "
-               f"{ex.n_test} test images")
-    click.echo(f"encoder:  {ex.encoder}")
-    click.echo(f"runs:     {len(ex.rows)} rows ({len(names)} strategies x {len(budget_list)} budgets x {seeds} seeds"
-               f"{f' x {rounds} rounds' if rounds > 1 else ''})")
-    click.echo(f"written:  {', '.join(str(f) for f in ex.files.values())}")
-    click.echo(f"time:     {time.perf_counter() - t0:.1f} s")
+                        cache_dir=cache_dir, device=device, progress=progress_bars(quiet),
+                        **embedding.selector_kwargs())
+    runs = (f"{len(ex.rows)} rows ({len(names)} strategies x {len(budget_list)} budgets x {seeds} seeds"
+            f"{f' x {rounds} rounds' if rounds > 1 else ''})")
+    echo_summary([("dataset", f"{ex.name}: {ex.n_train} training images (labels hidden), {ex.n_test} test images"),
+                  ("encoder", ex.encoder), ("runs", runs),
+                  ("written", ", ".join(str(f) for f in ex.files.values())),
+                  ("time", f"{time.perf_counter() - t0:.1f} s")])

@@ -1,5 +1,5 @@
 """Options shared by several commands, each group reaching its command as one frozen dataclass, and the
-output helpers every command uses (logging, progress bars, the summary).
+output helpers every command uses (logging, progress, the summary).
 
 :class:`OptionGroup` adds a group's click options to a command and hands the command one dataclass
 built from their values (the dataclass's fields are the options' parameter names) instead of one
@@ -52,18 +52,21 @@ class OptionGroup:
         return command
 
 
-# -- logging, progress bars, the summary -----------------------------------------------------------
+# -- logging, progress, the summary -----------------------------------------------------------------
 
 def setup_logging(verbose: int, quiet: bool) -> None:
-    """Log to stderr: warnings and errors by default and with --quiet, info with -v, debug with -vv."""
+    """Log to stderr: warnings and errors by default and with --quiet, info with -v, debug with -vv; the
+    progress lines (``selector.progress``, shown where stderr is not a terminal) at info unless --quiet."""
     level = (logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO if verbose
              else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("selector.progress").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def progress_bars(quiet: bool) -> bool:
-    """Progress bars only on a terminal: a redirected stderr (a log file, CI) gets none."""
-    return not quiet and sys.stderr.isatty()
+    """Whether to show progress: always unless --quiet. The library picks how
+    (:func:`selector.progress.progress`): a bar on a terminal, else a log line every 30 s or tenth of the work."""
+    return not quiet
 
 
 def echo_summary(rows: list[tuple[str, str]], err: bool = False) -> None:
@@ -127,8 +130,8 @@ run_options = OptionGroup(
                       "and /dev are never read)."),
     click.option("-v", "--verbose", count=True, help="More log output (-vv for debug)."),
     click.option("-q", "--quiet", is_flag=True,
-                 help="No progress bars and no info messages; warnings, errors and the result still show "
-                      "(progress bars show only when stderr is a terminal)."),
+                 help="No progress and no info messages; warnings, errors and the result still show "
+                      "(progress is a bar on a terminal, else a log line every 30 s or tenth of the work)."),
 )
 
 

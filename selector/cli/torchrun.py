@@ -4,11 +4,13 @@
 :func:`torchrun_command` builds ``python -m torch.distributed.run --standalone --nproc_per_node N -m
 selector <the same arguments without --nproc>``; :func:`run_torchrun` runs it as a child that dies with
 this process (``PR_SET_PDEATHSIG`` through :func:`selector.supervise.die_with_parent`, as the decoder
-workers do), and the ranks it starts die with torchrun the same way. :func:`start_distributed` is what
-a command calls first: it launches torchrun for ``--nproc``, or, in a rank torchrun started, joins the
-process group (:func:`selector.distributed.init`). :class:`RankErrors` lets rank 0 alone report what
-every rank shares and prefixes the other ranks' own errors with their rank. Several machines: run
-``torchrun`` yourself with its ``--nnodes`` and ``--rdzv-*`` flags (``docs/distributed.md``).
+workers do), and the ranks it starts die with torchrun the same way. torchrun's own messages (its log lines,
+and its traceback when a process fails) go to a log file (:func:`agent_main`) while the processes it starts
+keep the terminal: a failure reads as the failing rank's one line and the launcher's, which names the log.
+:func:`start_distributed` is what a command calls first: it launches torchrun for ``--nproc``, or, in a rank
+torchrun started, joins the process group (:func:`selector.distributed.init`). :class:`RankErrors` lets rank 0
+alone report what every rank shares and prefixes the other ranks' own errors with their rank. Several
+machines: run ``torchrun`` yourself with its ``--nnodes`` and ``--rdzv-*`` flags (``docs/distributed.md``).
 
 Imports neither torch nor numpy: launching costs no more than starting Python.
 """
@@ -19,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from typing import Any, Callable, Sequence
 
 import click
@@ -66,23 +69,42 @@ def strip_option(argv: Sequence[str], name: str) -> list[str]:
     return out
 
 
-def torchrun_command(nproc: int, args: Sequence[str], python: str | None = None) -> list[str]:
-    """The torchrun command line that runs ``selector *args`` as ``nproc`` processes of this machine."""
+#: The program that runs torchrun through :func:`agent_main` (argv: the log file, then torchrun's arguments).
+AGENT = "import sys; from selector.cli.torchrun import agent_main; agent_main(sys.argv[1], sys.argv[2:])"
+
+
+def torchrun_command(nproc: int, args: Sequence[str], python: str | None = None, log: str | None = None) -> list[str]:
+    """The torchrun command line that runs ``selector *args`` as ``nproc`` processes of this machine; with
+    ``log``, torchrun runs through :func:`agent_main`, its own messages written to that file."""
     if nproc < 1:
         raise ValueError(f"--nproc must be at least 1, got {nproc}")
-    return [python or sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "selector", *args]
+    launcher = ["-m", "torch.distributed.run"] if log is None else ["-c", AGENT, log]
+    return [python or sys.executable, *launcher, "--standalone", f"--nproc_per_node={nproc}", "-m", "selector",
+            *args]
+
+
+def agent_main(log: str, argv: Sequence[str]) -> None:
+    """Run torchrun (``torch.distributed.run``) with ``argv``, everything it writes itself through Python's
+    ``sys.stderr`` (its log lines, the summary and traceback it raises when a process fails) appended to the
+    file ``log``. Only the Python object is replaced, not file descriptor 2: the processes torchrun starts
+    inherit the terminal, progress bars and one-line errors as without torchrun."""
+    sys.stderr = open(log, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - open until the process ends
+    sys.argv = ["torchrun", *argv]
+    from torch.distributed.run import main
+
+    main()
 
 
 def _die_with_launcher(parent: int) -> None:  # runs in the child between fork and exec
     die_with_parent(parent, watch=False)
 
 
-def run_torchrun(nproc: int, args: Sequence[str], env: dict | None = None) -> int:
+def run_torchrun(nproc: int, args: Sequence[str], env: dict | None = None, log: str | None = None) -> int:
     """Run ``selector *args`` as ``nproc`` processes under torchrun; returns its exit status (negative:
-    killed by that signal). The child dies with this process; Ctrl-C lets torchrun stop its processes
-    (up to :data:`STOP_WAIT_S` seconds), then kills it."""
-    cmd = torchrun_command(nproc, args)
+    killed by that signal). ``log``: the file torchrun's own messages go to (:func:`agent_main`; None: the
+    terminal). The child dies with this process; Ctrl-C lets torchrun stop its processes (up to
+    :data:`STOP_WAIT_S` seconds), then kills it."""
+    cmd = torchrun_command(nproc, args, log=log)
     parent = os.getpid()
     pre = (lambda: _die_with_launcher(parent)) if sys.platform.startswith("linux") else None
     proc = subprocess.Popen(cmd, env=env, preexec_fn=pre)  # noqa: PLW1509 - prctl only, no threads
@@ -118,10 +140,14 @@ def start_distributed(opts: DistOptions, device: str):
     if opts.nproc is not None:
         if under_torchrun():
             raise click.UsageError("--nproc starts torchrun; in a process torchrun started, leave it out")
-        status = run_torchrun(opts.nproc, strip_option(sys.argv[1:], "--nproc"))
+        fd, log = tempfile.mkstemp(prefix="selector-torchrun-", suffix=".log")
+        os.close(fd)
+        status = run_torchrun(opts.nproc, strip_option(sys.argv[1:], "--nproc"), log=log)
         if status != 0:
             raise click.ClickException(f"the run of {opts.nproc} processes under torchrun failed "
-                                       f"({describe_status(status)}); the lines above say which process and why")
+                                       f"({describe_status(status)}); the lines above say which process and why "
+                                       f"(torchrun's own log: {log})")
+        os.unlink(log)  # nothing to look into
         ctx.exit(0)
     if not under_torchrun():
         return None

@@ -16,7 +16,9 @@ reader sees the old file or the whole new one, never half of it. Formats with co
 the companions first and the main file last; each file is atomic on its own, not the set.
 
 :func:`read_labels` reads ``{path: label}`` back from any of these files (the reader follows the
-suffix); :func:`read_label_files` takes the union of several (one per round).
+suffix; Label Studio's exports: :mod:`selector.formats.label_studio_export`); :func:`read_label_files`
+takes the union of several (one per round). Both return :class:`Labels`, a dict that also says which
+items are skipped or pending tasks and which rounds and ranks of selector's tasks were seen.
 
 A new format is one module that registers its writer (``@register_writer``) and reader
 (``@register_reader``), and one import line below.
@@ -33,10 +35,15 @@ from selector.strategies.base import Selection
 
 # Importing a format module registers its writers and readers; this order is the order of the
 # --format choices.
-from . import cvat, label_studio, tabular  # noqa: F401,I001
+from . import cvat, label_studio, label_studio_export, tabular  # noqa: F401,I001
 from .common import (
+    LABELED,
+    PENDING,
+    SKIPPED_TASK,
     ExportError,
     LabelFileError,
+    Labels,
+    SeenClasses,
     absolute_path,
     is_array_id,
     normalize_path,
@@ -45,15 +52,16 @@ from .common import (
     side_path,
     url_to_path,
 )
-from .label_studio import SKIPPED, last_round
+from .label_studio import SKIPPED, LabelingConfig, read_config
+from .label_studio_export import last_round
 from .registry import FORMAT_ALIASES, FORMATS, READERS, SIDE_FILES, SUFFIX_FORMATS, register_reader, register_writer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExportError", "FORMATS", "LabelFileError", "READERS", "SKIPPED", "SUFFIX_FORMATS", "absolute_path",
-           "export_selection", "format_for", "is_array_id", "last_round", "normalize_path", "output_paths",
-           "read_label_files", "read_labels", "register_reader", "register_writer", "selection_rows",
-           "side_path", "url_to_path"]
+__all__ = ["ExportError", "FORMATS", "LabelFileError", "LabelingConfig", "Labels", "READERS", "SKIPPED",
+           "SUFFIX_FORMATS", "SeenClasses", "absolute_path", "export_selection", "format_for", "is_array_id",
+           "last_round", "normalize_path", "output_paths", "read_config", "read_label_files", "read_labels",
+           "register_reader", "register_writer", "selection_rows", "side_path", "url_to_path"]
 
 
 # ----------------------------------------------------------------------------- writing
@@ -124,27 +132,33 @@ def export_selection(selection: Selection, paths: Sequence[str], out_path: str |
 def read_labels(path: str | os.PathLike, root: str | os.PathLike | None = None, *,
                 url_prefix: str | None = None, document_root: str | os.PathLike | None = None,
                 from_name: str | None = None, data_key: str = "image",
-                skipped: str = "seen") -> dict[str, str | None]:
-    """``{pool-relative path: label or None}`` from a labels file (format from the suffix).
+                skipped: str = "seen") -> Labels:
+    """``{pool-relative path: label or None}`` from a labels file (format from the suffix), as
+    :class:`Labels`: also which items are skipped or pending Label Studio tasks, and the rounds and ranks
+    of selector's tasks seen.
 
     Args:
-        path: ``.csv``/``.tsv``, ``.txt``/``.lst``, ``.jsonl``/``.ndjson``, ``.json`` (Label
-            Studio export or ``{path: label}``), ``.xml`` (CVAT for images 1.1) or ``.zip`` (a CVAT
-            dataset export holding ``annotations.xml``).
+        path: ``.csv``/``.tsv`` (also Label Studio's CSV export), ``.txt``/``.lst``,
+            ``.jsonl``/``.ndjson``, ``.json`` (Label Studio JSON or JSON-MIN export, or
+            ``{path: label}``), ``.xml`` (CVAT for images 1.1) or ``.zip`` (a CVAT dataset export holding
+            ``annotations.xml``). At most :data:`selector.formats.common.MAX_LABELS_BYTES` (unpacked).
         root: the pool folder, to turn absolute paths under it into relative ones.
         url_prefix: the ``url_prefix`` used at export when it was not Label Studio's local-files
             one (e.g. ``"http://localhost:8081/"``); tasks exported by :func:`export_selection`
             carry ``data.path`` and need none of this.
         document_root: Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT`` when it differs from
             ``root``.
-        from_name: only read Label Studio choices from this control (default: any).
+        from_name: the Choices control of the labeling config that holds the class. Default: ``"choice"``,
+            the control selector's labeling config names (in a JSON export, else the only Choices control
+            its annotations use). Task data fields are never read as labels.
         data_key: the task data key holding the image URL.
         skipped: Label Studio tasks without a finished annotation (skipped/cancelled, or not
             annotated yet): ``"seen"`` returns them with label None (taken), ``"unseen"`` leaves
             them out.
 
     Raises:
-        LabelFileError: a one-line message naming the file, for unreadable or invalid files.
+        LabelFileError: a one-line message naming the file, for unreadable or invalid files, and for
+            one image labeled differently twice in the file.
     """
     p = Path(path)
     if skipped not in SKIPPED:
@@ -155,39 +169,54 @@ def read_labels(path: str | os.PathLike, root: str | os.PathLike | None = None, 
         read_text(p)  # a missing or unreadable file is named as such first
         raise LabelFileError(f"labels file {p}: unknown suffix {suffix!r}; use .csv, .tsv, .txt, .jsonl, "
                              f".json (Label Studio export), .xml or .zip (CVAT)")
-    return reader(p, root, url_prefix=url_prefix, document_root=document_root, from_name=from_name,
-                  data_key=data_key, skipped=skipped)
+    got = reader(p, root, url_prefix=url_prefix, document_root=document_root, from_name=from_name,
+                 data_key=data_key, skipped=skipped)
+    return got if isinstance(got, Labels) else Labels(got)
 
 
 def read_label_files(labeled: Sequence[str | os.PathLike] = (), exclude: Sequence[str | os.PathLike] = (),
-                     root: str | os.PathLike | None = None, **kw: Any) -> dict[str, str | None]:
+                     root: str | os.PathLike | None = None, **kw: Any) -> Labels:
     """The union of several labels files, plus files that are taken but not labeled.
 
     Args:
         labeled: labels files (any :func:`read_labels` format), e.g. one export per round.
         exclude: files listing items sent to annotators but not annotated yet (a selection
             ``.csv``, Label Studio tasks ``.json``, ``.txt``...): they count as taken (label
-            None), their labels or predictions are never read.
+            None, pending), their labels or predictions are never read.
         root, **kw: passed to :func:`read_labels`.
 
     Returns:
-        ``{path: label or None}``; an item both labeled and excluded keeps its label.
+        :class:`Labels` ``{path: label or None}``; an item both labeled and excluded keeps its label. An
+        item is labeled when any file labels it, else skipped when any file says so, else pending.
+        ``rounds`` and ``round_sizes`` gather those of every file.
 
     Raises:
         LabelFileError: one file is unreadable, or two files give one image different labels
             (the message names both files and the image).
     """
-    out: dict[str, str | None] = {}
+    out = Labels()
     source: dict[str, Path] = {}
     for f in labeled:
-        for key, lab in read_labels(f, root, **kw).items():
+        got = read_labels(f, root, **kw)
+        for key, lab in got.items():
             old = out.get(key)
             if old is not None and lab is not None and old != lab:
                 raise LabelFileError(f"{f}: {key!r} is labeled {lab!r}, but {old!r} in {source[key]}")
+            status = got.status(key)
+            if key not in out or (status != PENDING and out.status(key) != LABELED):
+                out.skipped.discard(key)
+                out.pending.discard(key)
+                if status != LABELED:
+                    (out.skipped if status == SKIPPED_TASK else out.pending).add(key)
             if old is None:
                 out[key] = lab
                 source[key] = Path(f)
+        out.add_tasks(got)
     for f in exclude:
-        for key in read_labels(f, root, **kw):
-            out.setdefault(key, None)
+        got = read_labels(f, root, **kw)
+        for key in got:
+            if key not in out:
+                out[key] = None
+                out.pending.add(key)
+        out.add_tasks(got)
     return out

@@ -16,10 +16,13 @@ an absolute path under ``root``, ``file://`` URLs and Label Studio image URLs
 """
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 import posixpath
 import re
+import sys
 import unicodedata
 from pathlib import Path, PureWindowsPath
 from typing import Any, Mapping, Sequence
@@ -193,23 +196,237 @@ def url_to_path(url: str, url_prefix: str | None = None, document_root: str | os
 # ----------------------------------------------------------------------------- reading
 
 
-def read_text(path: Path) -> str:
-    """The text of a labels file (UTF-8, a BOM dropped); LabelFileError names a missing or unreadable file."""
+#: The largest labels file (or CVAT ``annotations.xml`` inside a zip) read: several times a Label Studio
+#: JSON export of 100,000 annotated tasks (selector's tasks with one annotation take about 0.9 KB each), far
+#: below what would exhaust memory once parsed (Python objects take several times the file's size).
+MAX_LABELS_BYTES = 512 * 2**20
+
+
+def size_text(n: int) -> str:
+    """``n`` bytes for a message: ``3.0 GiB``, ``512 MiB``, ``2,000 bytes``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}" if n % scale else f"{n // scale} {unit}"
+    return f"{n:,} bytes"
+
+
+def too_big(what: str, size: int | None) -> LabelFileError:
+    """The error for a labels file (or a member of one) over :data:`MAX_LABELS_BYTES`."""
+    held = f"holds {size_text(size)}" if size is not None else "holds more"
+    return LabelFileError(f"{what} {held}, over the {size_text(MAX_LABELS_BYTES)} a labels file may hold; refused")
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of a labels file, at most :data:`MAX_LABELS_BYTES` (a larger file is refused before it is
+    read; a pipe is read up to the limit); LabelFileError names a missing, unreadable or too large file."""
     try:
-        return path.read_text(encoding="utf-8-sig")
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_LABELS_BYTES:
+                raise too_big(f"labels file {path}", size)
+            data = f.read(MAX_LABELS_BYTES + 1)
     except FileNotFoundError:
         raise LabelFileError(f"labels file {path} does not exist") from None
     except IsADirectoryError:
         raise LabelFileError(f"labels file {path} is a folder, not a file") from None
-    except UnicodeDecodeError as e:
-        raise LabelFileError(f"labels file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise LabelFileError(f"cannot read labels file {path}: {e.strerror or e}") from None
+    if len(data) > MAX_LABELS_BYTES:
+        raise too_big(f"labels file {path}", None)
+    return data
 
 
-def put_label(out: dict, key: str, label: Any, path: Path, where: str) -> None:
-    """``out[key] = label`` as a stripped string, None for no label; an empty ``key`` is an error."""
-    if not key:
-        raise LabelFileError(f"{path}: empty path {where}")
-    label = None if label is None else str(label).strip()
-    out[key] = label or None
+def read_text(path: Path) -> str:
+    """The text of a labels file (UTF-8, a BOM dropped, at most :data:`MAX_LABELS_BYTES`); LabelFileError
+    names a missing, unreadable or too large file."""
+    data = read_bytes(path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LabelFileError(f"labels file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def load_json(path: Path, text: str, where: str = "") -> Any:
+    """``json.loads(text)``; invalid JSON, or JSON nested deeper than the parser follows (it recurses once
+    per level), is a LabelFileError naming the file (and ``where`` in it, e.g. ``"line 3"``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        if where:
+            raise LabelFileError(f"{path}: {where} is not valid JSON: {e.msg}") from None
+        raise LabelFileError(f"{path}: not valid JSON: {e.msg} (line {e.lineno})") from None
+    except RecursionError:
+        raise LabelFileError(f"{path}{': ' + where if where else ''}: JSON nested too deeply to read (over "
+                             f"{sys.getrecursionlimit()} levels); not a labels file") from None
+
+
+def describe(value: Any) -> str:
+    """What a JSON value is, for a message: ``a list``, ``an object``, ``the number 5``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+
+
+# ----------------------------------------------------------------------------- labels read back
+
+#: What an item of a labels file is: labeled (its label may be unknown), skipped by every annotator of
+#: its task, or sent out and not annotated yet.
+LABELED, SKIPPED_TASK, PENDING = "labeled", "skipped", "pending"
+
+
+class Labels(dict):
+    """``{pool path: label or None}`` read from labels files: a None is "taken, no label known".
+
+    The sets say what a None is, where the file tells: ``skipped`` (a Label Studio task every annotator
+    skipped) and ``pending`` (a task sent out and not annotated yet: an open task of an export, or an
+    item of an ``--exclude`` file); any other item is labeled. ``rounds`` maps each selection round seen
+    in selector's Label Studio tasks (``data.round``) to the ranks seen in it (``data.rank``), and
+    ``round_sizes`` a round to the number of tasks it sent out (``data.round_size``), so that an export
+    that leaves tasks out can be told (:meth:`uncovered`).
+    """
+
+    def __init__(self, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self.skipped: set[str] = set()
+        self.pending: set[str] = set()
+        self.rounds: dict[int, set[int]] = {}
+        self.round_sizes: dict[int, int] = {}
+
+    def status(self, key: str) -> str:
+        """:data:`LABELED`, :data:`SKIPPED_TASK` or :data:`PENDING` for an item of these labels."""
+        return SKIPPED_TASK if key in self.skipped else PENDING if key in self.pending else LABELED
+
+    def note_task(self, round_: Any, rank: Any = None, size: Any = None) -> None:
+        """Record a task of selection round ``round_`` (its rank, the round's size) seen in a file;
+        values that are not positive whole numbers (tasks made elsewhere) are ignored."""
+        r = as_count(round_)
+        if r is None:
+            return
+        ranks = self.rounds.setdefault(r, set())
+        k = as_count(rank)
+        if k is not None:
+            ranks.add(k)
+        n = as_count(size)
+        if n is not None:
+            self.round_sizes[r] = max(n, self.round_sizes.get(r, 0))
+
+    def add_tasks(self, other: "Labels") -> None:
+        """The rounds and ranks of ``other`` added to these."""
+        for r, ranks in other.rounds.items():
+            self.rounds.setdefault(r, set()).update(ranks)
+        for r, n in other.round_sizes.items():
+            self.round_sizes[r] = max(n, self.round_sizes.get(r, 0))
+
+    def uncovered(self) -> dict[int, tuple[int, int, bool]]:
+        """``{round: (tasks seen, tasks sent out, exact)}`` for the rounds whose tasks are not all in
+        these labels. ``exact``: the tasks carry the round's size; without it only ranks missing below
+        the highest rank seen can be told (a missing tail cannot)."""
+        out = {}
+        for r, ranks in sorted(self.rounds.items()):
+            sent = self.round_sizes.get(r) or max(ranks, default=0)
+            seen = sum(1 for k in ranks if k <= sent)
+            if seen < sent:
+                out[r] = (seen, sent, r in self.round_sizes)
+        return out
+
+
+def as_count(value: Any) -> int | None:
+    """A positive whole number from a JSON number or a CSV cell (``3``, ``"3"``, ``3.0``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        try:
+            value = int(float(value)) if value.strip() and float(value).is_integer() else None
+        except (ValueError, OverflowError):
+            return None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+class SeenClasses(list):
+    """Class names known only from the labels read so far (no labeling config of an earlier round was
+    found): a labeling config built from them offers no class that has not been labeled yet."""
+
+
+def warn_if_seen_only(class_names: Any, what: str, log: logging.Logger) -> None:
+    """Warn that ``what`` (a labeling config, a label spec) offers only the classes seen so far."""
+    if isinstance(class_names, SeenClasses):
+        log.warning("%s offers only the %d classes labeled so far (%s): classes not labeled yet are missing; "
+                    "pass class_names / --class-names with every class, or keep the last round's labeling "
+                    "config (<tasks>.config.xml) beside its tasks file", what, len(class_names),
+                    ", ".join(class_names))
+
+
+class LabelCollector:
+    """Builds the :class:`Labels` of one file, one entry at a time, holding each image to one label: the
+    same image labeled ``a`` and then ``b`` is a LabelFileError naming the file and both places (the rule
+    :func:`selector.formats.read_label_files` applies across files), except several annotations of one
+    Label Studio task (``task`` the same), where the latest (``created``, else the first listed: Label
+    Studio lists the newest first) is taken.
+
+    ``keep_unlabeled=False`` leaves skipped and pending items out (``skipped="unseen"``).
+    """
+
+    def __init__(self, path: Path, keep_unlabeled: bool = True):
+        self.path = path
+        self.keep_unlabeled = keep_unlabeled
+        self.labels = Labels()
+        self.reannotated = 0
+        self._where: dict[str, str] = {}
+        self._task: dict[str, tuple[Any, Any]] = {}
+
+    def add(self, key: str, label: Any, where: str, status: str = LABELED, task: Any = None,
+            created: Any = None) -> None:
+        """Record ``key`` (a pool path) with ``label`` (stripped text, None for unknown) found ``where``
+        (``"in row 3"``)."""
+        if not key:
+            raise LabelFileError(f"{self.path}: empty path {where}")
+        out = self.labels
+        if status != LABELED:
+            if key in out:
+                if status == SKIPPED_TASK and key in out.pending:
+                    out.pending.discard(key)
+                    out.skipped.add(key)
+            elif self.keep_unlabeled:
+                out[key] = None
+                (out.skipped if status == SKIPPED_TASK else out.pending).add(key)
+            return
+        label = None if label is None else (str(label).strip() or None)
+        first = self._task.get(key)
+        if task is not None and first is not None and first[0] == task:  # another annotation of one task
+            self.reannotated += 1
+            if isinstance(created, str) and isinstance(first[1], str) and created > first[1]:
+                out[key] = label
+                self._where[key] = where
+                self._task[key] = (task, created)
+            return
+        old = out.get(key)
+        if old is not None and label is not None and old != label and out.status(key) == LABELED:
+            raise LabelFileError(f"{self.path}: {key!r} is labeled {label!r} {where}, but {old!r} "
+                                 f"{self._where[key]}")
+        if old is None:
+            out[key] = label
+            if label is not None:
+                self._where[key] = where
+        out.skipped.discard(key)
+        out.pending.discard(key)
+        if task is not None:
+            self._task.setdefault(key, (task, created))
+
+
+def read_label_mapping(path: Path, obj: dict, root=None) -> Labels:
+    """A parsed JSON object ``{path: label}`` (labels are strings, whole numbers or null); two keys naming
+    one image with different labels are an error."""
+    coll = LabelCollector(path)
+    for k, v in obj.items():
+        if v is not None and (not isinstance(v, (str, int)) or isinstance(v, bool)):
+            raise LabelFileError(f"{path}: value for {k!r} is {describe(v)}, not a label")
+        coll.add(normalize_path(k, root), v, f"as key {k!r}")
+    return coll.labels

@@ -32,16 +32,21 @@ import numpy as np
 from selector.atomic import atomic_write
 from selector.strategies.base import Selection
 
+from . import common
 from .common import (
     ExportError,
+    LabelCollector,
     LabelFileError,
+    Labels,
     config_choices,
     group_name,
     is_array_id,
     normalize_path,
-    read_text,
+    read_bytes,
     selection_rows,
     side_path,
+    too_big,
+    warn_if_seen_only,
 )
 from .registry import register_reader, register_writer
 
@@ -179,6 +184,7 @@ def write_cvat(selection: Selection, paths: Sequence[str], out_path: str | os.Pa
         written.append(man_path)
     if labels:
         lab_path = side_path(out_path, ".labels.json")
+        warn_if_seen_only(class_names, f"the CVAT label spec {lab_path}", logger)
         with atomic_write(lab_path, "w", overwrite=force) as f:
             json.dump(cvat_labels(names), f, ensure_ascii=False, indent=1)
             f.write("\n")
@@ -223,15 +229,16 @@ def write_cvat_zip(selection: Selection, paths: Sequence[str], out_path: str | o
 # ----------------------------------------------------------------------------- readers
 
 
-def _read_annotations(path: Path, text: str, root) -> dict[str, str | None]:
-    """``{image name: first tag that is not a pre-annotation}`` from CVAT for images 1.1 XML text."""
+def _read_annotations(path: Path, xml: bytes, root) -> Labels:
+    """``{image name: first tag that is not a pre-annotation}`` from CVAT for images 1.1 XML; one image
+    tagged differently in two ``<image>`` elements is an error."""
     try:
-        ann = ET.fromstring(text.encode("utf-8"))
+        ann = ET.fromstring(xml)
     except ET.ParseError as e:
         raise LabelFileError(f"{path}: not valid XML: {e}") from None
     if ann.tag != "annotations":
         raise LabelFileError(f"{path}: root element is <{ann.tag}>, expected CVAT <annotations>")
-    out: dict[str, str | None] = {}
+    coll = LabelCollector(path)
     multi = 0
     for img in ann.iter("image"):
         name = img.get("name")
@@ -242,35 +249,48 @@ def _read_annotations(path: Path, text: str, root) -> dict[str, str | None]:
         if not use:
             continue
         multi += len(use) > 1
-        out[normalize_path(name, root)] = use[0].get("label")
+        coll.add(normalize_path(name, root), use[0].get("label"), f"in <image id={img.get('id')!r}>")
     if multi:
         logger.warning("%s: %d image(s) have several tags; took the first of each", path, multi)
-    return out
+    return coll.labels
 
 
-def _cvat_zip_xml(path: Path) -> str:
-    """The ``annotations.xml`` of a CVAT for images 1.1 dataset zip (at the top or one folder down)."""
+def _cvat_zip_xml(path: Path) -> bytes:
+    """The ``annotations.xml`` of a CVAT for images 1.1 dataset zip (at the top or one folder down), at
+    most :data:`selector.formats.common.MAX_LABELS_BYTES` unpacked: a larger one (a zip bomb: a few MB
+    that unpack to GBs) is refused from its declared size, before anything is unpacked, and the read
+    stops at the limit whatever the zip declares."""
     import zipfile
 
+    limit = common.MAX_LABELS_BYTES
     try:
         with zipfile.ZipFile(path) as z:
-            names = [n for n in z.namelist() if n.rsplit("/", 1)[-1] == "annotations.xml" and n.count("/") <= 1]
+            names = [i for i in z.infolist()
+                     if i.filename.rsplit("/", 1)[-1] == "annotations.xml" and i.filename.count("/") <= 1]
             if not names:
                 raise LabelFileError(f"{path}: no annotations.xml in the zip (a CVAT for images 1.1 dataset has one)")
-            return z.read(min(names, key=len)).decode("utf-8-sig")
+            info = min(names, key=lambda i: len(i.filename))
+            what = f"{path}: {info.filename}"
+            if info.file_size > limit:
+                raise too_big(what, info.file_size)
+            with z.open(info) as f:
+                data = f.read(limit + 1)
+            if len(data) > limit:
+                raise too_big(what, None)
+            return data
     except FileNotFoundError:
         raise LabelFileError(f"labels file {path} does not exist") from None
-    except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as e:
         raise LabelFileError(f"{path}: not a readable CVAT zip ({e})") from None
 
 
 @register_reader(".xml")
-def read_cvat(path: Path, root=None, **_: Any) -> dict[str, str | None]:
+def read_cvat(path: Path, root=None, **_: Any) -> Labels:
     """CVAT for images 1.1 XML annotations (see the module docstring)."""
-    return _read_annotations(path, read_text(path), root)
+    return _read_annotations(path, read_bytes(path), root)
 
 
 @register_reader(".zip")
-def read_cvat_zip(path: Path, root=None, **_: Any) -> dict[str, str | None]:
+def read_cvat_zip(path: Path, root=None, **_: Any) -> Labels:
     """The ``annotations.xml`` of a CVAT for images 1.1 dataset zip."""
     return _read_annotations(path, _cvat_zip_xml(path), root)

@@ -1,17 +1,12 @@
 """Label Studio: tasks and a labeling config to import, and its exports read back.
 
-Written (``.json`` / ``"label-studio"``): Label Studio tasks with the rank, estimated group and round as
-data fields and a prediction scored in (0, 1] from the rank, plus ``<stem>.config.xml``, a labeling
-config offering the class names (when known).
+Written (``.json`` / ``"label-studio"``): Label Studio tasks with the rank, estimated group, round and the
+round's size as data fields and a prediction scored in (0, 1] from the rank, plus ``<stem>.config.xml``, a
+labeling config offering the class names (when known).
 
-Read (``.json``): Label Studio's JSON export (a list of tasks with ``data`` and ``annotations``; the label
-is the first choice of the last annotation that was not cancelled; predictions are never read). A task
-without such an annotation (skipped, or not yet annotated) is in the project already: with
-``skipped="seen"`` (default) it is returned with label ``None`` (taken, never chosen again), with
-``skipped="unseen"`` it is left out (may be chosen again). Also its JSON-MIN export (flat objects with
-the image URL and the choice under the control's name), and a JSON object ``{path: label}``
-(:func:`selector.formats.tabular.read_label_mapping`). :func:`last_round` reads the round the tasks
-were sent in.
+Label Studio's exports (JSON, JSON-MIN, CSV) are read back by :mod:`selector.formats.label_studio_export`;
+:func:`read_config` reads a labeling config written here (its control and classes), so that the next
+round offers the same classes and reads the labels from the same control.
 
 References (the schemas the writer follows, checked in ``tests/formats/test_label_studio.py``):
 
@@ -27,7 +22,7 @@ import logging
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -41,21 +36,20 @@ from .common import (
     absolute_path,
     config_choices,
     group_name,
-    normalize_path,
-    read_text,
+    read_bytes,
     selection_rows,
     side_path,
-    url_to_path,
+    warn_if_seen_only,
 )
-from .registry import register_reader, register_writer
-from .tabular import read_label_mapping
+from .registry import register_writer
 
 logger = logging.getLogger(__name__)
 
 #: Default image URL prefix for Label Studio: its local-files serving endpoint.
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
 
-#: How Label Studio tasks without a finished annotation are read (see :func:`read_json`).
+#: How Label Studio tasks without a finished annotation are read (see
+#: :func:`selector.formats.label_studio_export.read_json`).
 SKIPPED = ("seen", "unseen")
 
 
@@ -121,6 +115,38 @@ def label_studio_config(choices: Sequence[str], from_name: str = "choice",
     return ET.tostring(view, encoding="unicode") + "\n"
 
 
+class LabelingConfig(NamedTuple):
+    """The Choices control of a labeling config file: its name (the ``from_name`` of the annotations) and
+    the classes it offers, in its order."""
+
+    path: Path
+    control: str
+    classes: list[str]
+
+
+def read_config(path: str | os.PathLike, from_name: str | None = None) -> LabelingConfig | None:
+    """The Choices control of the labeling config file ``path`` (the one named ``from_name``, else
+    ``"choice"`` as :func:`label_studio_config` names it, else the first) and its classes (a choice's
+    ``alias`` when it has one: Label Studio stores that in the annotations). None, with a warning, when
+    the file is not a labeling config with such a control; None without one when there is no file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        root = ET.fromstring(read_bytes(path))
+    except (LabelFileError, ET.ParseError) as e:
+        logger.warning("labeling config %s not read: %s", path, e)
+        return None
+    controls = {c.get("name"): c for c in root.iter("Choices") if c.get("name")}
+    name = from_name if from_name is not None else "choice" if "choice" in controls else next(iter(controls), None)
+    if name not in controls:
+        logger.warning("labeling config %s not read: it has no Choices control%s", path,
+                       f" named {from_name!r}" if from_name is not None else "")
+        return None
+    classes = [c.get("alias") or c.get("value") for c in controls[name].iter("Choice")]
+    return LabelingConfig(path, name, [c for c in classes if c])
+
+
 def rank_score(rank: int, k: int) -> float:
     """A prediction score in (0, 1] from a 1-based rank among ``k``: ``1 - (rank - 1) / k``.
 
@@ -143,7 +169,8 @@ def label_studio_tasks(selection: Selection, paths: Sequence[str], root=None, st
     Each task is::
 
         {"data": {"image": <url>, "path": <pool path>, "rank": <1-based rank>,
-                  "group": <estimated group, -1 for none>, "round": <round>},
+                  "group": <estimated group, -1 for none>, "round": <round>,
+                  "round_size": <tasks sent in the round>},
          "meta": {"rank", "index", "path", "group", "score", "strategy", "abs_path"},
          "predictions": [{"model_version": "selector-<strategy>", "score": <rank score>,
                           "result": []}]}
@@ -157,7 +184,9 @@ def label_studio_tasks(selection: Selection, paths: Sequence[str], root=None, st
 
     ``data.path`` lets :func:`selector.formats.read_labels` map an exported task back to the
     pool without undoing the URL; ``data.rank`` sorts tasks in the Data Manager; ``data.round``
-    (left out when None) tells which selection round sent the task. ``meta.score`` is the
+    (left out when None) tells which selection round sent the task, and ``data.round_size`` how many
+    tasks that round sent, so a later export that leaves some out (Label Studio's exports drop open
+    tasks, its CSV and JSON-MIN exports skipped ones too) can be told. ``meta.score`` is the
     strategy's own score (None when not finite). ``predictions=False`` leaves predictions out.
     """
     rows = selection_rows(selection, paths)
@@ -170,6 +199,7 @@ def label_studio_tasks(selection: Selection, paths: Sequence[str], root=None, st
                                 "path": r["path"], "rank": r["rank"], "group": r["group"]}
         if round is not None:
             data["round"] = int(round)
+            data["round_size"] = len(rows)
         task: dict[str, Any] = {
             "data": data,
             "meta": {"rank": r["rank"], "index": r["index"], "path": r["path"],
@@ -228,6 +258,7 @@ def write_label_studio(selection: Selection, paths: Sequence[str], out_path: str
                                  predict_groups and predictions, group_names)
         if choices:
             cfg_path = side_path(out_path, ".config.xml")
+            warn_if_seen_only(class_names, f"the labeling config {cfg_path}", logger)
             text = label_studio_config(choices, from_name, to_name, data_key)
             with atomic_write(cfg_path, "w", overwrite=force) as f:
                 f.write(text)
@@ -239,113 +270,3 @@ def write_label_studio(selection: Selection, paths: Sequence[str], out_path: str
         json.dump(tasks, f, ensure_ascii=False, allow_nan=False, indent=1)
         f.write("\n")
     return [out_path, *written]
-
-
-# ----------------------------------------------------------------------------- reader
-
-
-#: Keys of a JSON-MIN task that are not the control holding the choice.
-_MIN_KEYS = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "path", "rank",
-             "meta", "predictions", "drafts"}
-
-
-def _choice_of(results: Sequence[Any], from_name: str | None) -> tuple[bool, str | None, int]:
-    """(found a choices result, its first choice, how many choices)."""
-    for res in results:
-        if not isinstance(res, dict) or res.get("type", "choices") != "choices":
-            continue
-        if from_name is not None and res.get("from_name") != from_name:
-            continue
-        choices = (res.get("value") or {}).get("choices")
-        if isinstance(choices, list) and choices:
-            return True, str(choices[0]), len(choices)
-    return False, None, 0
-
-
-def _read_tasks(path: Path, tasks: list, root, url_prefix, document_root, from_name,
-                data_key, skipped: str = "seen") -> dict[str, str | None]:
-    """``{path: label or None}`` from a list of tasks (JSON export) or flat objects (JSON-MIN export)."""
-    out: dict[str, str | None] = {}
-    multi = 0
-    for i, task in enumerate(tasks):
-        if not isinstance(task, dict):
-            raise LabelFileError(f"{path}: task {i} is not a JSON object")
-        if "data" not in task:  # JSON-MIN export: flat objects
-            if isinstance(task.get("path"), str):  # data.path of our export, flattened
-                key = normalize_path(task["path"], root)
-            elif isinstance(task.get(data_key), str):
-                key = url_to_path(task[data_key], url_prefix, document_root, root)
-            else:
-                raise LabelFileError(f"{path}: task {i} has neither \"data\" nor \"{data_key}\"")
-            cands = [from_name] if from_name else [k for k in task if k not in _MIN_KEYS and k != data_key]
-            val = next((task[k] for k in cands if k in task), None)
-            if isinstance(val, dict):
-                val = (val.get("choices") or [None])[0]
-            elif isinstance(val, list):
-                val = val[0] if val else None
-            out[key] = None if val is None else str(val)
-            continue
-        data = task["data"]
-        if not isinstance(data, dict):
-            raise LabelFileError(f"{path}: task {i} \"data\" is not an object")
-        if isinstance(data.get("path"), str):
-            key = normalize_path(data["path"], root)
-        elif isinstance(data.get(data_key), str):
-            key = url_to_path(data[data_key], url_prefix, document_root, root)
-        else:
-            raise LabelFileError(f"{path}: task {i} has no data.{data_key} image URL")
-        anns = task.get("annotations") or task.get("completions") or []
-        if not isinstance(anns, list):
-            raise LabelFileError(f"{path}: task {i} \"annotations\" is not a list")
-        done = [a for a in anns if isinstance(a, dict) and not a.get("was_cancelled", False)]
-        if not done:  # skipped or open: in the project, so taken unless told otherwise
-            if skipped == "seen":
-                out.setdefault(key, None)
-            continue
-        found, label, n_choices = _choice_of(done[-1].get("result") or [], from_name)
-        multi += n_choices > 1
-        out[key] = label if found else None
-    if multi:
-        logger.warning("%s: %d task(s) have several choices; took the first of each", path, multi)
-    return out
-
-
-@register_reader(".json")
-def read_json(path: Path, root=None, *, url_prefix: str | None = None, document_root=None,
-              from_name: str | None = None, data_key: str = "image", skipped: str = "seen",
-              **_: Any) -> dict[str, str | None]:
-    """A Label Studio export (JSON or JSON-MIN, or one task) or a ``{path: label}`` object; see the module
-    docstring and :func:`selector.formats.read_labels` for the options."""
-    text = read_text(path)
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise LabelFileError(f"{path}: not valid JSON: {e.msg} (line {e.lineno})") from None
-    if isinstance(obj, dict) and "data" in obj:  # one Label Studio task
-        obj = [obj]
-    if isinstance(obj, dict):
-        return read_label_mapping(path, obj, root)
-    if not isinstance(obj, list):
-        raise LabelFileError(f"{path}: expected a list of Label Studio tasks or a {{path: label}} object, "
-                             f"got {type(obj).__name__}")
-    return _read_tasks(path, obj, root, url_prefix, document_root, from_name, data_key, skipped)
-
-
-def last_round(files: Sequence[str | os.PathLike]) -> int:
-    """The highest ``data.round`` among the Label Studio tasks in ``files`` (0 when none has one):
-    the round the next selection follows. Other formats are skipped."""
-    best = 0
-    for f in files:
-        p = Path(f)
-        if p.suffix.lower() != ".json":
-            continue
-        try:
-            obj = json.loads(read_text(p))
-        except json.JSONDecodeError as e:
-            raise LabelFileError(f"{p}: not valid JSON: {e.msg} (line {e.lineno})") from None
-        for task in obj if isinstance(obj, list) else [obj]:
-            data = task.get("data") if isinstance(task, dict) else None
-            r = data.get("round") if isinstance(data, dict) else (task.get("round") if isinstance(task, dict) else None)
-            if isinstance(r, int) and not isinstance(r, bool):
-                best = max(best, r)
-    return best

@@ -1,5 +1,6 @@
 """Plain tables of paths: CSV (TSV to read), JSON Lines, a text list of paths, a ``{path: label}`` JSON
-object. Each with its writer and its reader.
+object. Each with its writer and its reader (the ``{path: label}`` object is read by
+:func:`selector.formats.common.read_label_mapping`).
 
 Written (one row per chosen image, in rank order; see :mod:`selector.formats.common` for the columns):
 
@@ -15,9 +16,11 @@ Read back as ``{path: label or None}``:
   ``label``/``class``/``category``/``y``, so the ``rank,path,group,score`` CSV written here reads
   back as "labeled, label unknown";
 * a ``.txt`` list of paths (one per line; blank lines and ``#`` comments skipped), all ``None``;
-* the JSON Lines written here (``path`` plus an optional ``label``);
-* a JSON object ``{path: label}`` (:func:`read_label_mapping`; ``.json`` files are dispatched by
-  :mod:`selector.formats.label_studio`).
+* a Label Studio CSV export (:mod:`selector.formats.label_studio_export`: the label only from the
+  labeling config's control, never from the task's data columns);
+* the JSON Lines written here (``path`` plus an optional ``label``).
+
+One file giving one image two different labels is an error (as two files doing so are).
 """
 from __future__ import annotations
 
@@ -30,7 +33,19 @@ from typing import Any, Sequence
 from selector.atomic import atomic_write
 from selector.strategies.base import Selection
 
-from .common import ExportError, LabelFileError, absolute_path, normalize_path, put_label, read_text, selection_rows
+from .common import (
+    ExportError,
+    LabelCollector,
+    LabelFileError,
+    Labels,
+    absolute_path,
+    describe,
+    load_json,
+    normalize_path,
+    read_text,
+    selection_rows,
+)
+from .label_studio_export import CSV_COLUMNS, read_csv_export
 from .registry import register_reader, register_writer
 
 PATH_COLUMNS = ("path", "file", "filename", "file_name", "image", "image_path", "filepath", "id")
@@ -93,8 +108,11 @@ def write_paths(selection: Selection, paths: Sequence[str], out_path: str | os.P
 
 
 @register_reader(".csv", ".tsv")
-def read_csv(path: Path, root=None, **_: Any) -> dict[str, str | None]:
-    """``path,label`` rows (tab-separated for ``.tsv``); see the module docstring."""
+def read_csv(path: Path, root=None, **opts: Any) -> Labels:
+    """``path,label`` rows (tab-separated for ``.tsv``), or a Label Studio CSV export (its header has the
+    columns of :data:`selector.formats.label_studio_export.CSV_COLUMNS`; ``opts`` as for
+    :func:`selector.formats.read_labels`); see the module docstring. One image labeled twice differently is
+    an error naming both rows."""
     text = read_text(path)
     delim = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
@@ -102,8 +120,11 @@ def read_csv(path: Path, root=None, **_: Any) -> dict[str, str | None]:
     except csv.Error as e:
         raise LabelFileError(f"{path}: not valid CSV: {e}") from None
     if not rows:
-        return {}
-    head = [c.strip().lower() for c in rows[0]]
+        return Labels()
+    raw = [c.strip() for c in rows[0]]
+    if all(c in raw for c in CSV_COLUMNS):  # a Label Studio export: the label only from its control
+        return read_csv_export(path, raw, rows[1:], root, **opts)
+    head = [c.lower() for c in raw]
     pcol, lcol = 0, 1
     if any(h in PATH_COLUMNS or h in LABEL_COLUMNS or h in OTHER_COLUMNS for h in head):
         rows = rows[1:]
@@ -112,20 +133,20 @@ def read_csv(path: Path, root=None, **_: Any) -> dict[str, str | None]:
             raise LabelFileError(f"{path}: header {','.join(head)} has no path column "
                                  f"(one of {', '.join(PATH_COLUMNS)})")
         lcol = next((head.index(c) for c in LABEL_COLUMNS if c in head), None)
-    out: dict[str, str | None] = {}
+    coll = LabelCollector(path)
     for i, r in enumerate(rows):
         if pcol >= len(r):
             raise LabelFileError(f"{path}: row {i + 1} has no path column: {r!r}")
         label = r[lcol] if lcol is not None and lcol < len(r) else None
-        put_label(out, normalize_path(r[pcol], root), label, path, f"in row {i + 1}")
-    return out
+        coll.add(normalize_path(r[pcol], root), label, f"in row {i + 1}")
+    return coll.labels
 
 
 @register_reader(".txt", ".lst", ".list")
-def read_txt(path: Path, root=None, **_: Any) -> dict[str, str | None]:
+def read_txt(path: Path, root=None, **_: Any) -> Labels:
     """A list of paths, one per line: all labeled, label unknown."""
     text = read_text(path)
-    out: dict[str, str | None] = {}
+    out = Labels()
     for line in text.splitlines():
         s = line.strip()
         if s and not s.startswith("#"):
@@ -134,28 +155,18 @@ def read_txt(path: Path, root=None, **_: Any) -> dict[str, str | None]:
 
 
 @register_reader(".jsonl", ".ndjson")
-def read_jsonl(path: Path, root=None, **_: Any) -> dict[str, str | None]:
+def read_jsonl(path: Path, root=None, **_: Any) -> Labels:
     """JSON Lines with a ``path`` and an optional ``label`` per line."""
     text = read_text(path)
-    out: dict[str, str | None] = {}
+    coll = LabelCollector(path)
     for i, line in enumerate(text.splitlines()):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise LabelFileError(f"{path}: line {i + 1} is not JSON: {e.msg}") from None
+        obj = load_json(path, line, f"line {i + 1}")
         if not isinstance(obj, dict) or not isinstance(obj.get("path"), str):
             raise LabelFileError(f"{path}: line {i + 1} has no \"path\" string")
-        put_label(out, normalize_path(obj["path"], root), obj.get("label"), path, f"on line {i + 1}")
-    return out
-
-
-def read_label_mapping(path: Path, obj: dict, root=None) -> dict[str, str | None]:
-    """A parsed JSON object ``{path: label}`` (labels are strings, numbers or null)."""
-    out: dict[str, str | None] = {}
-    for k, v in obj.items():
-        if v is not None and not isinstance(v, (str, int)):
-            raise LabelFileError(f"{path}: value for {k!r} is a {type(v).__name__}, not a label")
-        put_label(out, normalize_path(k, root), v, path, "as a key")
-    return out
+        label = obj.get("label")
+        if label is not None and (isinstance(label, bool) or not isinstance(label, (str, int))):
+            raise LabelFileError(f"{path}: line {i + 1}: \"label\" is {describe(label)}, not a label")
+        coll.add(normalize_path(obj["path"], root), label, f"on line {i + 1}")
+    return coll.labels

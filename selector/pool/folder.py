@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..names import display_name
+from ..progress import progress as progress_bar
 from .decode import DEFAULT_MAX_PIXELS, choose_format, digest_file, failure_reason
 from .listing import IMAGE_SUFFIXES, list_pool_files
 from .npz import load_npz
@@ -79,15 +80,17 @@ def _listed(root: Path, on_bad: str, follow_links: bool) -> tuple[list[str], lis
     return rel, unusable
 
 
-def _kept(root: Path, rel: list[str], ok: np.ndarray, errors: dict[int, str], unusable, on_bad: str
-          ) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """(rows that were read, every skipped file with its reason); warns about each skip, or raises with
-    ``on_bad="fail"``, or when nothing could be read."""
-    skipped = sorted([(rel[i], errors[i]) for i in sorted(errors)] + list(unusable))
-    if on_bad == "fail" and skipped:
-        r, reason = skipped[0]
+def _kept(root: Path, rel: list[str], ok: np.ndarray, errors: dict[int, str], unusable, on_bad: str,
+          warned=()) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """(rows that were read, every skipped file with its reason: ``unusable`` and ``warned`` ones too); warns
+    about each skip not in ``warned`` (skips reported already), or raises with ``on_bad="fail"``, or when
+    nothing could be read."""
+    new = sorted([(rel[i], errors[i]) for i in sorted(errors)] + list(unusable))
+    skipped = sorted(new + list(warned))
+    if on_bad == "fail" and new:
+        r, reason = new[0]
         raise PoolError(f"cannot read image {display_name(root / r)}: {display_name(reason)}")
-    for r, reason in skipped:  # names and reasons escaped: nothing raw reaches the terminal
+    for r, reason in new:  # names and reasons escaped: nothing raw reaches the terminal
         log.warning("skipping %s: %s", display_name(root / r), display_name(reason))
     keep = np.flatnonzero(ok)
     if len(keep) == 0:
@@ -112,11 +115,7 @@ def scan_folder(root: str | os.PathLike, *, channels: int | None = None, image_s
     n = len(rel)
     digests: list[str] = [""] * n
     errors: dict[int, str] = {}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, desc="reading pool", unit="img", leave=False)
+    bar = progress_bar(n, "reading pool", "img", enabled=progress)
 
     def one(i: int) -> None:
         try:
@@ -169,11 +168,7 @@ def load_folder(root: str | os.PathLike, *, channels: int | None = None, image_s
     images = alloc_images((n, fmt.channels, fmt.size, fmt.size), scratch_dir, mmap_threshold)
     if workers is None:
         workers = default_workers(n)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, desc="reading pool", unit="img", leave=False)
+    bar = progress_bar(n, "reading pool", "img", enabled=progress)
     with Decoder(root, max_pixels, workers, timeout_s) as dec:
         ok, digests, errors = dec.decode(rel, fmt.channels, fmt.size, images, on_bad, bar)
     if bar is not None:
@@ -202,16 +197,12 @@ def decode_pool(pool: Pool, *, on_bad: str = "skip", progress: bool = False,
     n = len(rel)
     fmt = pool.format
     images = alloc_images((n, fmt.channels, fmt.size, fmt.size), scratch_dir, mmap_threshold)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, desc="decoding pool", unit="img", leave=False)
+    bar = progress_bar(n, "decoding pool", "img", enabled=progress)
     with src.decoder() as dec:
         ok, _, errors = dec.decode(rel, fmt.channels, fmt.size, images, on_bad, bar)
     if bar is not None:
         bar.close()
-    keep, skipped = _kept(src.root, rel, ok, errors, pool.skipped, on_bad)
+    keep, skipped = _kept(src.root, rel, ok, errors, (), on_bad, warned=pool.skipped)
     if len(keep) < n:  # close the gaps left by skipped files, in order (in place: j <= i always)
         for j, i in enumerate(keep):
             if i != j:

@@ -33,10 +33,10 @@ def scratch_registry(monkeypatch):
 
 def test_names_and_specs():
     assert backbone_names() == ("resnet-small", "resnet18", "efficientnet-lite0", "efficientnet-lite1",
-                                "efficientnet-lite2", "torchvision:NAME")
+                                "efficientnet-lite2", "dinov2:NAME", "open_clip:NAME", "timm:NAME", "torchvision:NAME")
     assert backbone_names("trained") == ARCHS == ("resnet-small", "resnet18")
     assert backbone_names("pretrained") == ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2",
-                                            "torchvision:NAME")
+                                            "dinov2:NAME", "open_clip:NAME", "timm:NAME", "torchvision:NAME")
     small, lite = get_backbone("resnet-small"), get_backbone("efficientnet-lite0")
     assert (small.kind, small.dim, small.pretrained) == ("trained", 256, False)
     assert (get_backbone("resnet18").kind, get_backbone("resnet18").dim) == ("trained", 512)
@@ -61,7 +61,7 @@ def test_the_torchvision_family_resolves_any_model_by_prefix(monkeypatch, tmp_pa
 def test_unknown_name_lists_the_choices():
     with pytest.raises(UnknownBackbone, match=r"unknown backbone 'vgg'; choose from resnet-small, resnet18, "
                                               r"efficientnet-lite0, efficientnet-lite1, efficientnet-lite2, "
-                                              r"torchvision:NAME"):
+                                              r"dinov2:NAME, open_clip:NAME, timm:NAME, torchvision:NAME"):
         get_backbone("vgg")
     with pytest.raises(ValueError, match="unknown encoder architecture 'vgg'; choose from resnet-small"):
         Encoder(EncoderConfig(arch="vgg"))

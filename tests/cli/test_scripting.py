@@ -1,5 +1,5 @@
-"""Scripting with `selector select`: --json, -o -, progress bars only on a terminal, -q keeps warnings,
-shell completion without the heavy imports."""
+"""Scripting with `selector select`: --json, -o -, progress bars only on a terminal (log lines elsewhere), -q keeps
+warnings, shell completion without the heavy imports."""
 from __future__ import annotations
 
 import csv
@@ -73,13 +73,13 @@ def test_quiet_keeps_warnings_and_hides_info(emb, tmp_path):
     assert "chosen:" in r.stdout  # the result still shows
 
 
-def test_progress_bars_only_on_a_terminal(monkeypatch):
+def test_progress_unless_quiet_wherever_stderr_goes(monkeypatch):
     class Tty(io.StringIO):
         def isatty(self):
             return True
 
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    assert progress_bars(quiet=False) is False  # redirected: a log file gets no bars
+    assert progress_bars(quiet=False) is True  # redirected: log lines (selector.progress), not bars
     monkeypatch.setattr(sys, "stderr", Tty())
     assert progress_bars(quiet=False) is True and progress_bars(quiet=True) is False
 

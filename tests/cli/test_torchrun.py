@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from selector.cli.torchrun import describe_status, strip_option, torchrun_command, under_torchrun
+from selector.cli.torchrun import AGENT, describe_status, strip_option, torchrun_command, under_torchrun
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,8 +117,9 @@ def _select_cmd(tmp_path: Path, pool: Path, out: Path) -> list[str]:
 def test_select_with_nproc_2_trains_and_embeds_on_two_processes_and_rank_0_selects(tmp_path):
     out = tmp_path / "sel.csv"
     r = subprocess.run(_select_cmd(tmp_path, _pool(tmp_path / "pool.npz"), out), capture_output=True, text=True,
-                       timeout=900, env=_env(), cwd=tmp_path)
+                       timeout=900, env=_env(TMPDIR=str(tmp_path)), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert not list(tmp_path.glob("selector-torchrun-*.log"))  # torchrun's log of a run that worked is removed
     summary = json.loads(r.stdout)  # one JSON object: rank 1 printed nothing
     assert summary["chosen"] == 5 and len(list(csv.DictReader(out.open()))) == 5
     assert "2 processes x batch 8" in summary["summary"]["encoder"]
@@ -136,6 +137,32 @@ def test_a_pool_missing_under_nproc_stops_with_one_line_from_rank_0_and_one_from
     assert errors[0] == f"Error: pool file {missing} does not exist", r.stderr[-3000:]
     assert errors[-1].startswith("Error: the run of 2 processes under torchrun failed (exit status 1)")
     assert len(errors) == 2  # rank 0's reason (once) and the launcher's line
+
+
+@pytest.mark.processes
+def test_a_failed_nproc_run_shows_the_ranks_line_and_the_launchers_and_keeps_torchruns_traceback_in_its_log(
+        tmp_path):
+    """A rank fails (the pool is missing): the terminal shows its one line and the launcher's, which names
+    torchrun's own log; torchrun's traceback and its failure table are in that log, not on the terminal."""
+    missing = tmp_path / "missing.npz"
+    r = subprocess.run(_select_cmd(tmp_path, missing, tmp_path / "sel.csv"), capture_output=True, text=True,
+                       timeout=600, env=_env(TMPDIR=str(tmp_path)), cwd=tmp_path)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert "Traceback" not in r.stderr and len(lines) == 2, r.stderr[-3000:]
+    assert lines[0] == f"Error: pool file {missing} does not exist"
+    logs = list(tmp_path.glob("selector-torchrun-*.log"))
+    assert len(logs) == 1
+    assert lines[1] == ("Error: the run of 2 processes under torchrun failed (exit status 1); the lines above say "
+                        f"which process and why (torchrun's own log: {logs[0]})")
+    log = logs[0].read_text()
+    assert "Traceback" in log and "ChildFailedError" in log
+
+
+def test_the_agent_runs_torchrun_with_its_log_and_the_same_arguments():
+    cmd = torchrun_command(2, ["select", "-p", "x"], python="py", log="/t/l.log")
+    assert cmd == ["py", "-c", AGENT, "/t/l.log", "--standalone", "--nproc_per_node=2", "-m", "selector", "select",
+                   "-p", "x"]
 
 
 @pytest.mark.slow

@@ -58,10 +58,12 @@ def test_selector_eval_with_finetune(tmp_path):
     from selector.cli import main
 
     r = CliRunner().invoke(main, ["eval", "--data", "digits", "--pool", "balanced:60", "--strategies", "random",
-                                  "--budgets", "20", "--seeds", "1", "--epochs", "1", "--test-per-class", "20",
-                                  "--retrainer", "finetune", "--out", str(tmp_path / "res"), "-q"],
-                           catch_exceptions=False)
+                                  "--budgets", "20", "--seeds", "1", "--arch", "resnet-small", "--epochs", "1",
+                                  "--test-per-class", "20", "--retrainer", "finetune", "--out", str(tmp_path / "res"),
+                                  "-q"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
+    # --arch trains that encoder on the training images, and the summary says so
+    assert "encoder: resnet-small trained on the pool with simclr (1.0 epochs, " in r.output
     from selector.eval.report import read_csv
 
     rows = read_csv(tmp_path / "res" / "results.csv")

@@ -294,7 +294,7 @@ def test_label_studio_json_min_and_from_name(tmp_path):
     (tmp_path / "min.json").write_text(json.dumps(rows), encoding="utf-8")
     assert read_labels(tmp_path / "min.json") == {"sub dir/ünï 猫.png": "cat", "img 01.png": "dog",
                                                   "img 02.png": "a"}
-    # from_name picks one control out of several.
+    # from_name picks one control out of several; by default the control named "choice" (selector's).
     task = {"data": {"image": "/data/local-files/?d=img%2005.png"},
             "annotations": [{"result": [
                 {"from_name": "quality", "to_name": "image", "type": "choices",
@@ -303,7 +303,8 @@ def test_label_studio_json_min_and_from_name(tmp_path):
                  "value": {"choices": ["cat"]}}]}]}
     (tmp_path / "two.json").write_text(json.dumps([task]), encoding="utf-8")
     assert read_labels(tmp_path / "two.json", from_name="choice") == {"img 05.png": "cat"}
-    assert read_labels(tmp_path / "two.json") == {"img 05.png": "blurry"}
+    assert read_labels(tmp_path / "two.json", from_name="quality") == {"img 05.png": "blurry"}
+    assert read_labels(tmp_path / "two.json") == {"img 05.png": "cat"}
     # A submitted annotation without a choice: labeled, label unknown.
     task["annotations"] = [{"result": []}]
     (tmp_path / "empty.json").write_text(json.dumps([task]), encoding="utf-8")

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from selector.cli import main
 from selector.formats import LabelFileError, last_round, read_label_files, read_labels
+from tests.formats.conftest import json_min
 
 pytest.importorskip("label_studio_sdk")
 from label_studio_sdk.label_interface import LabelInterface  # noqa: E402
@@ -39,12 +40,18 @@ def emb_pool(tmp_path):
     return tmp_path, truth
 
 
-def select(tmp, out, *extra):
+def select(tmp, out, *extra, output=False):
+    """``selector select`` of 10; the tasks written (and the command's output, with ``output``)."""
     args = ["select", "--embeddings", tmp / "emb.npy", "--ids", tmp / "ids.txt", "--image-root", tmp / "pool",
             "-b", 10, "-o", tmp / out, "-s", "balanced", *extra]
     r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    return json.loads((tmp / out).read_text(encoding="utf-8"))
+    tasks = json.loads((tmp / out).read_text(encoding="utf-8"))
+    return (tasks, r.output) if output else tasks
+
+
+def config_choices(path):
+    return [c.get("value") for c in ET.parse(path).iter("Choice")]
 
 
 def validate(tasks, config_file):
@@ -159,3 +166,38 @@ def test_no_predictions_and_predict_groups_flags(emb_pool):
     bad = CliRunner().invoke(main, ["select", "--embeddings", str(tmp / "emb.npy"), "-b", "3", "-o",
                                     str(tmp / "x.json"), "--class-names", "cat,,dog"])
     assert bad.exit_code == 2 and "--class-names" in bad.output
+
+
+def test_a_json_min_export_gives_the_next_round_the_annotators_classes(emb_pool):
+    """The JSON-MIN export carries each task's group, round and rank beside the annotator's choice: round
+    2 reads the choice, offers the classes labeled (never group numbers) and says that it knows no other;
+    the open tasks the export lists and the skipped ones it leaves out are told apart."""
+    tmp, truth = emb_pool
+    r1 = select(tmp, "r1.json")  # no --class-names: no labeling config for round 1
+    for n, t in enumerate(r1):
+        t["id"] = n + 1
+    p1 = [t["data"]["path"] for t in r1]
+    labeled = {p: truth[p] for p in p1[:6]}
+    (tmp / "min.json").write_text(json.dumps(json_min(r1, labeled, open_=p1[8:])), encoding="utf-8")
+    r2, out = select(tmp, "r2.json", "--labeled", tmp / "min.json", output=True)
+    assert config_choices(tmp / "r2.config.xml") == sorted(set(labeled.values()))
+    assert "offers only the" in out and "classes labeled so far" in out
+    assert "list only 8 of the 10 tasks of round 1" in out  # the 2 skipped ones are not in a JSON-MIN export
+    assert "8 images excluded: 6 labeled, 0 skipped by annotators, 2 sent out and not annotated yet" in out
+    assert {t["data"]["round"] for t in r2} == {2} and not {t["data"]["path"] for t in r2} & set(p1[:6] + p1[8:])
+
+
+def test_the_last_rounds_labeling_config_carries_every_class_forward(emb_pool):
+    tmp, truth = emb_pool
+    r1 = select(tmp, "r1.json", "--class-names", ",".join(CLASSES))
+    for n, t in enumerate(r1):
+        t["id"] = n + 1
+    p1 = [t["data"]["path"] for t in r1]
+    first = next(p for p in p1 if truth[p] != truth[p1[0]])
+    labeled = {p1[0]: truth[p1[0]], first: truth[first]}  # two of the three classes labeled so far
+    (tmp / "min.json").write_text(json.dumps(json_min(r1, labeled)), encoding="utf-8")
+    r2, out = select(tmp, "r2.json", "--labeled", tmp / "min.json", "--exclude", tmp / "r1.json", output=True)
+    validate(r2, tmp / "r2.config.xml")
+    assert config_choices(tmp / "r2.config.xml") == CLASSES
+    assert "WARNING" not in out
+    assert "10 images excluded: 2 labeled, 0 skipped by annotators, 8 sent out and not annotated yet" in out

@@ -129,7 +129,7 @@ def test_unusual_encodings_are_decoded(pool, tmp_path, encoder_file, unchanged):
     unchanged(pool)
     r = select(pool, tmp_path / "s.csv", encoder_file, "-b", N_POOL + 5)
     assert r.exit_code == 0, r.output
-    assert f"{N_POOL + 5} images in {pool} (RGB, 16 px)" in r.output  # nothing skipped
+    assert f"{N_POOL + 5} images in {pool} (RGB, short side " in r.output  # nothing skipped
     p = load_folder(pool, channels=3, image_size=16, workers=0)
     img = {k: p.images[p.ids.index(k)].astype(int) for k in
            ("animated.gif", "rotated.jpg", "deep16.png", "cmyk.jpg", "palette_transparent.png")}
