@@ -1,17 +1,23 @@
-"""Pictures of a selection: a contact sheet of the chosen images grouped by estimated group, and a
-2-D map of the pool's embedding with the picks.
+"""Pictures of a selection: a contact sheet of the chosen images in rank order (grouped by estimated group
+when the class count is confident), and a 2-D map of the pool's embedding with the picks.
 
 * :func:`read_selection` reads what ``selector select`` wrote (``.csv``, ``.jsonl`` or Label
-  Studio ``.json``) back as rows ``{"rank", "path", "group"}`` in rank order.
+  Studio ``.json``) back as rows ``{"rank", "path", "group"}`` in rank order; :func:`load_selection` also
+  returns what else the file carries (the strategy, a class count).
+* The picks are grouped by estimated group only when the class count is confident
+  (:func:`selector.report.class_count`: a grouping by an estimate that may be wrong by a factor of 2 to 5
+  would mislead); otherwise they are shown in rank order.
 * :func:`sheet_page` takes a page of at most :data:`SHEET_IMAGES` picks in rank order (a selection of any
   size is drawn a page at a time); :func:`read_tiles` reads their images with the pool's own reader (the
   one ``select`` uses: FIFOs, devices and files outside the pool are never opened, bombs and slow files
   refused, photos turned upright), a file that cannot be read becoming a crossed-out tile.
-* :func:`sheet_layout` places one tile per row: groups in order of their best rank, each group
-  starting a new line of at most ``cols`` tiles under a header; :func:`contact_sheet` draws it
-  (PIL), each tile the image as the encoder reads it (its centre square) with its rank below.
-* :func:`pool_map` draws the first two principal components of the embedding (scikit-learn's
-  PCA), the pool in grey and the picks coloured by group with their ranks (matplotlib). The embedding
+* :func:`sheet_layout` places one tile per row: a compact grid of at most ``cols`` columns in rank order,
+  or (``grouped``) groups in order of their best rank, each group starting a new line under a header;
+  :func:`contact_sheet` draws it (PIL), each tile the image as the encoder reads it (its centre square)
+  with its rank below.
+* :func:`map_points` projects the embedding on its first two principal components (scikit-learn's PCA);
+  :func:`pool_map` draws them, the pool in grey and the picks in one colour (by group when ``grouped``)
+  with their ranks (matplotlib); :mod:`selector.report` draws the same points in the HTML page. The embedding
   is the one ``select`` used: :func:`selector.workflow.map_embeddings` plans it again from the same
   options (the selection file stays what labeling tools read, with nothing added), and
   :func:`check_cached_training` makes sure that nothing is trained to draw it.
@@ -38,6 +44,8 @@ logger = logging.getLogger(__name__)
 BACKGROUND = (255, 255, 255)
 HEADER_COLOR = (40, 40, 40)
 UNREADABLE_COLOR = (200, 40, 40)
+#: The picks on a map whose class count is not confident: one colour, no groups.
+PICK_COLOR = "#d62728"
 
 #: Picks on one sheet (``--max-images``): the first page of the selection in rank order; ``--page`` the next.
 SHEET_IMAGES = 200
@@ -60,6 +68,13 @@ def read_selection(path: str | os.PathLike) -> list[dict[str, Any]]:
     ``data.path``/``data.rank``/``data.group`` fields, or ``meta``) as :mod:`selector.formats`
     writes them.
     """
+    return load_selection(path)[0]
+
+
+def load_selection(path: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(:func:`read_selection`'s rows, what else the file carries): ``{"strategy": name}`` when its rows name
+    the strategy (Label Studio's ``meta.strategy``), ``{"classes": {...}}`` when they carry a class count
+    object, read as :func:`selector.report.class_count` reads a summary (a flat column is not one)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
@@ -85,7 +100,13 @@ def read_selection(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not rows:
         raise ShowError(f"selection file {p} lists no images")
     rows.sort(key=lambda r: r["rank"])
-    return rows
+    facts: dict[str, Any] = {}
+    first = raw[0]
+    if isinstance(first.get("strategy"), str) and first["strategy"] not in ("", "unknown"):
+        facts["strategy"] = first["strategy"]
+    if isinstance(first.get("classes"), dict):
+        facts["classes"] = first["classes"]
+    return rows, facts
 
 
 # ----------------------------------------------------------------------------- contact sheet
@@ -114,29 +135,34 @@ class SheetLayout:
 
 
 def sheet_layout(groups: Sequence[int], cols: int = 10, tile: int = 96, label_h: int = 16,
-                 header_h: int = 22, pad: int = 4, margin: int = 8) -> SheetLayout:
+                 header_h: int = 22, pad: int = 4, margin: int = 8, grouped: bool = False) -> SheetLayout:
     """Lay out one tile per chosen item (``groups`` in rank order).
 
-    Groups appear in order of their best-ranked item; each starts a new line under a header and
-    wraps after ``cols`` tiles; within a group tiles keep rank order. The sheet is
-    ``2 * margin + cols * cell_w - pad`` wide with ``cell_w = tile + pad``, and
-    ``2 * margin + sum over groups (header_h + lines * cell_h)`` high with
-    ``cell_h = tile + label_h + pad``. A sheet over :data:`MAX_SHEET_PIXELS` raises ShowError.
+    A grid of ``c = min(cols, len(groups))`` columns in rank order, left to right then top to bottom, no
+    headers: ``2 * margin + c * cell_w - pad`` wide with ``cell_w = tile + pad``, ``2 * margin + lines *
+    cell_h`` high with ``cell_h = tile + label_h + pad``. With ``grouped``, groups appear in order of their
+    best-ranked item, each starting a new line under a header (``header_h`` more per group) and wrapping
+    after ``c`` tiles, tiles keeping rank order within a group. A sheet over :data:`MAX_SHEET_PIXELS`
+    raises ShowError.
     """
     if cols < 1 or tile < 8:
         raise ShowError(f"cols must be >= 1 and tile >= 8 px, got cols={cols}, tile={tile}")
-    order: list[int] = []
-    for g in groups:
-        if g not in order:
-            order.append(g)
+    cols = max(1, min(cols, len(groups)))  # a few picks make a narrow sheet, not a wide empty one
+    order: list[int | None] = [None]  # ungrouped: one block of every tile, with no header
+    if grouped:
+        order = []
+        for g in groups:
+            if g not in order:
+                order.append(g)
     cell_w, cell_h = tile + pad, tile + label_h + pad
     tiles: list[tuple[int, int] | None] = [None] * len(groups)
     headers = []
     y = margin
     for g in order:
-        members = [i for i, gi in enumerate(groups) if gi == g]
-        headers.append((y, g, len(members)))
-        y += header_h
+        members = [i for i, gi in enumerate(groups) if g is None or gi == g]
+        if g is not None:
+            headers.append((y, g, len(members)))
+            y += header_h
         for j, i in enumerate(members):
             tiles[i] = (margin + (j % cols) * cell_w, y + (j // cols) * cell_h)
         y += math.ceil(len(members) / cols) * cell_h
@@ -209,15 +235,16 @@ def read_tiles(pool: str | os.PathLike, paths: Sequence[str], side: int, *, on_b
 
 
 def contact_sheet(rows: Sequence[dict], images: np.ndarray, cols: int = 10, tile: int = 96,
-                  unreadable: Mapping[int, str] | None = None, totals: Mapping[int, int] | None = None):
+                  unreadable: Mapping[int, str] | None = None, totals: Mapping[int, int] | None = None,
+                  grouped: bool = False):
     """A PIL image with one tile per row (see :func:`sheet_layout`): ``images[i]`` ((C, s, s) uint8, from
     :func:`read_tiles`) scaled to the tile (enlarged without smoothing), a crossed-out tile for the rows in
-    ``unreadable``, the rank below it, and per group a header ``group g: n images`` (``no group`` for -1;
-    ``n of N images`` when the selection holds ``totals[g] = N`` of them, more than the sheet)."""
+    ``unreadable``, the rank below it, and with ``grouped`` per group a header ``group g: n images`` (``no
+    group`` for -1; ``n of N images`` when the selection holds ``totals[g] = N`` of them, more than the sheet)."""
     from PIL import Image, ImageDraw, ImageFont
 
     unreadable = unreadable or {}
-    lay = sheet_layout([r["group"] for r in rows], cols=cols, tile=tile)
+    lay = sheet_layout([r["group"] for r in rows], cols=cols, tile=tile, grouped=grouped)
     sheet = Image.new("RGB", (lay.width, lay.height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=12)
@@ -241,41 +268,49 @@ def contact_sheet(rows: Sequence[dict], images: np.ndarray, cols: int = 10, tile
     return sheet
 
 
-def draw_sheet(pool: str | os.PathLike, shown: Sequence[dict], rows: Sequence[dict], *, cols: int = 10,
-               tile: int = 96, on_bad: str = "skip", **reading):
-    """(the contact sheet of the rows ``shown``, ``{index: reason}`` of the images that could not be read):
-    :func:`read_tiles` with ``on_bad`` and ``reading``, a warning per image not read (as the pool's reader
-    warns, names and reasons escaped), then :func:`contact_sheet`, whose group headers count the whole
-    selection ``rows``."""
-    images, bad = read_tiles(pool, [r["path"] for r in shown], tile, on_bad=on_bad, **reading)
+def read_shown(pool: str | os.PathLike, shown: Sequence[dict], side: int, *, on_bad: str = "skip",
+               **reading) -> tuple[np.ndarray, dict[int, str]]:
+    """:func:`read_tiles` of the rows ``shown`` at ``side`` with ``on_bad`` and ``reading``, and a warning per
+    image not read (as the pool's reader warns, names and reasons escaped)."""
+    images, bad = read_tiles(pool, [r["path"] for r in shown], side, on_bad=on_bad, **reading)
     for i, reason in bad.items():
         logger.warning("skipping %s: %s", display_name(Path(pool) / shown[i]["path"]), display_name(reason))
+    return images, bad
+
+
+def draw_sheet(pool: str | os.PathLike, shown: Sequence[dict], rows: Sequence[dict], *, cols: int = 10,
+               tile: int = 96, on_bad: str = "skip", grouped: bool = False, **reading):
+    """(the contact sheet of the rows ``shown``, ``{index: reason}`` of the images that could not be read):
+    :func:`read_shown`, then :func:`contact_sheet`, whose group headers (``grouped``) count the whole
+    selection ``rows``."""
+    images, bad = read_shown(pool, shown, tile, on_bad=on_bad, **reading)
     totals = Counter(r["group"] for r in rows)
-    return contact_sheet(shown, images, cols=cols, tile=tile, unreadable=bad, totals=totals), bad
+    return contact_sheet(shown, images, cols=cols, tile=tile, unreadable=bad, totals=totals, grouped=grouped), bad
 
 
 def sheet_line(shown: Sequence[dict], rows: Sequence[dict], page: int, max_images: int,
-               unreadable: Mapping[int, str], out: str | os.PathLike) -> str:
-    """The summary of a sheet: how many of the selection's images it shows (which ranks, and how to get
-    the others), in how many groups, how many could not be read."""
+               unreadable: Mapping[int, str], out: str | os.PathLike, grouped: bool = False, note: str = "") -> str:
+    """The summary of a sheet (or page): how many of the selection's images it shows (which ranks, and how to
+    get the others), in how many groups (``grouped``) or in rank order, how many could not be read, ``note``."""
     groups = len({r["group"] for r in shown})
-    text = f"{len(shown)} images in {groups} group{'s' if groups != 1 else ''}"
+    how = f"in {groups} group{'s' if groups != 1 else ''}" if grouped else "in rank order"
+    text = f"{len(shown)} images {how}"
     if len(shown) < len(rows):
         pages = math.ceil(len(rows) / max_images)
         text = (f"{len(shown)} of {len(rows)} images (ranks {shown[0]['rank']}-{shown[-1]['rank']}, page {page} of "
-                f"{pages}) in {groups} group{'s' if groups != 1 else ''}")
+                f"{pages}) {how}")
     if unreadable:
         text += f", {len(unreadable)} not readable (crossed out; see the warnings)"
-    text += f" -> {out}"
+    text += f"{note} -> {out}"
     if len(shown) < len(rows) and page * max_images < len(rows):
         text += f"; the next {min(max_images, len(rows) - page * max_images)}: --page {page + 1}"
     return text
 
 
-def write_png(image, out: str | os.PathLike) -> Path:
-    """Save a PIL image as PNG atomically."""
+def write_png(image, out: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Save a PIL image as PNG atomically; ``overwrite=False`` never replaces a file that exists."""
     out = Path(out)
-    with atomic_write(out, "wb") as f:
+    with atomic_write(out, "wb", overwrite=overwrite) as f:
         image.save(f, format="PNG")
     return out
 
@@ -283,18 +318,31 @@ def write_png(image, out: str | os.PathLike) -> Path:
 # ----------------------------------------------------------------------------- map
 
 
-def pool_map(embeddings: np.ndarray, ids: Sequence[str], rows: Sequence[dict], out: str | os.PathLike,
-             seed: int = 0, label_ranks: int = 50) -> Path:
-    """PNG of the embedding's first two principal components: every pool item in grey, the picks
-    coloured by group, the first ``label_ranks`` picks with their rank.
+@dataclass(frozen=True)
+class MapPoints:
+    """The embedding on its first two principal components.
+
+    Attributes:
+        xy: (n, 2) float coordinates of every pool item.
+        rows: the chosen rows that are in the embedding, in rank order.
+        index: (len(rows),) their rows in ``xy``.
+        dim: the embedding's width.
+    """
+
+    xy: np.ndarray
+    rows: list[dict]
+    index: np.ndarray
+    dim: int
+
+
+def map_points(embeddings: np.ndarray, ids: Sequence[str], rows: Sequence[dict], seed: int = 0) -> MapPoints:
+    """Project ``embeddings`` (one row per id of ``ids``) on its first two principal components and find the
+    chosen ``rows`` among them; a chosen path that is not in ``ids`` is left off with a warning (the pool's
+    reader skipped it: a FIFO, an unreadable file).
 
     Raises:
-        ShowError: a chosen path is not among ``ids``, or the shapes disagree.
+        ShowError: none of the chosen paths is among ``ids``, or the shapes disagree.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
 
     emb = np.asarray(embeddings, dtype=np.float32)
@@ -305,30 +353,54 @@ def pool_map(embeddings: np.ndarray, ids: Sequence[str], rows: Sequence[dict], o
     if len(missing) == len(rows):
         raise ShowError(f"none of the {len(rows)} chosen images is in the embedding's ids (first: "
                         f"'{display_name(missing[0])}')")
-    if missing:  # files the pool's reader skips (a FIFO, an unreadable file) have no embedding
+    if missing:
         logger.warning("%d chosen images are not in the embedding, left off the map (first: %s)", len(missing),
                        display_name(missing[0]))
-        rows = [r for r in rows if r["path"] in where]
+    kept = [dict(r) for r in rows if r["path"] in where]
     xy = PCA(n_components=2, random_state=seed).fit_transform(emb) if emb.shape[1] > 1 else np.c_[emb, emb]
-    idx = np.array([where[r["path"]] for r in rows])
+    return MapPoints(xy=np.asarray(xy, dtype=np.float64), rows=kept,
+                     index=np.array([where[r["path"]] for r in kept], dtype=np.int64), dim=emb.shape[1])
+
+
+def pool_map(embeddings: np.ndarray, ids: Sequence[str], rows: Sequence[dict], out: str | os.PathLike,
+             seed: int = 0, label_ranks: int = 50, grouped: bool = False, points: MapPoints | None = None,
+             overwrite: bool = True) -> Path:
+    """PNG of the embedding's first two principal components (:func:`map_points`, or ``points`` already
+    computed): every pool item in grey, the picks in one colour (coloured by group with ``grouped``), the
+    first ``label_ranks`` picks with their rank. The legend has two entries whatever the number of groups.
+    Written atomically; ``overwrite=False`` never replaces a file that exists."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    pts = points if points is not None else map_points(embeddings, ids, rows, seed)
+    xy, idx, rows = pts.xy, pts.index, pts.rows
     groups = np.array([r["group"] for r in rows])
     fig, ax = plt.subplots(figsize=(8, 8), dpi=100)
-    ax.scatter(xy[:, 0], xy[:, 1], s=4, c="#c8c8c8", linewidths=0, label=f"pool ({len(ids)})")
-    cmap = plt.get_cmap("tab20")
-    for j, g in enumerate(sorted(set(groups.tolist()))):
-        sel = idx[groups == g]
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=36, color="black" if g < 0 else cmap(j % 20), edgecolors="black",
-                   linewidths=0.5, label=("no group" if g < 0 else f"group {g}") + f" ({len(sel)})")
+    ax.scatter(xy[:, 0], xy[:, 1], s=4, c="#c8c8c8", linewidths=0)
+    if grouped:
+        cmap = plt.get_cmap("tab20")
+        order = {g: j for j, g in enumerate(dict.fromkeys(g for g in groups.tolist() if g >= 0))}  # as the page
+        colours = [(0, 0, 0, 1) if g < 0 else cmap(order[g] % 20) for g in groups.tolist()]
+        what = f"picks ({len(rows)}), coloured by estimated group ({len({g for g in groups.tolist() if g >= 0})})"
+    else:
+        colours, what = [PICK_COLOR] * len(rows), f"picks ({len(rows)})"
+    ax.scatter(xy[idx, 0], xy[idx, 1], s=36, c=colours, edgecolors="black", linewidths=0.5)
     for r, i in zip(rows[:label_ranks], idx[:label_ranks]):
         ax.annotate(str(r["rank"]), xy[i], xytext=(3, 3), textcoords="offset points", fontsize=7)
-    ax.set_title(f"{len(rows)} chosen of {len(ids)} (PCA of the embedding)")
+    ax.set_title(f"{len(rows)} chosen of {len(xy)} (PCA of the embedding)")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(loc="best", fontsize=7, markerscale=1, framealpha=0.8)
+    handles = [Line2D([], [], ls="", marker="o", ms=3, mfc="#c8c8c8", mec="none", label=f"pool ({len(xy)})"),
+               Line2D([], [], ls="", marker="o", ms=6, mfc=colours[0] if grouped else PICK_COLOR, mec="black",
+                      mew=0.5, label=what)]
+    ax.legend(handles=handles, loc="best", fontsize=7, framealpha=0.8)
     fig.tight_layout()
     out = Path(out)
     try:
-        with atomic_write(out, "wb") as f:
+        with atomic_write(out, "wb", overwrite=overwrite) as f:
             fig.savefig(f, format="png")
     finally:
         plt.close(fig)

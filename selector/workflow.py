@@ -402,38 +402,55 @@ def embed_to_file(selector, pool: str | os.PathLike, out: Path, *, force: bool =
 
 # -- selector show -----------------------------------------------------------------------------------
 
-def show_selection(selection: Path, pool: Path, out: Path, *, map_out: Path | None = None,
+def show_selection(selection: Path, pool: Path, out: Path | None = None, *, map_out: Path | None = None,
+                   html_out: Path | None = None, summary: Path | None = None, html_map: bool = True,
                    embeddings: Path | None = None, ids: Path | None = None, selector=None,
                    reading: Reading = Reading(), cols: int = 10, tile: int = 96, max_images: int | None = None,
-                   page: int = 1, progress: bool = False):
-    """Draw what ``selection`` (a selection file) chose from ``pool``: a contact sheet PNG ``out`` of page
-    ``page`` (``max_images`` picks in rank order a page, default :data:`selector.show.SHEET_IMAGES`), the images
-    read by the pool's own reader with ``reading`` (:func:`selector.show.read_tiles`: a file that cannot be
-    read is a crossed-out tile and a warning, or with ``on_bad="fail"`` the error), and with ``map_out`` a 2-D
-    map of the pool's embedding (:func:`map_embeddings`, with ``selector``). Everything that can fail comes
-    before the first file is written. Returns summary rows."""
+                   page: int = 1, force: bool = True, progress: bool = False):
+    """Draw page ``page`` of what ``selection`` chose from ``pool`` (:func:`selector.report.read_inputs`, with
+    ``summary``, select's ``--json``), the images read by the pool's reader with ``reading``: a contact sheet
+    PNG ``out``, a PNG map ``map_out`` of the embedding (:func:`map_embeddings`, with ``selector`` or the file
+    ``embeddings``), an HTML page ``html_out`` (:mod:`selector.report`; the map too with ``html_map``, or the
+    reason it has none where it was not asked for and needs training). Everything that can fail comes before
+    the first file is written; ``force=False`` never replaces a file that appeared meanwhile. Summary rows."""
+    from . import report
     from . import show as pictures
 
-    max_images = max_images or pictures.SHEET_IMAGES
+    if out is None and html_out is None:
+        raise pictures.ShowError("nothing to draw: give a sheet PNG (out) or an HTML page (html_out)")
     with step(f"selection {selection}"):
-        rows = pictures.read_selection(selection)
-        shown = pictures.sheet_page(rows, max_images, page)
-        pictures.sheet_layout([r["group"] for r in shown], cols=cols, tile=tile)  # too large: fails before reading
+        got = report.read_inputs(selection, summary, max_images or pictures.SHEET_IMAGES, page, cols, tile,
+                                 sheet=out is not None)
     with step(f"images of {pool}"):
-        sheet, bad = pictures.draw_sheet(pool, shown, rows, cols=cols, tile=tile, on_bad=reading.on_bad,
-                                         max_pixels=reading.max_pixels, workers=reading.workers,
-                                         timeout_s=reading.decode_timeout, follow_links=reading.follow_links)
+        images, bad = pictures.read_shown(pool, got.shown, tile, on_bad=reading.on_bad, max_pixels=reading.max_pixels,
+                                          workers=reading.workers, timeout_s=reading.decode_timeout,
+                                          follow_links=reading.follow_links)
+        sheet = pictures.contact_sheet(got.shown, images, cols=cols, tile=tile, unreadable=bad, totals=got.totals,
+                                       grouped=got.grouped) if out is not None else None
+    points = how = None
+    map_note = "left out (--no-map)"
+    if map_out is not None or (html_out is not None and html_map):
+        try:
+            emb, item_ids, how = map_embeddings(pool, embeddings=embeddings, ids=ids, selector=selector,
+                                                reading=reading, progress=progress)
+            with step(f"map of {how}"):
+                points = pictures.map_points(emb, item_ids, got.rows)
+        except pictures.ShowError as e:
+            if map_out is not None or embeddings is not None:
+                raise
+            map_note = str(e)
+            log.warning("the page has no map: %s", e)
+    text = report.page_html(got, selection, pool, images, bad, tile, points, how, map_note) if html_out else None
     if map_out is not None:
-        emb, item_ids, how = map_embeddings(pool, embeddings=embeddings, ids=ids, selector=selector, reading=reading,
-                                            progress=progress)
-        with step(f"writing {map_out}"):
-            pictures.pool_map(emb, item_ids, rows, map_out)
-    with step(f"writing {out}"):
-        pictures.write_png(sheet, out)
-    lines = [("sheet", pictures.sheet_line(shown, rows, page, max_images, bad, out))]
-    if map_out is not None:
-        lines.append(("map", f"{len(item_ids)} x {emb.shape[1]} embedding ({how}) -> {map_out}"))
-    return lines
+        with _writing(map_out):
+            pictures.pool_map(emb, item_ids, got.rows, map_out, grouped=got.grouped, points=points, overwrite=force)
+    if out is not None:
+        with _writing(out):
+            pictures.write_png(sheet, out, overwrite=force)
+    if html_out is not None:
+        with _writing(html_out):
+            report.write_html(text, html_out, overwrite=force)
+    return report.show_rows(got, page, bad, out=out, map_out=map_out, html_out=html_out, points=points, how=how)
 
 
 def map_embeddings(pool: Path, *, embeddings: Path | None = None, ids: Path | None = None, selector=None,

@@ -1,4 +1,5 @@
-"""selector show: a contact sheet with one tile per chosen image, grouped by estimated group, and a map."""
+"""selector show: a contact sheet with one tile per chosen image in rank order (grouped by estimated group when the
+class count is confident), and a map."""
 from __future__ import annotations
 
 import csv
@@ -15,7 +16,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from selector.cli import main
-from selector.show import BACKGROUND, SHEET_IMAGES, ShowError, read_selection, sheet_layout
+from selector.report import GROUP_COLORS
+from selector.show import BACKGROUND, PICK_COLOR, SHEET_IMAGES, ShowError, load_selection, read_selection, sheet_layout
 from tests.conftest import cli_cmd, error_line, subprocess_env, user_cache, write_digits
 
 
@@ -44,12 +46,55 @@ def tile_filled(img, x, y, tile):
     return bool((a != np.array(BACKGROUND, dtype=np.uint8)).any(axis=2).mean() > 0.5)
 
 
+def confident_summary(path, rows, confident=True):
+    """A summary as ``selector select --json`` prints it, with the class count of issue-29's shape."""
+    path.write_text(json.dumps({"chosen": len(rows), "strategy": "typcover", "estimated_classes": 3,
+                                "classes": {"estimate": 3, "low": 3, "high": 4, "confident": confident},
+                                "paths": [r["path"] for r in rows],
+                                "summary": {"pool": "60 images in pool", "encoder": "an encoder"}}),
+                    encoding="utf-8")
+    return path
+
+
+def grid_cells_filled(img, n, cols, tile, top=8, margin=8, pad=4, label_h=16):
+    """For every cell of an ungrouped grid: is it filled exactly when a chosen image goes there?"""
+    lines = math.ceil(n / cols)
+    return [tile_filled(img, margin + c * (tile + pad), top + line * (tile + label_h + pad), tile)
+            == (line * cols + c < n) for line in range(lines) for c in range(cols)]
+
+
+@pytest.mark.parametrize("cols", [4, 10, 20])
+def test_sheet_is_a_compact_grid_in_rank_order_without_a_confident_class_count(chosen, cols):
+    tmp, pool, rows = chosen
+    out = tmp / f"grid{cols}.png"
+    r = show(tmp / "sel.csv", "--pool", pool, "-o", out, "--cols", cols, "--tile", 48)
+    assert r.exit_code == 0, r.output
+    assert "11 images in rank order" in r.output
+    img = Image.open(out)
+    c = min(cols, 11)  # 20 columns for 11 picks: 11 wide, not 9 empty columns
+    tile, pad, label_h, margin = 48, 4, 16, 8
+    assert img.size == (2 * margin + c * (tile + pad) - pad, 2 * margin + math.ceil(11 / c) * (tile + label_h + pad))
+    assert all(grid_cells_filled(img, 11, c, tile))
+    # rank order: the tile in the second cell is the rank-2 image (digits: bright strokes on black)
+    want = np.asarray(Image.open(pool / rows[1]["path"]).convert("L"), dtype=float)
+    x = margin + (tile + pad) if c > 1 else margin
+    y = margin if c > 1 else margin + tile + label_h + pad
+    got = np.asarray(img.convert("L").crop((x, y, x + tile, y + tile)).resize((8, 8), Image.BOX), dtype=float)
+    assert np.abs(got - want).mean() < 8
+    # a summary that is not confident: the same grid
+    confident_summary(tmp / "unsure.json", rows, confident=False)
+    r = show(tmp / "sel.csv", "--pool", pool, "-o", out, "-f", "--cols", cols, "--tile", 48,
+             "--summary", tmp / "unsure.json")
+    assert r.exit_code == 0 and "11 images in rank order" in r.output, r.output
+    assert Image.open(out).size == img.size
+
+
 @pytest.mark.parametrize("cols", [4, 10])
-def test_sheet_has_one_tile_per_chosen_image(chosen, cols):
+def test_sheet_is_grouped_by_estimated_group_when_the_class_count_is_confident(chosen, cols):
     tmp, pool, rows = chosen
     out = tmp / f"sheet{cols}.png"
-    r = CliRunner().invoke(main, ["show", str(tmp / "sel.csv"), "--pool", str(pool), "-o", str(out),
-                                  "--cols", str(cols), "--tile", "48"])
+    r = show(tmp / "sel.csv", "--pool", pool, "-o", out, "--cols", cols, "--tile", 48,
+             "--summary", confident_summary(tmp / "run.json", rows))
     assert r.exit_code == 0, r.output
     assert "11 images in 3 groups" in r.output
     img = Image.open(out)
@@ -72,10 +117,22 @@ def test_sheet_has_one_tile_per_chosen_image(chosen, cols):
 
 
 def test_layout_places_groups_in_rank_order():
-    lay = sheet_layout([2, 0, 2, 7, 0], cols=2, tile=10, label_h=0, header_h=5, pad=0, margin=0)
+    lay = sheet_layout([2, 0, 2, 7, 0], cols=2, tile=10, label_h=0, header_h=5, pad=0, margin=0, grouped=True)
     assert [(g, n) for _, g, n in lay.headers] == [(2, 2), (0, 2), (7, 1)]
     assert lay.tiles == [(0, 5), (0, 20), (10, 5), (0, 35), (10, 20)]
     assert (lay.width, lay.height) == (20, 45)
+
+
+def test_layout_without_groups_is_a_rank_order_grid():
+    lay = sheet_layout([2, 0, 2, 7, 0], cols=2, tile=10, label_h=0, header_h=5, pad=0, margin=0)
+    assert lay.headers == []
+    assert lay.tiles == [(0, 0), (10, 0), (0, 10), (10, 10), (0, 20)]
+    assert (lay.width, lay.height) == (20, 30)
+    # the demo's 50 picks in 24 groups: 10 x 5 tiles, not 24 lines of a strip
+    groups = [k % 24 for k in range(50)]
+    grid, strip = sheet_layout(groups), sheet_layout(groups, grouped=True)
+    assert (grid.width, grid.height) == (1012, 16 + 5 * 116)
+    assert strip.height > 4 * grid.height and len(strip.headers) == 24
 
 
 def test_read_selection_formats_and_errors(chosen):
@@ -107,7 +164,7 @@ def one_tile(tmp, pool, path, tile=48, *extra):
     r = show(tmp / "one.csv", "--pool", pool, "-o", out, "--tile", tile, "-f", *extra)
     if r.exit_code != 0:
         return r, None
-    x, y = 8, 8 + 22  # margin, then the group's header
+    x, y = 8, 8  # the margin; no header: one pick has no confident class count
     return r, np.asarray(Image.open(out).convert("RGB"))[y:y + tile, x:x + tile]
 
 
@@ -173,8 +230,8 @@ def test_a_fifo_named_by_the_selection_is_skipped_not_waited_on(chosen):
         assert r.returncode == code, r.stderr
         if code == 0:
             assert f"WARNING: skipping {pool / 'fifo.png'}: not a regular file (a FIFO)" in r.stderr
-            assert "4 images in 3 groups, 1 not readable (crossed out; see the warnings)" in r.stdout
-            assert Image.open(tmp / "f.png").size[0] == 2 * 8 + 10 * 100 - 4
+            assert "4 images in rank order, 1 not readable (crossed out; see the warnings)" in r.stdout
+            assert Image.open(tmp / "f.png").size[0] == 2 * 8 + 4 * 100 - 4
         else:
             assert r.stderr.strip().splitlines() == [
                 f"Error: cannot read image {pool / 'fifo.png'}: not a regular file (a FIFO)"]
@@ -199,7 +256,7 @@ def test_a_decompression_bomb_is_a_crossed_out_tile_with_a_warning_as_in_select(
     assert (f"WARNING: skipping {pool / 'bomb.png'}: 50000x50000 px is over the 89,478,485-pixel limit "
             "(decompression-bomb guard; raise it with --max-pixels)") in r.output
     assert "1 not readable" in r.output
-    tile = np.asarray(Image.open(tmp / "b.png").convert("RGB"))[30:30 + 96, 8:8 + 96]
+    tile = np.asarray(Image.open(tmp / "b.png").convert("RGB"))[8:8 + 96, 8:8 + 96]
     assert tuple(tile[48, 48]) == (200, 40, 40)  # the cross over the tile
     r = show(tmp / "b.csv", "--pool", pool, "-o", tmp / "b.png", "-f", "--on-bad-image", "fail")
     assert r.exit_code == 1 and "cannot read image" in error_line(r) and "pixel limit" in error_line(r)
@@ -224,7 +281,7 @@ def test_paths_outside_the_pool_are_never_read(chosen, tmp_path_factory):
         f"WARNING: skipping {pool / 'elsewhere/secret.png'}: elsewhere is a link to {outside.resolve()}, outside "
         "the pool (pass --follow-links to read it)",
         f"WARNING: skipping {pool / 'digit_0/missing.png'}: no such file in the pool"], r.output
-    assert "4 images in 1 group, 3 not readable" in r.output
+    assert "4 images in rank order, 3 not readable" in r.output
     r = show(tmp / "o.csv", "--pool", pool, "-o", tmp / "o.png", "-f", "--follow-links")
     assert r.exit_code == 0 and "2 not readable" in r.output  # the link is read as select reads it
 
@@ -258,7 +315,7 @@ def test_a_large_selection_is_drawn_a_page_at_a_time(chosen):
     r = show(tmp / "big.csv", "--pool", pool, "-o", tmp / "big.png")
     assert r.exit_code == 0, r.output
     pages = n // SHEET_IMAGES
-    assert (f"{SHEET_IMAGES} of {n} images (ranks 1-{SHEET_IMAGES}, page 1 of {pages}) in 3 groups -> "
+    assert (f"{SHEET_IMAGES} of {n} images (ranks 1-{SHEET_IMAGES}, page 1 of {pages}) in rank order -> "
             f"{tmp / 'big.png'}; the next {SHEET_IMAGES}: --page 2") in r.output
     lay = sheet_layout([k % 3 for k in range(SHEET_IMAGES)])
     assert Image.open(tmp / "big.png").size == (lay.width, lay.height)
@@ -269,7 +326,9 @@ def test_a_large_selection_is_drawn_a_page_at_a_time(chosen):
     assert error_line(r) == (f"Error: page {pages + 1} is empty: the selection lists {n} images, {SHEET_IMAGES} a "
                              f"page (pages 1-{pages})")
     with pytest.raises(ShowError, match="over 100,000,000 pixels"):
-        sheet_layout(list(range(SHEET_IMAGES)), tile=512)  # refused before any image is read
+        sheet_layout(list(range(SHEET_IMAGES)), tile=512, grouped=True)  # refused before any image is read
+    with pytest.raises(ShowError, match="over 100,000,000 pixels"):
+        sheet_layout([0] * 1000, cols=100, tile=512)
 
 
 def test_a_selection_of_an_npz_pool_is_drawn_from_its_rows(tmp_path):
@@ -281,5 +340,60 @@ def test_a_selection_of_an_npz_pool_is_drawn_from_its_rows(tmp_path):
     r = show(tmp_path / "n.csv", "--pool", tmp_path / "pool.npz", "-o", tmp_path / "n.png", "--tile", 48)
     assert r.exit_code == 0, r.output
     assert "WARNING: skipping" in r.output and "not a row of" in r.output and "1 not readable" in r.output
-    tile = np.asarray(Image.open(tmp_path / "n.png").convert("RGB"))[30:30 + 48, 8:8 + 48]
+    tile = np.asarray(Image.open(tmp_path / "n.png").convert("RGB"))[8:8 + 48, 8:8 + 48]
     assert (tile == 255).all()
+
+
+def _tab20_colours_drawn(png):
+    """How many of tab20's colours fill at least 20 pixels of ``png`` (each pick's marker is ~30)."""
+    a = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    colours, counts = np.unique(a, axis=0, return_counts=True)
+    have = {tuple(c) for c, k in zip(colours.tolist(), counts.tolist()) if k >= 20}
+    return sum(tuple(int(h[i:i + 2], 16) for i in (1, 3, 5)) in have for h in GROUP_COLORS)
+
+
+def test_the_map_colours_picks_by_group_only_when_the_class_count_is_confident(chosen):
+    """26 picks in 26 groups: one colour and a two-entry legend unless the class count is confident."""
+    tmp, pool, _ = chosen
+    ids = sorted(p.relative_to(pool).as_posix() for p in pool.rglob("*.png"))
+    e = np.random.default_rng(0).normal(size=(len(ids), 6)).astype(np.float32)
+    np.savez(tmp / "emb.npz", embeddings=e, ids=np.array(ids))
+    rows = [{"rank": k + 1, "path": ids[2 * k], "group": k} for k in range(26)]
+    write_selection(tmp / "g.csv", rows)
+    r = show(tmp / "g.csv", "--pool", pool, "--map", tmp / "one.png", "-o", tmp / "s1.png", "--embeddings",
+             tmp / "emb.npz")
+    assert r.exit_code == 0, r.output
+    r = show(tmp / "g.csv", "--pool", pool, "--map", tmp / "many.png", "-o", tmp / "s2.png", "--embeddings",
+             tmp / "emb.npz", "--summary", confident_summary(tmp / "run.json", rows))
+    assert r.exit_code == 0, r.output
+    assert _tab20_colours_drawn(tmp / "one.png") <= 1  # PICK_COLOR alone
+    assert PICK_COLOR in GROUP_COLORS
+    assert _tab20_colours_drawn(tmp / "many.png") >= 15
+
+
+def test_a_summary_of_another_selection_is_refused_before_anything_is_written(chosen):
+    tmp, pool, rows = chosen
+    confident_summary(tmp / "other.json", rows[::-1])
+    r = show(tmp / "sel.csv", "--pool", pool, "-o", tmp / "s.png", "--summary", tmp / "other.json")
+    assert r.exit_code == 1 and "describes another selection" in error_line(r) and "other.json" in error_line(r)
+    assert not (tmp / "s.png").exists()
+    (tmp / "list.json").write_text("[1, 2]", encoding="utf-8")
+    r = show(tmp / "sel.csv", "--pool", pool, "-o", tmp / "s.png", "--summary", tmp / "list.json")
+    assert r.exit_code == 1 and "is not the JSON object selector select --json prints" in error_line(r)
+
+
+def test_load_selection_returns_what_the_file_carries_besides_the_rows(chosen):
+    tmp, pool, rows = chosen
+    assert load_selection(tmp / "sel.csv") == (rows, {})
+    tasks = [{"data": {"path": r["path"], "rank": r["rank"], "group": r["group"]},
+              "meta": {"strategy": "typcover", "classes": {"estimate": 3, "confident": True}}} for r in rows]
+    (tmp / "t.json").write_text(json.dumps(tasks), encoding="utf-8")
+    got, facts = load_selection(tmp / "t.json")
+    assert got == rows and facts == {"strategy": "typcover", "classes": {"estimate": 3, "confident": True}}
+    # a flat column is not a class count (nothing writes one; a user's column must not group the picks)
+    (tmp / "c.csv").write_text("rank,path,group,score,confident\n1,a.png,0,0.5,true\n", encoding="utf-8")
+    assert load_selection(tmp / "c.csv")[1] == {}
+    for t in tasks:
+        t["meta"] = {"strategy": "unknown"}  # what the Label Studio writer records without a strategy name
+    (tmp / "t.json").write_text(json.dumps(tasks), encoding="utf-8")
+    assert load_selection(tmp / "t.json") == (rows, {})

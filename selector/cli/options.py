@@ -179,7 +179,9 @@ BACKBONE_OPTIONS = (
                  help="Weights file of a pretrained backbone [default: the package's (efficientnet-lite0) "
                       "or torchvision's cache (torchvision:NAME)]."),
     click.option("--backbone-size", type=click.IntRange(min=32, max=512), default=None,
-                 help="Input side of a pretrained backbone; the pool's images are resized to it [default: 96]."),
+                 help="Input side of a pretrained backbone; the pool's images are decoded at it (at most their own "
+                      "size) [default: the backbone's native side (224 for EfficientNet-Lite0); 96 for small grayscale "
+                      "images under --backbone auto]."),
 )
 
 backbone_options = OptionGroup(BackboneOptions, "backbone", *BACKBONE_OPTIONS)
