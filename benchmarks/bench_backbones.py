@@ -163,7 +163,9 @@ def summarise(rows: list[dict], commands: list[str], default: str = "auto") -> s
 @click.option("--threads", type=int, default=None, help="torch threads [default: torch's]")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--summary-only", is_flag=True, help="rewrite summary.md from results.csv")
-def cli(datasets, shapes, candidates, data_dir, cache_dir, out, threads, device, summary_only) -> None:
+@click.option("--redo", is_flag=True,
+              help="recompute the rows of these datasets, shapes and candidates (after the default changed)")
+def cli(datasets, shapes, candidates, data_dir, cache_dir, out, threads, device, summary_only, redo) -> None:
     import torch
 
     from selector.atomic import atomic_write
@@ -176,6 +178,9 @@ def cli(datasets, shapes, candidates, data_dir, cache_dir, out, threads, device,
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "results.csv"
     rows = read_rows(csv_path) if csv_path.exists() else []
+    if redo and not summary_only:
+        rows = [r for r in rows if not (r["dataset"] in datasets and r["shape"] in shapes
+                                        and r["candidate"] in candidates)]
     done = {(r["dataset"], r["shape"], r["candidate"]) for r in rows}
     commands_path = out / "commands.txt"
     if not summary_only:

@@ -17,7 +17,9 @@ the variants run in turn, ``--repeats`` times (in alternating order), and each i
 * ``onnxruntime``: the network exported to ONNX and run by ONNX Runtime (float32; needs ``pip install
   onnxruntime``);
 * ``product``: ``selector.Selector().fit(folder)`` with no cache: the default as ``selector select`` runs it
-  (listing, digests, the automatic choice, streaming, bfloat16 where native).
+  (listing, digests, the automatic choice, streaming, bfloat16 where native); ``product efficientnet-lite1``
+  and ``product efficientnet-lite2``: the same with that backbone at its native side (240 and 260 px), to place
+  the larger backbones against the 3-minute budget for 10,000 photos.
 
 Also the network alone on decoded arrays (``net:`` rows), to tell the network's share from the decoding's.
 
@@ -39,6 +41,7 @@ from benchmarks.common import command_line, help_text, list_option, run
 
 VARIANTS = ("release", "+inference_mode", "+channels_last", "+bf16", "bf16 batch 16", "bf16 batch 32",
             "bf16 batch 64", "bf16 batch 128", "stream", "stream no-prefetch", "compile", "onnxruntime", "product",
+            "product efficientnet-lite1", "product efficientnet-lite2",
             "net: fp32", "net: bf16 batch 64")
 
 
@@ -127,10 +130,11 @@ def measure(variant: str, folder: Path, side: int, ctx: dict) -> tuple[float, in
     """(seconds, images) of one run of ``variant``."""
     enc = ctx["enc"]
     t = time.perf_counter()
-    if variant == "product":
+    if variant.startswith("product"):
         from selector import Selector
 
-        n = len(Selector(cache_dir=None, device="cpu").fit(folder).pool_)
+        backbone = variant.partition(" ")[2] or None  # None: the default (auto)
+        n = len(Selector(cache_dir=None, device="cpu", backbone=backbone).fit(folder).pool_)
         return time.perf_counter() - t, n
     if variant.startswith("stream"):
         n = _streamed(enc, folder, side, 64, prefetch=variant == "stream")

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,7 +37,8 @@ from benchmarks.common import REPO, command_line, help_text, list_option, read_r
 from benchmarks.folders import _build, dataset_folder
 
 FOLDERS = ("photos10k", "eurosat100k")
-FIELDS = ("folder", "images", "budget", "wall_s", "embed_s", "img_per_s", "peak_rss_mib", "load_before",
+FIELDS = ("folder", "images", "budget", "wall_s", "embed_s", "img_per_s", "peak_rss_mib", "tree_rss_mib",
+          "tree_pss_mib", "load_before",
           "load_after", "threads", "backbone", "summary_encoder")
 
 
@@ -87,8 +89,51 @@ def _peak_rss_mib(time_v_output: str) -> float:
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
+def tree_memory_mib(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of process ``pid`` and all its descendants (the decoding workers), summed, in MiB. The RSS sum
+    counts the pages the processes share (a forked worker shares most of its parent's) once in each; the PSS
+    sum divides each shared page among its sharers, so it is the memory the run holds."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0, 0.0
+    rss = pss = 0
+    for p in procs:
+        try:
+            rss += p.memory_info().rss
+            with open(f"/proc/{p.pid}/smaps_rollup", encoding="ascii") as fh:
+                pss += next(int(line.split()[1]) for line in fh if line.startswith("Pss:")) * 1024
+        except (psutil.Error, OSError, StopIteration):
+            pass
+    return rss / 2**20, pss / 2**20
+
+
+class TreeSampler(threading.Thread):
+    """Polls :func:`tree_memory_mib` of a process every ``interval`` s until :meth:`stop`, which returns the
+    peaks (RSS sum, PSS sum)."""
+
+    def __init__(self, pid: int, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak = pid, interval, (0.0, 0.0)
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval):
+            rss, pss = tree_memory_mib(self.pid)
+            self.peak = (max(self.peak[0], rss), max(self.peak[1], pss))
+
+    def stop(self) -> tuple[float, float]:
+        self._done.set()
+        self.join()
+        return self.peak
+
+
 def time_select(folder: Path, budget: int, threads: int | None) -> dict:
-    """One ``selector select`` run on ``folder`` with a fresh cache, under ``/usr/bin/time -v``."""
+    """One ``selector select`` run on ``folder`` with a fresh cache, under ``/usr/bin/time -v`` (the largest
+    single process's peak), its process tree's summed resident memory sampled every half second beside it."""
     with tempfile.TemporaryDirectory(prefix="bench-photos-") as tmp:
         cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "selector", "select", "--budget", str(budget),
                "--pool", str(folder), "--out", str(Path(tmp) / "s.csv"), "--cache-dir", str(Path(tmp) / "cache"),
@@ -98,8 +143,13 @@ def time_select(folder: Path, budget: int, threads: int | None) -> dict:
             env.update(OMP_NUM_THREADS=str(threads))
         load_before = os.getloadavg()[0]
         t = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        out, err = proc.communicate()
         wall = time.perf_counter() - t
+        tree_rss, tree_pss = sampler.stop()
+        r = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
         if r.returncode != 0:
             raise RuntimeError(f"selector select failed ({r.returncode}): {r.stderr[-2000:]}")
     summary = json.loads(r.stdout)
@@ -107,7 +157,9 @@ def time_select(folder: Path, budget: int, threads: int | None) -> dict:
     embed_s = float(m.group(1)) if m else float("nan")
     n = int(summary["summary"]["embedding"].split(",")[1].split()[0])  # "1280-d, N images embedded, ..."
     return {"images": n, "budget": budget, "wall_s": wall, "embed_s": embed_s, "img_per_s": n / embed_s,
-            "peak_rss_mib": _peak_rss_mib(r.stderr), "load_before": load_before, "load_after": os.getloadavg()[0],
+            "peak_rss_mib": _peak_rss_mib(r.stderr), "tree_rss_mib": tree_rss, "tree_pss_mib": tree_pss,
+            "load_before": load_before,
+            "load_after": os.getloadavg()[0],
             "threads": threads or os.cpu_count(), "backbone": summary["summary"]["encoder"].split(",")[0],
             "summary_encoder": summary["summary"]["encoder"]}
 
@@ -117,20 +169,27 @@ def summarise(rows: list[dict], commands: list[str]) -> str:
              "`selector select` in a fresh process and a fresh cache (the default embedding), under "
              "`/usr/bin/time -v`. `embed s`: the embedding's own seconds from the summary (listing, digests, "
              "decoding and the network); `wall s`: the whole command (start-up, selection, writing); `peak RSS`: "
-             "the process's maximum resident set size.", "",
-             "| folder | images | wall s | embed s | img/s | peak RSS MiB | load before / after | encoder |",
-             "|---|---|---|---|---|---|---|---|"]
+             "the largest single process's maximum resident set size (`/usr/bin/time -v`); `tree PSS`: the peak of "
+             "the proportional set size of the command and its decoding workers summed, sampled every 0.5 s (the "
+             "memory the run holds: a page the processes share counts once in all); `tree RSS`: the same with "
+             "RSS (an upper bound: a forked worker's shared pages counted again in each).", "",
+             "| folder | images | wall s | embed s | img/s | peak RSS MiB | tree PSS MiB | tree RSS MiB | "
+             "load before / after | encoder |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['folder']} | {int(float(r['images'])):,} | {float(r['wall_s']):.0f} | "
                      f"{float(r['embed_s']):.0f} | {float(r['img_per_s']):.0f} | {float(r['peak_rss_mib']):,.0f} | "
+                     f"{float(r.get('tree_pss_mib') or 'nan'):,.0f} | {float(r.get('tree_rss_mib') or 'nan'):,.0f} | "
                      f"{float(r['load_before']):.1f} / {float(r['load_after']):.1f} | {r['summary_encoder']} |")
     for name in FOLDERS:
         rs = [r for r in rows if r["folder"] == name]
         if rs:
             walls = [float(r["wall_s"]) for r in rs]
             rss = [float(r["peak_rss_mib"]) for r in rs]
+            tree = max((float(r.get("tree_pss_mib") or "nan") for r in rs), default=float("nan"))
             lines += ["", f"{name}: wall time {min(walls):.0f}-{max(walls):.0f} s over {len(rs)} runs "
-                          f"(median {np.median(walls):.0f} s); peak RSS at most {max(rss):,.0f} MiB."]
+                          f"(median {np.median(walls):.0f} s); peak RSS at most {max(rss):,.0f} MiB (one process), "
+                          f"{tree:,.0f} MiB (the tree's PSS)."]
     return "\n".join(lines) + "\n"
 
 

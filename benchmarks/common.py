@@ -250,8 +250,8 @@ def pool_indices(split: Split, shape: str, seed: int) -> np.ndarray:
 #: The strategy matrix's datasets (mixed20: MNIST + notMNIST, notMNIST's labels offset by 10) and pool shapes.
 #: The photo folders (:mod:`benchmarks.folders`) have no pixel arrays: their rows are the folder's files in the
 #: order the pool reader sorts them, and they take no ``pca50`` embedding.
-FOLDER_DATASETS = ("caltech101", "natural_images", "eurosat")
-MATRIX_DATASETS = ("mnist10k", "notmnist10k", "cifar10", "digits", "mixed20") + FOLDER_DATASETS
+FOLDER_DATASETS = ("caltech101", "natural_images", "eurosat", "cifar10")
+MATRIX_DATASETS = ("mnist10k", "notmnist10k", "digits", "mixed20") + FOLDER_DATASETS
 MATRIX_SHAPES = ("balanced", "lt10", "lt100", "subset")
 
 
@@ -315,9 +315,10 @@ def dataset_embeddings(dataset: str, emb_dir: Path | None, only: list[str] | Non
     leaves it out, or the dataset is a photo folder; the others from :func:`embeddings_for`), and its (n,)
     labels."""
     if dataset in FOLDER_DATASETS:
-        from benchmarks.folders import dataset_folder
+        from benchmarks.folders import dataset_folder, pool_folder
 
-        y = dataset_folder(dataset, cache_dir or Path(".bench_data")).labels
+        root = cache_dir or Path(".bench_data")
+        _, _, y = pool_folder(dataset_folder(dataset, root), "full", root)
         return embeddings_for(dataset, y.shape[0], emb_dir, only), y
     pixels, y = load_pixels(dataset, cache_dir)
     embs = {} if only and "pca50" not in only else {"pca50": pca_rows(pixels)}

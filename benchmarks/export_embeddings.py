@@ -2,7 +2,8 @@
 
 Writes ``{out}/{dataset}__{name}.npy`` ((n, d) float32, rows in the order of
 :func:`benchmarks.common.load_images`, or for a photo folder of :mod:`benchmarks.folders` its files in the pool
-reader's order) for each requested embedding:
+reader's order: the dataset's ``full`` pool, at most 5,000 files, as :mod:`benchmarks.bench_backbones` reads
+it) for each requested embedding:
 
 * ``default``: exactly what ``selector select`` embeds with no options (:class:`selector.Selector`
   with its defaults: ``--backbone auto``, the pixel view when auto);
@@ -58,13 +59,13 @@ def embed_folder(name: str, kwargs: dict, seed: int, device: str, cache_dir: Pat
                  ) -> tuple[np.ndarray, str]:
     """(n, d) embeddings of the photo folder ``name`` (:func:`benchmarks.folders.dataset_folder`) by
     :class:`selector.Selector` with ``kwargs``, rows in the folder's file order, and what embedded them."""
-    from benchmarks.folders import dataset_folder
+    from benchmarks.folders import dataset_folder, pool_folder
     from selector import Selector
 
-    ds = dataset_folder(name, cache_dir)
-    sel = Selector(seed=seed, device=device, cache_dir=selector_cache, **kwargs).fit(ds.root)
-    if sel.pool_.ids != ds.files:
-        raise SystemExit(f"{name}: the pool reader read {len(sel.pool_.ids)} of the {len(ds.files)} files")
+    folder, files, _ = pool_folder(dataset_folder(name, cache_dir), "full", cache_dir)
+    sel = Selector(seed=seed, device=device, cache_dir=selector_cache, **kwargs).fit(folder)
+    if sel.pool_.ids != files:
+        raise SystemExit(f"{name}: the pool reader read {len(sel.pool_.ids)} of the {len(files)} files")
     return np.asarray(sel.embeddings_, dtype=np.float32), f"{sel.backbone_} ({sel.backbone_reason_})"
 
 

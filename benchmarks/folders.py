@@ -32,7 +32,7 @@ DATASETS = PHOTOS + GLYPHS + GRAY_PHOTOS
 #: (100 for digits; Caltech-101: the smallest class's 12 per class, a balanced subset); ``lt100``: a long tail of
 #: ratio 100 (not for Caltech-101, whose full pool is long-tailed already).
 SHAPES = ("full", "small", "lt100")
-FULL_MAX = 10_000
+FULL_MAX = 5_000
 
 _ARCHIVES = {"caltech101": "caltech101-jpeg.tar.gz", "natural_images": "natural_images-jpeg.tar.gz",
              "eurosat": "eurosat-jpeg.tar.gz", "cifar10": "cifar10-jpeg.tar.gz"}
@@ -149,25 +149,30 @@ def dataset_folder(name: str, cache_dir: str | os.PathLike, data_dir: str | os.P
 
 
 def shape_rows(ds: FolderDataset, shape: str, seed: int = 0) -> np.ndarray:
-    """Sorted indices into ``ds.files`` of the pool of ``shape`` (see :data:`SHAPES`)."""
+    """Sorted indices into ``ds.files`` of the pool of ``shape`` (see :data:`SHAPES`).
+
+    The ``small`` and ``lt100`` pools are drawn from the ``full`` pool, so one embedding of ``full`` serves all three.
+    """
     from selector.eval.pools import balanced_pool, long_tail_pool
 
-    y = ds.labels
     rng = np.random.default_rng(seed + 1)
-    if shape == "full":
-        if len(y) <= FULL_MAX:
-            return np.arange(len(y))
+    y = ds.labels
+    full = np.arange(len(y))
+    if len(y) > FULL_MAX:
         per_class = np.bincount(y)
         take = np.floor(per_class * FULL_MAX / len(y)).astype(int)
-        out = [np.sort(rng.choice(np.flatnonzero(y == c), k, replace=False)) for c, k in enumerate(take)]
-        return np.sort(np.concatenate(out))
+        full = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), k, replace=False)
+                                       for c, k in enumerate(take)]))
+    if shape == "full":
+        return full
+    y = y[full]
     if shape == "small":
         per = int(np.bincount(y).min()) if ds.name.startswith("caltech101") else 100 if ds.name == "digits" else 200
-        return balanced_pool(y, per, rng)
+        return full[np.sort(balanced_pool(y, per, rng))]
     if shape == "lt100":
         if ds.name.startswith("caltech101"):
             raise ValueError("Caltech-101's full pool is its natural long tail; it has no lt100 shape")
-        return long_tail_pool(y, 100.0, rng)
+        return full[np.sort(long_tail_pool(y, 100.0, rng))]
     raise ValueError(f"unknown pool shape {shape!r}; choose from {', '.join(SHAPES)}")
 
 

@@ -6,9 +6,10 @@ Axes:
 * embeddings: ``pca50`` (PCA-50 of the pixels, L2-normalised, computed here) and every
   ``{dataset}__{embedding}.npy`` in ``--emb-dir`` (rows aligned to
   ``selector.eval.datasets.load_dataset(dataset)``, as :func:`benchmarks.common.load_images` gives them;
-  cifar10 = ``load_dataset("cifar10", n_per_class=1000)``; mixed20 = mnist10k rows then notmnist10k rows);
-* datasets: mnist10k, notmnist10k, cifar10, digits, mixed20 (MNIST + notMNIST, labels of notMNIST
-  offset by 10);
+  mixed20 = mnist10k rows then notmnist10k rows; a photo dataset (caltech101, natural_images, eurosat, cifar10):
+  its folder's ``full`` pool of :mod:`benchmarks.folders`, files at their own sizes, in the pool reader's order);
+* datasets: mnist10k, notmnist10k, digits, mixed20 (MNIST + notMNIST, labels of notMNIST offset by 10) and the
+  four photo folders;
 * pool shapes (drawn per seed from the training split, :func:`benchmarks.common.make_pool`): ``balanced``
   (``--per-class`` items of each class), ``lt10`` and ``lt100`` (long tail, head/tail 10 and 100,
   head ``--n-max``, classes ranked by a seeded permutation), ``subset`` (half of the classes, seeded,
@@ -148,6 +149,10 @@ def cli(emb_dir, embeddings, datasets, shapes, budget_mults, seeds, strategies, 
                     k = int(np.unique(y[pool]).shape[0])
                     for mult in budget_mults or BUDGET_MULTS:
                         b = max(1, int(round(mult * k)))
+                        if b >= pool.shape[0]:  # a long tail of 102 classes can be smaller than 5K
+                            print(f"{ds} {shape} seed {seed}: budget {b} >= the pool's {pool.shape[0]} items, "
+                                  "skipped", file=sys.stderr, flush=True)
+                            continue
                         for ename, emb in embs.items():
                             for s in strategies:
                                 r = {"embedding": ename, "dataset": ds, "shape": shape, "n_classes": k,
@@ -238,6 +243,34 @@ def paired_gap_ci(best: dict[int, float], other: dict[int, float], level: float 
     return mean, mean - half, mean + half
 
 
+def random_lines(means: dict, per_seed: dict, default: str) -> list[str]:
+    """Markdown lines: the default against ``random`` in every cell (every budget) where both ran: how many
+    cells its mean class coverage is below random's, and how many *clearly* (the paired 95 % interval of the
+    gap default - random wholly below zero), listed."""
+    cells, below, clear = 0, [], []
+    for key, by in sorted(means.items()):
+        if default not in by or "random" not in by:
+            continue
+        cells += 1
+        mean, low, high = paired_gap_ci(per_seed[key][default], per_seed[key]["random"])
+        if mean < 0:
+            below.append((key, mean, low, high))
+        if high < 0:
+            clear.append((key, mean, low, high))
+    if not cells:
+        return []
+    lines = ["", "## The default against random", "",
+             f"Class coverage of the default (`{default}`) minus random's, per cell (every budget; {cells} cells): "
+             f"below random in {len(below)}, *clearly* below (the paired 95 % interval over the seeds wholly below "
+             f"zero) in {len(clear)}."]
+    if below:
+        lines += ["", "| embedding | dataset | shape | B | gap | 95 % CI |", "|---|---|---|---|---|---|"]
+        for key, mean, low, high in below:
+            lines.append(f"| {' | '.join(map(str, key[:3]))} | {key[3]:g}K | {mean:.2f} | {low:.2f} to {high:.2f}"
+                         f"{' (clear)' if high < 0 else ''} |")
+    return lines
+
+
 def rule_table(rows: list[dict], default: str | None = None, tol: float = TOLERANCE) -> list[str]:
     """Markdown lines applying the rule that chooses the default (README, benchmarks/README) to every
     strategy: its mean rank over all complete cells, and the (dataset, embedding, shape) cells at
@@ -288,6 +321,7 @@ def rule_table(rows: list[dict], default: str | None = None, tol: float = TOLERA
         w = f"{worst[0]:.1f} ({'/'.join(map(str, worst[1][:3]))}, {worst[1][3]:g}K)" if worst else "-"
         clear = sum(f[5] > tol for f in fails[s])
         lines.append(f"| {s}{' (default)' if s == default else ''} | {avg[s]:.2f} | {len(fails[s])} | {clear} | {w} |")
+    lines += random_lines(means, per_seed, default)
     if default in fails and fails[default]:
         lines += ["", f"Cells where the default (`{default}`) is more than {tol:g} class behind:", "",
                   "| embedding | dataset | shape | B | default | best | gap | 95 % CI |",

@@ -158,7 +158,8 @@ class Selector:
             :mod:`selector.losses.autoencoder`) added to ``loss="supcon-spread"``; 0 (default): none, 1: the
             paper's weight. The decoder is conditioned on the known labels passed to :meth:`fit`.
         precision: what a frozen pretrained backbone runs in: "auto" (bfloat16 on a CPU that runs it
-            natively, else float32; :func:`selector.embed.resolve_precision`), "float32" or "bfloat16".
+            natively, else float32, :func:`selector.embed.resolve_precision`; float32 for the small grayscale
+            images of ``--backbone auto``, :func:`selector.encoding.choose_backbone`), "float32" or "bfloat16".
         dist: a :class:`selector.distributed.Dist` (``selector.distributed.init()`` under torchrun) to
             train and embed on every process of the job: every rank calls ``fit`` with the same pool;
             ``device`` is then each rank's own and ``batch_size`` is per process; a cache folder is

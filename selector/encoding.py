@@ -52,11 +52,18 @@ MODES = ("auto", "frozen", "finetune")  # auto: frozen for a pretrained backbone
 AUTO_PRETRAINED = "efficientnet-lite0"
 AUTO_TRAINED = "resnet-small"
 
-#: ``--backbone auto``'s input sides: small grayscale images (digits, glyphs, characters: grayscale, short side
-#: at most :data:`SMALL_GRAY_SIDE` px) and every other pool (photos of any size, colour or grayscale). Set by
-#: the embedding benchmark across photos and grayscale pools (``benchmarks/results/backbones``).
+#: ``--backbone auto``'s input sides: small grayscale images (digits, glyphs, characters: grayscale, median short
+#: side at most :data:`SMALL_GRAY_SIDE` px); other small images (median short side at most
+#: :data:`SMALL_PHOTO_SIDE` px: thumbnails, chips, CIFAR-sized photos), which the network sees better upsampled
+#: to 160 px than to 224 px; and every other pool (photos, colour or grayscale). Set by the embedding benchmark
+#: across photos and grayscale pools (``benchmarks/results/backbones``).
 SMALL_GRAY_SIDE = 32
 SMALL_GRAY_INPUT = 96
+#: Small grayscale images run in float32: at 96 px the network is a small share of the time, so bfloat16 saves
+#: little, and it moved those pools' kNN accuracy by up to 0.1 point either way.
+SMALL_GRAY_PRECISION = "float32"
+SMALL_PHOTO_SIDE = 64
+SMALL_PHOTO_INPUT = 160
 PHOTO_INPUT = 224
 
 
@@ -101,6 +108,7 @@ class AutoChoice:
     reason: str
     input_size: int | None  # a pretrained backbone's input side; None: trained on the pool at its side
     pixel_view: bool
+    precision: str = "auto"  # what a frozen backbone runs in (selector.embed.resolve_precision)
 
 
 def small_gray(channels: int, short_side: int) -> bool:
@@ -114,11 +122,12 @@ def choose_backbone(channels: int, short_side: int, n_images: int, installed: bo
     short side of ``short_side`` px; ``installed``: whether the ``pretrained`` extra is.
 
     The rule, set by the embedding benchmark (``benchmarks/results/backbones/summary.md``: four photo
-    datasets, their grayscale copies and three grayscale glyph datasets): with the extra, EfficientNet-Lite0
-    frozen, at 224 px for photos (colour or grayscale, any size), and at 96 px with the pixel view (PCA of the
-    pixels beside it) for small grayscale images, where the pixels carry the class and the view adds several
-    points while it costs photos as many; without the extra, resnet-small trained on the pool, with the pixel
-    view.
+    datasets, a grayscale copy of one and three grayscale glyph datasets): with the extra, EfficientNet-Lite0
+    frozen, without the pixel view, at 224 px for photos (colour or grayscale) and at 160 px for small images
+    (median short side at most 64 px, which the network sees better upsampled less); at 96 px with the pixel
+    view (PCA of the pixels beside it) for small grayscale images, where the pixels carry the class and the view
+    adds points while it costs photos several; without the extra, resnet-small trained on the pool, with the
+    pixel view.
     """
     del n_images  # part of the rule's inputs; the current rule does not use it
     if not installed:
@@ -129,8 +138,12 @@ def choose_backbone(channels: int, short_side: int, n_images: int, installed: bo
         return AutoChoice(AUTO_PRETRAINED, "frozen",
                           f"chosen automatically for small grayscale images (median short side {short_side} px), "
                           "where the pixel view adds what the backbone misses",
-                          SMALL_GRAY_INPUT, True)
+                          SMALL_GRAY_INPUT, True, SMALL_GRAY_PRECISION)
     what = "grayscale photos" if channels == 1 else "colour images"
+    if 0 < short_side <= SMALL_PHOTO_SIDE:
+        return AutoChoice(AUTO_PRETRAINED, "frozen",
+                          f"chosen automatically for small {what} (median short side {short_side} px), upsampled "
+                          f"to {SMALL_PHOTO_INPUT} px", SMALL_PHOTO_INPUT, False)
     return AutoChoice(AUTO_PRETRAINED, "frozen",
                       f"chosen automatically for {what} (median short side {short_side} px)", PHOTO_INPUT, False)
 
@@ -151,7 +164,7 @@ def resolve_backbone(name: str, mode: str, channels: int, short_side: int, n_ima
     if mode == AUTO:
         return choice
     return AutoChoice(choice.backbone, resolve_mode(choice.backbone, mode), choice.reason, choice.input_size,
-                      choice.pixel_view)
+                      choice.pixel_view, choice.precision)
 
 
 # -- configurations ------------------------------------------------------------------------------
@@ -379,7 +392,8 @@ def plan_encoder(request: EncoderRequest, fmt: PoolFormat, n_images: int, *, poo
                                **common)
         return EncoderPlan(name, mode, choice.reason, cfg, None, image_size, channels,
                            read_side=decode_side(cfg.input_size, fmt.short_side_p90, fmt.size), streams=True,
-                           precision=resolve_precision(request.precision, device), **common)
+                           precision=resolve_precision(choice.precision if request.precision == "auto"
+                                                       else request.precision, device), **common)
     tc = train_config(request, n_images, name)
     uses_labels = loss_uses_labels(request.loss)
     key = encoder_cache_key(pool_key, cfg.to_dict(), tc.to_dict(), labels if uses_labels else None,

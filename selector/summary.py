@@ -84,14 +84,31 @@ def trained_line(name: str, why: str, tc, rep: dict, out) -> str:
     return f"{name}{why}, {loss_text(tc)}, {done} -> {out}"
 
 
+def class_count_text(classes: dict | None) -> str:
+    """The class count as a summary reads it (``classes``: the ``{"estimate", "low", "high", "confident"}`` a
+    strategy reports): "estimated classes: 10 (between 9 and 11)" when confident, else a plain "no clear class
+    structure: between A and B groups"; "" without a count."""
+    if not isinstance(classes, dict) or classes.get("estimate") is None:
+        return ""
+    low, high = classes.get("low"), classes.get("high")
+    if classes.get("confident") is True:
+        span = f" (between {low} and {high})" if low is not None and high is not None and low != high else ""
+        return f"estimated classes: {classes['estimate']}{span}"
+    return f"no clear class structure: between {low} and {high} groups (best guess {classes['estimate']})"
+
+
 def strategy_line(result) -> str:
-    """The strategy of a :class:`selector.api.SelectionResult`, its time and the class estimate (with
-    its range over the estimate's subsamples, when the strategy reports one)."""
+    """The strategy of a :class:`selector.api.SelectionResult`, its time and the class count: its interval and
+    whether it is confident (:func:`class_count_text`), or, for a strategy that reports only a range over the
+    estimate's subsamples (or a count given by the caller), that."""
     k = result.n_groups
-    k_range = result.selection.info.get("k_range")
+    info = result.selection.info
+    if isinstance(info.get("classes"), dict):
+        return f"{result.strategy} ({result.seconds:.2f} s), {class_count_text(info['classes'])}"
+    k_range = info.get("k_range")
     text = f", estimated classes: {k}" if k is not None else ""
     if k is not None and k_range:
-        n_sub = len(result.selection.info.get("k_per_seed", []))
+        n_sub = len(info.get("k_per_seed", []))
         text += f" (range {k_range[0]}-{k_range[1]} over {n_sub} sample{'' if n_sub == 1 else 's'} of the pool)"
     return f"{result.strategy} ({result.seconds:.2f} s){text}"
 
@@ -107,9 +124,12 @@ def result_rows(result, files: Sequence, seconds: float) -> Rows:
 
 
 def summary_json(rows: Sequence[tuple[str, str]], result, files: Sequence, seconds: float) -> dict[str, Any]:
-    """The summary of a selection as one object: the text rows by key, plus the numbers and the chosen ids."""
+    """The summary of a selection as one object: the text rows by key, plus the numbers and the chosen ids;
+    ``classes`` (``{"estimate", "low", "high", "confident"}``) when the strategy counted the classes
+    (``estimated_classes`` stays the number of groups the picks were drawn from)."""
+    classes = result.selection.info.get("classes")
     return {"chosen": len(result), "outputs": [str(f) for f in files], "strategy": result.strategy,
-            "estimated_classes": result.n_groups,
+            "estimated_classes": result.n_groups, **({"classes": dict(classes)} if isinstance(classes, dict) else {}),
             "per_group": {str(g): c for g, c in result.group_counts().items()},
             "seconds": round(seconds, 3), "info": result.info, "paths": result.paths,
             "summary": {k: v for k, v in rows}}

@@ -1,9 +1,10 @@
 """Class-balanced selection: the project's default strategy.
 
-1. Estimate the number of classes K (eigengap, :mod:`selector.strategies.class_count`) unless given:
-   the median over ``k_repeats`` subsamples (a pool no larger than the subsample: the whole pool's
-   estimate), considering up to ``max_k`` classes (by default from the pool size and the budget, up to
-   1,000); ``info["k_range"]`` is the range the subsamples gave.
+1. Estimate the number of classes K unless given: the reported class count
+   (:func:`selector.strategies.class_count.count_classes`: the median of the eigengap over ``k_repeats``
+   subsamples, a silhouette sweep and HDBSCAN), considering up to ``max_k`` classes (by default from the pool
+   size and the budget, up to 1,000); ``info["classes"]`` holds the estimate, its interval and whether it is
+   confident, ``info["k_range"]`` the interval.
 2. Group the pool into K groups by spectral clustering of a subsample extended to all points
    through the group means (:func:`selector.strategies.class_count.spectral_groups`); unlike k-means on
    the pool this does not split a large class to even out cluster sizes.
@@ -57,7 +58,7 @@ import numpy as np
 from selector.cluster import group_rows, kmeans
 
 from .base import MAX_COUNT, MAX_ITER, Open, Selection, Strategy
-from .class_count import MAX_K, estimate_class_range, spectral_groups
+from .class_count import MAX_K, count_classes, spectral_groups
 from .kcenter import kcenter_greedy
 from .registry import register
 from .typiclust import typiclust_pick
@@ -276,11 +277,11 @@ class Balanced(Strategy):
         """Steps 1-4 of the module doc: ``budget`` typical picks spread evenly over the groups.
         Returns the selection and the group of every row, (n,) int64."""
         seed = int(rng.integers(2**31 - 1))
-        est = None
-        if self.n_classes is None:
-            est = estimate_class_range(x, max_k=self.max_k, n_sample=self.n_sample, k_graph=self.k_graph,
-                                       seed=seed, repeats=self.k_repeats, budget=budget)
-            k, k_source = est.k, "estimated"
+        est = count = None
+        if self.n_classes is None:  # K: the reported count's estimate (eigengap, silhouette, HDBSCAN)
+            count = count_classes(x, seed=seed, budget=budget, repeats=self.k_repeats, max_k=self.max_k,
+                                  n_sample=self.n_sample, k_graph=self.k_graph)
+            est, k, k_source = count.eigengap, count.estimate, "estimated"
         else:
             k, k_source = int(self.n_classes), "given"
             if k < 1:
@@ -320,8 +321,7 @@ class Balanced(Strategy):
         order = np.lexsort((groups, np.concatenate(rank)))
         return Selection(indices=idx[order], scores=scores[order], groups=groups[order], n_groups=g,
                          info={"k_source": k_source, "k": int(k),
-                               **({} if est is None else {"k_range": list(est.k_range),
-                                                         "k_per_seed": list(est.k_per_seed),
-                                                         "max_k": est.max_k}),
+                               **(count.info() if count is not None else  # a K given by the caller is sure
+                                  {"classes": {"estimate": int(k), "low": int(k), "high": int(k), "confident": True}}),
                                "allocation": alloc.tolist(),
                                "group_sizes": np.bincount(assign, minlength=g).tolist(), "n_explore": 0}), assign

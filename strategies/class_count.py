@@ -1,53 +1,24 @@
-"""Estimate the number of classes K in an unlabeled embedding, and the spectral grouping that
-goes with it.
+"""Estimate the number of classes K in an unlabeled embedding, and the spectral grouping that goes with it.
 
-Method (chosen by experiment, see below): the *eigengap* of a kNN affinity graph on a seeded
-subsample of ``n_sample`` points (von Luxburg, "A Tutorial on Spectral Clustering", 2007, sec.
-8.3). Build a symmetric kNN graph (k = 10) with self-tuning weights
-``w_ij = exp(-||x_i - x_j||^2 / (s_i s_j))``, s_i the distance to the 7th neighbour
-(Zelnik-Manor & Perona, NIPS 2004); take the smallest ``max_k + 1`` eigenvalues of the
-normalised Laplacian ``L = I - D^-1/2 W D^-1/2`` (as the largest of ``D^-1/2 W D^-1/2``, which
-Lanczos finds in ~0.03 s at m = 5,000); K = argmax over K in [2, max_k] of
-``lambda_{K+1} - lambda_K``. With K well-separated groups L has K near-zero eigenvalues and a
-jump after them, whatever the group sizes.
+The *eigengap* of a kNN affinity graph on a seeded subsample of ``n_sample`` points (von Luxburg, "A Tutorial
+on Spectral Clustering", 2007, sec. 8.3): a symmetric kNN graph (k = 10) with self-tuning weights
+``w_ij = exp(-||x_i - x_j||^2 / (s_i s_j))``, s_i the distance to the 7th neighbour (Zelnik-Manor & Perona,
+NIPS 2004); the smallest ``max_k + 1`` eigenvalues of the normalised Laplacian ``L = I - D^-1/2 W D^-1/2``;
+K = argmax over K in [2, max_k] of ``lambda_{K+1} - lambda_K``. With K well-separated groups L has K
+near-zero eigenvalues and a jump after them, whatever the group sizes.
 
-Evidence (scratch experiments, 3 subsample seeds each, 2-core CPU; blobs = Gaussian blobs on
-the unit sphere in d = 64-128 with sizes decaying geometrically by a factor 10 or 100 from the
-largest to the smallest; MNIST/digits = PCA of raw pixels, L2-normalised):
+The eigengap alone is not what the product reports: on real embeddings it is often wrong by a factor of 2
+to 5 with a narrow range (``benchmarks/results/class_count``). :func:`count_classes` combines it with a
+silhouette sweep and HDBSCAN into an interval and says whether the pool shows clear class structure.
 
-====================  ====  ==========  ==============  ===========  ======================
-pool                  true  silhouette  stability(ARI)  eigengap     eigengap m=5000 (used)
-                            (m=3000)    (m=3000)        (m=3000)
-====================  ====  ==========  ==============  ===========  ======================
-blobs K=2             2     2           2-3             2            2, 2, 2
-blobs K=5             5     4-5         3               5            5, 5, 5
-blobs K=10            10    8-9         6-9             10           10, 10, 10
-blobs K=20            20    17-18       17-22           20           18, 20, 20
-blobs K=20, ratio 100 20    --          --              9-13         14, 14, 14
-sklearn digits        10    14          14              11           11, 11, 11
-MNIST-10k balanced    10    23          27              13-17        13, 13, 13
-MNIST long-tail x10   10    15          2               4-16         4, 4, 4
-MNIST long-tail x100  10    2           2               10           10, 10, 10
-====================  ====  ==========  ==============  ===========  ======================
-
-Silhouette and partition stability under-estimate K when groups have unequal sizes (k-means
-prefers splitting the big groups) and take seconds; the eigengap recovers K exactly on blobs up
-to K = 20 of unequal sizes and is the fastest (0.1-0.5 s incl. the kNN graph). Its weak spots:
-groups too small to appear in the subsample (ratio 100 over 20 blobs: the smallest blobs have a
-handful of sampled points, so K is under-estimated) and raw-pixel embeddings without a clear
-gap (MNIST PCA, where no method is reliable). Over-estimating K costs little in ``balanced``
-(a class split in two gets two shares); under-estimating can merge a rare class into a
-frequent one, so ``balanced`` lets callers pass K when they know it.
-
-The subsample's spectral embedding is also the best available grouping: :func:`spectral_groups`
-clusters it (Ng, Jordan & Weiss, NIPS 2001; k-means started from farthest points) and extends the groups
-to the whole pool through the group means, which k-means on the whole pool (biased towards equal-size
-clusters) would not do.
+The subsample's spectral embedding is also the best available grouping: :func:`spectral_groups` clusters it
+(Ng, Jordan & Weiss, NIPS 2001; k-means started from farthest points) and extends the groups to the whole
+pool through the group means, which k-means on the whole pool (biased towards equal-size clusters) would not.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -64,11 +35,10 @@ ZERO_EIG = 1e-9
 #: shift of the shift-invert eigensolver: the Laplacian's eigenvalues nearest -SHIFT are its smallest
 SHIFT = 1e-3
 #: Lanczos restarts allowed on the largest eigenvalues of S before the shift-invert solver takes over.
-#: Measured (wall time): 31 eigenpairs of a 5,000-row CIFAR-10 graph converge within
-#: 20 restarts (0.2 s; shift-invert takes 26 s there, its factorisation fills in), 91 within 100
-#: (1.7 s); a 7,754-row component of a graph of 500 blobs, whose eigenvalues come in tight clusters,
-#: had not converged after 300 (13 s for 31 eigenpairs; over 590 s for 91 without a limit), where
-#: shift-invert gives 271 eigenpairs in 6.5 s.
+#: Measured (wall time): 31 eigenpairs of a 5,000-row CIFAR-10 graph converge within 20 restarts (0.2 s;
+#: shift-invert takes 26 s there, its factorisation fills in), 91 within 100 (1.7 s); a 7,754-row component
+#: of a graph of 500 blobs (eigenvalues in tight clusters) had not converged after 300 (13 s for 31
+#: eigenpairs; over 590 s for 91 without a limit), where shift-invert gives 271 eigenpairs in 6.5 s.
 LANCZOS_MAXITER = 100
 
 
@@ -359,3 +329,171 @@ def spectral_groups(x: np.ndarray, k: int, estimate: ClassCountEstimate | None =
         remap[used] = np.arange(used.shape[0])
         means, assign = means[used], remap[assign]
     return means, assign.astype(np.int64)
+
+
+# -- the reported class count: an interval from three estimators, and whether they agree -----------------
+
+#: subsamples of the silhouette sweep (its m x m distance matrix: 16 MB at 2,000) and of HDBSCAN
+SWEEP_ROWS, HDBSCAN_ROWS = 2_000, 2_000
+#: confident only when the best silhouette reaches MIN_SILHOUETTE (real embeddings without clear classes stay
+#: below it) and the three estimates agree within a factor AGREE; the interval is their span (with the
+#: eigengap's range and the k of near-best silhouette) widened by WIDEN (CONFIDENT_WIDEN when confident)
+MIN_SILHOUETTE, AGREE, WIDEN, CONFIDENT_WIDEN = 0.3, 1.25, 1.5, 1.1
+#: the eigengap of the reported count considers at least this many classes (when the pool has 10 rows each)
+REPORT_MAX_K = 300
+
+
+@dataclass(frozen=True)
+class ClassCount:
+    """The reported class count: ``estimate`` in [``low``, ``high``], ``confident``; ``votes``: each estimator's K."""
+
+    estimate: int
+    low: int
+    high: int
+    confident: bool
+    votes: tuple[tuple[str, int], ...] = ()
+    structure: float = 0.0  # the best silhouette of the sweep
+    #: the eigengap estimate behind the eigengap vote (its spectral embedding serves :func:`spectral_groups`)
+    eigengap: ClassCountEstimate | None = field(default=None, compare=False, repr=False)
+
+    def as_dict(self) -> dict:
+        return {"estimate": self.estimate, "low": self.low, "high": self.high, "confident": self.confident}
+
+    def info(self) -> dict:
+        """``Selection.info``'s class count: ``classes``, ``k``, ``k_range`` (the interval), ``class_votes``..."""
+        e = self.eigengap
+        return {"k": self.estimate, "k_range": [self.low, self.high], "classes": self.as_dict(),
+                "class_votes": dict(self.votes), "k_per_seed": list(e.k_per_seed) if e else [],
+                "max_k": e.max_k if e else None}
+
+
+def combine_counts(votes: dict[str, int], spans: tuple[int, ...] = (), structure: float = 0.0,
+                   min_structure: float = MIN_SILHOUETTE, agree: float = AGREE, widen: float = WIDEN,
+                   confident_widen: float = CONFIDENT_WIDEN) -> ClassCount:
+    """Combine per-estimator class counts into a :class:`ClassCount` (a pure function).
+
+    Args:
+        votes: estimator name -> K (>= 1). spans: further plausible K (the ends of each estimator's own range).
+        structure: the strength of the group structure (the best silhouette of the sweep, in [-1, 1]).
+
+    The estimate is the median of the votes (the lower middle for an even count); the interval spans the votes
+    and ``spans``, divided and multiplied by ``widen`` (``confident_widen`` when confident); confident when
+    ``structure >= min_structure`` and the largest vote is at most ``agree`` times the smallest.
+    """
+    ks = sorted(int(v) for v in votes.values())
+    if not ks:
+        raise ValueError("no class count to combine")
+    est = ks[(len(ks) - 1) // 2]
+    confident = bool(structure >= min_structure and ks[-1] <= agree * ks[0])
+    f = confident_widen if confident else widen
+    every = ks + [int(s) for s in spans]
+    low = max(1, int(np.floor(min(every) / f)))
+    high = max(est, int(np.ceil(max(every) * f)))
+    return ClassCount(int(est), min(low, est), high, confident, tuple((k, int(v)) for k, v in votes.items()),
+                      float(structure))
+
+
+def reduced_sample(x: np.ndarray, m: int, seed: int, dim: int) -> np.ndarray:
+    """``m`` seeded rows of ``x``, projected on their first ``dim`` principal axes (float32)."""
+    z = np.ascontiguousarray(x[sample_rows(x.shape[0], m, seed)], dtype=np.float32)
+    if z.shape[1] > dim and z.shape[0] > dim:
+        from sklearn.decomposition import PCA
+        z = PCA(dim, svd_solver="randomized", random_state=seed).fit_transform(z).astype(np.float32)
+    return np.ascontiguousarray(z)
+
+
+def mean_silhouette(dist: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette from an (m, m) distance matrix, O(m^2) (per-cluster sums through a sparse indicator)."""
+    m, k = labels.shape[0], int(labels.max()) + 1
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    ind = sp.csr_matrix((np.ones(m), (labels, np.arange(m))), shape=(k, m))
+    sums = np.asarray((ind @ dist).T)  # (m, k): distance of each row to each cluster, summed
+    rows = np.arange(m)
+    a = sums[rows, labels] / np.maximum(counts[labels] - 1, 1)
+    mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
+    mean[rows, labels] = np.inf
+    b = mean.min(axis=1)
+    s = np.where(counts[labels] > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
+    return float(s.mean())
+
+
+def kmeanspp(z: np.ndarray, k: int, seed: int, trials: int = 3) -> np.ndarray:
+    """Greedy k-means++ seeding of ``z`` (m, d): (k, d) rows, each the best of ``trials`` D^2-sampled candidates
+    (a random start can leave two centroids in one well-separated group and none in another)."""
+    rng, sq = np.random.default_rng(seed), (z.astype(np.float64) ** 2).sum(axis=1)
+    rows = [int(rng.integers(z.shape[0]))]
+    near = np.maximum(sq + sq[rows[0]] - 2.0 * (z @ z[rows[0]]), 0.0)
+    for _ in range(1, k):
+        p = near / near.sum() if near.sum() > 0 else np.full(z.shape[0], 1.0 / z.shape[0])
+        cand = rng.choice(z.shape[0], size=trials, p=p)
+        d = np.minimum(near[None, :], np.maximum(sq[None, :] + sq[cand, None] - 2.0 * (z[cand] @ z.T), 0.0))
+        best = int(np.argmin(d.sum(axis=1)))
+        rows, near = rows + [int(cand[best])], d[best]
+    return np.ascontiguousarray(z[rows], dtype=np.float32)
+
+
+def sweep_ks(top: int, steps: int = 12) -> list[int]:
+    """The k of a sweep: every k from 2 to 10, then ``steps`` geometric steps to ``top``."""
+    return sorted({*range(2, min(top, 10) + 1), *(int(round(v)) for v in np.geomspace(10, top, steps) if top > 10)})
+
+
+def silhouette_sweep(x: np.ndarray, max_k: int, seed: int = 0, m: int = SWEEP_ROWS, dim: int = 64,
+                     steps: int = 12, tol: float = 0.01) -> tuple[int, int, int, float]:
+    """Seeded k-means on ``m`` rows (PCA to ``dim``) for the k of :func:`sweep_ks` up to min(max_k, m // 5);
+    returns (k of the best mean silhouette, smallest and largest k within ``tol`` of it, the best silhouette)."""
+    from selector.cluster import sq_dists
+
+    z = reduced_sample(x, m, seed, dim)
+    top = int(min(max_k, z.shape[0] // 5))
+    if top < 2:
+        return 1, 1, 1, 0.0
+    dist = np.sqrt(np.maximum(sq_dists(z, z), 0.0)).astype(np.float32)
+    np.fill_diagonal(dist, 0.0)
+    score = {}
+    for k in sweep_ks(top, steps):
+        _, lab, _ = kmeans(z, k, seed=seed, niter=20, max_points_per_centroid=10**6, use_gpu=False,
+                           init=kmeanspp(z, k, seed))
+        lab = np.unique(lab, return_inverse=True)[1].ravel()
+        if lab.max() >= 1:
+            score[k] = mean_silhouette(dist, lab)
+    if not score:
+        return 1, 1, 1, 0.0
+    best = max(score, key=score.get)
+    near = [k for k, v in score.items() if v >= score[best] - tol]
+    return best, min(near), max(near), float(score[best])
+
+
+def hdbscan_count(x: np.ndarray, seed: int = 0, m: int = HDBSCAN_ROWS, dim: int = 32, min_cluster_size: int = 5
+                  ) -> int:
+    """Clusters :class:`sklearn.cluster.HDBSCAN` finds on ``m`` seeded rows (PCA to ``dim``); at least 1."""
+    from sklearn.cluster import HDBSCAN
+
+    z = reduced_sample(x, m, seed, dim)
+    if z.shape[0] <= min_cluster_size:
+        return 1
+    lab = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=5, copy=True).fit_predict(z)
+    return max(1, int(np.unique(lab[lab >= 0]).shape[0]))
+
+
+def report_max_k(n: int, budget: int | None = None) -> int:
+    """The largest K the reported count considers: :func:`auto_max_k`, raised to REPORT_MAX_K classes of 10 rows."""
+    return int(max(auto_max_k(n, budget), min(REPORT_MAX_K, n // 10)))
+
+
+def count_classes(x: np.ndarray, seed: int = 0, budget: int | None = None, repeats: int = 3,
+                  max_k: int | None = None, n_sample: int = 5_000, k_graph: int = 10) -> ClassCount:
+    """The class count of ``x`` (n, d) as reported: the eigengap (:func:`estimate_class_range` with ``repeats``,
+    ``n_sample``, ``k_graph``, up to ``max_k`` classes, default :func:`report_max_k`), a silhouette sweep and
+    HDBSCAN, combined by :func:`combine_counts`. Memory O(n d) plus fixed subsamples. Pools under 20 rows: the
+    eigengap alone, never confident."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = x.shape[0]
+    max_k = report_max_k(n, budget) if max_k is None else int(max_k)
+    eig = estimate_class_range(x, max_k=max_k, n_sample=n_sample, k_graph=k_graph, seed=seed, repeats=repeats)
+    lo, hi = eig.k_range or (eig.k, eig.k)
+    if n < 20:
+        return replace(combine_counts({"eigengap": eig.k}, (lo, hi), structure=0.0), eigengap=eig)
+    k_sil, s_lo, s_hi, best = silhouette_sweep(x, max_k, seed=seed)
+    votes = {"eigengap": eig.k, "silhouette": k_sil, "hdbscan": hdbscan_count(x, seed=seed)}
+    log.debug("class count votes %s, silhouette %.3f", votes, best)
+    return replace(combine_counts(votes, (lo, hi, s_lo, s_hi), structure=best), eigengap=eig)

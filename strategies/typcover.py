@@ -19,11 +19,10 @@ set. No class count is needed to choose.
 ``n_labeled + share * budget`` clusters, the most typical item of each: the mass of the pool),
 and the k-center starts from them; rank order alternates the two kinds. 0 is pure coverage.
 
-4. For the report only (``count_classes``, default on): the eigengap class count of
-   :mod:`selector.strategies.class_count` (median and range over three subsamples; on a pool no
-   larger than the subsample, the whole pool's K and the range over it and two 80 % subsamples),
-   and the spectral group of each pick (``groups``, ``n_groups``), drawn from a seed taken after the
-   picks, so they never change the selection.
+4. For the report only (``count_classes``, default on): the class count of
+   :func:`selector.strategies.class_count.count_classes` (eigengap, silhouette sweep and HDBSCAN: an
+   estimate, an interval and whether it is confident), and the spectral group of each pick (``groups``,
+   ``n_groups``), drawn from a seed taken after the picks, so they never change the selection.
 
 Chosen as the default strategy by the strategy matrix (``benchmarks/strategy_matrix.py``,
 tables in ``benchmarks/results/strategy_matrix``): with ``typical_share=0.5`` it has the best mean rank over
@@ -42,7 +41,7 @@ import numpy as np
 from selector.cluster import group_rows, kmeans, sq_dists
 
 from .base import MAX_COUNT, MAX_ITER, Selection, Strategy
-from .class_count import estimate_class_range, spectral_groups
+from .class_count import count_classes, spectral_groups
 from .registry import register
 from .typiclust import most_typical
 
@@ -103,8 +102,9 @@ class TypCover(Strategy):
     """Typical k-center; see the module docstring. ``scores`` are the pick's distance to the nearest
     earlier pick or labeled item (0 for the first pick without labels); ``groups`` the estimated
     class group of each pick with ``count_classes`` (else its k-means cluster); ``info`` holds
-    ``n_clusters``, ``n_candidates`` and, with ``count_classes``, ``k``, ``k_range``, ``k_per_seed``
-    and ``max_k`` of the class count.
+    ``n_clusters``, ``n_candidates`` and, with ``count_classes``, the class count's ``classes``
+    (estimate, low, high, confident), ``k``, ``k_range`` (the interval), ``class_votes``, ``k_per_seed``
+    and ``max_k``.
     """
 
     #: oversample up to 10^6 (the clusters are capped by max_clusters and by the pool long before); density
@@ -193,8 +193,8 @@ class TypCover(Strategy):
         n_groups = None
         if self.count_classes:  # the report's class count: after the picks, from its own seed
             cseed = int(rng.integers(2**31 - 1))
-            est = estimate_class_range(x, seed=cseed, repeats=self.k_repeats, budget=budget)
-            _, gassign = spectral_groups(x, est.k, estimate=est, seed=cseed, use_gpu=self.use_gpu)
+            count = count_classes(x, seed=cseed, repeats=self.k_repeats, budget=budget)
+            _, gassign = spectral_groups(x, count.estimate, estimate=count.eigengap, seed=cseed, use_gpu=self.use_gpu)
             groups, n_groups = gassign[picks], int(gassign.max()) + 1
-            info.update(k=int(est.k), k_range=list(est.k_range), k_per_seed=list(est.k_per_seed), max_k=est.max_k)
+            info.update(count.info())
         return Selection(indices=picks, scores=radius, groups=groups, n_groups=n_groups, info=info)

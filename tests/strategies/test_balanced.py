@@ -186,13 +186,16 @@ def test_explore_picks_stay_in_allowed_rows_then_fall_back():
     assert y[picked[3]] == 2  # blob 2 holds no center: its points are the farthest
 
 
-def test_info_reports_the_class_estimate_range_and_the_budget_driven_max_k():
-    from selector.strategies.class_count import auto_max_k
+def test_info_reports_the_class_count_with_its_interval():
+    from selector.strategies.class_count import report_max_k
 
     x, _ = sphere_blobs([900, 700, 500, 300, 200, 100])  # 2,700 rows: the whole pool is the subsample
     s = Balanced(explore=0).select(x, 40, rng=0)
-    # the whole pool's K, and the range over it and two subsamples of 80 % of it
-    assert s.info["k"] == 6 and s.info["k_range"] == [6, 6] and s.info["k_per_seed"] == [6, 6, 6]
-    assert s.info["max_k"] == auto_max_k(2_700, 40) == 80  # 2 x budget, not the old constant 30
+    # the eigengap: the whole pool's K, and it again on two subsamples of 80 % of it
+    assert s.info["k"] == 6 and s.info["k_per_seed"] == [6, 6, 6]
+    classes = s.info["classes"]
+    assert classes["estimate"] == 6 and classes["confident"] is True
+    assert s.info["k_range"] == [classes["low"], classes["high"]] and classes["low"] <= 6 <= classes["high"]
+    assert s.info["max_k"] == report_max_k(2_700, 40) == 270  # classes of 10 rows, not the old constant 30
     with pytest.raises(ValueError, match="k_repeats"):
         Balanced(k_repeats=0)

@@ -1,4 +1,5 @@
-"""Estimating the number of classes (eigengap of a kNN graph) and spectral grouping."""
+"""Estimating the number of classes (eigengap of a kNN graph; the reported count with its interval) and spectral
+grouping."""
 import numpy as np
 import pytest
 from scipy.sparse.csgraph import connected_components
@@ -6,11 +7,15 @@ from selector.strategies.class_count import (
     MAX_K,
     affinity_graph,
     auto_max_k,
+    combine_counts,
+    count_classes,
     eigengap_k,
     estimate_class_range,
     estimate_num_classes,
+    hdbscan_count,
     laplacian_spectrum,
     sample_size,
+    silhouette_sweep,
     spectral_groups,
 )
 
@@ -167,3 +172,88 @@ def test_estimate_range_on_a_pool_no_larger_than_the_sample_uses_its_subsamples(
     # a pool of a handful of rows: the whole pool's estimate alone
     est = estimate_class_range(x[: cc.MIN_RANGE_ROWS - 1], repeats=3)
     assert len(est.k_per_seed) == 1
+
+
+# -- the reported count: combine_counts, silhouette sweep, HDBSCAN, count_classes ---------------------------
+
+def test_combine_counts_agreeing_votes_on_clear_structure_are_confident():
+    c = combine_counts({"a": 10, "b": 10, "c": 11}, spans=(9, 12), structure=0.6)
+    assert c.confident and c.estimate == 10
+    assert c.low <= 9 and c.high >= 12 and c.high <= 14  # a narrow interval around the votes
+    assert c.as_dict() == {"estimate": 10, "low": c.low, "high": c.high, "confident": True}
+
+
+def test_combine_counts_is_not_confident_when_votes_disagree_or_structure_is_weak():
+    split = combine_counts({"a": 4, "b": 10, "c": 30}, structure=0.6)
+    assert not split.confident and split.estimate == 10
+    assert split.low <= 4 and split.high >= 30
+    weak = combine_counts({"a": 10, "b": 10, "c": 10}, structure=0.1)
+    assert not weak.confident
+    assert weak.low < 10 < weak.high  # widened more than a confident count
+    even = combine_counts({"a": 3, "b": 8})
+    assert even.estimate == 3  # the lower middle of an even number of votes
+    with pytest.raises(ValueError):
+        combine_counts({})
+
+
+def test_silhouette_matches_scikit_learn():
+    from selector.strategies.class_count import mean_silhouette
+    from sklearn.metrics import silhouette_score
+
+    from selector.cluster import sq_dists
+
+    x, y = unequal_blobs(4, n=400, spread=0.3, seed=3)
+    rng = np.random.default_rng(0)
+    lab = np.where(rng.random(len(y)) < 0.2, rng.integers(0, 4, len(y)), y)  # some rows mislabelled
+    d = np.sqrt(np.maximum(sq_dists(x, x), 0))
+    np.fill_diagonal(d, 0)
+    assert mean_silhouette(d, lab) == pytest.approx(silhouette_score(d, lab, metric="precomputed"), abs=1e-4)
+
+
+@pytest.mark.parametrize("k", [3, 8])
+def test_sweep_and_hdbscan_find_well_separated_blobs(k):
+    x, _ = sphere_blobs([150] * k, d=32, spread=0.05, seed=k)
+    best, lo, hi, score = silhouette_sweep(x, max_k=40, seed=0)
+    assert lo <= k <= hi and score > 0.5
+    assert hdbscan_count(x, seed=0) == k
+
+
+@pytest.mark.parametrize("k", [4, 12])
+def test_count_classes_is_confident_and_right_on_separated_unequal_blobs(k):
+    x, _ = unequal_blobs(k, n=3000, ratio=5, seed=k)
+    c = count_classes(x, seed=0)
+    assert c.confident
+    assert c.low <= k <= c.high and abs(c.estimate - k) <= 1
+    info = c.info()
+    assert info["classes"] == c.as_dict() and info["k_range"] == [c.low, c.high]
+
+
+def test_count_classes_on_uniform_noise_is_not_confident():
+    x = np.random.default_rng(0).standard_normal((3000, 32)).astype(np.float32)
+    c = count_classes(x, seed=0)
+    assert not c.confident
+    assert c.low <= c.estimate <= c.high
+
+
+def test_count_classes_reads_a_fixed_subsample_of_a_large_pool(monkeypatch):
+    # the silhouette sweep's distance matrix and HDBSCAN see fixed-size subsamples, never the whole pool
+    from selector.strategies import class_count as cc
+
+    seen = []
+    real = cc.reduced_sample
+    monkeypatch.setattr(cc, "reduced_sample", lambda x, m, seed, dim: seen.append(m) or real(x, m, seed, dim))
+    x, _ = sphere_blobs([6000, 3000, 1000], d=16, spread=0.05, seed=1)
+    cc.count_classes(x, seed=0, repeats=1)
+    assert seen and max(seen) <= max(cc.SWEEP_ROWS, cc.HDBSCAN_ROWS) < len(x)
+
+
+def test_count_classes_is_its_three_parts_combined():
+    # the class-count benchmark builds the product's rows from these three parts: they must be what it runs
+    from selector.strategies.class_count import report_max_k
+
+    x, _ = unequal_blobs(6, n=1500, ratio=5, spread=0.2, seed=4)
+    c = count_classes(x, seed=3)
+    eig = estimate_class_range(x, max_k=report_max_k(len(x)), seed=3)
+    k, lo, hi, best = silhouette_sweep(x, report_max_k(len(x)), seed=3)
+    votes = {"eigengap": eig.k, "silhouette": k, "hdbscan": hdbscan_count(x, seed=3)}
+    assert c == combine_counts(votes, (*eig.k_range, lo, hi), structure=best)
