@@ -26,7 +26,7 @@ from selector.strategies import STRATEGIES, Selection, Strategy, get_strategy
 
 from .backbones import ARCHS, EncoderConfig, weights_path
 from .device import resolve_device
-from .embed import EMBED_BATCH, embed_pool
+from .embed import EMBED_BATCH, READ_CHUNK, embed_pool
 from .encoding import (
     MODES,
     EncoderPlan,
@@ -272,7 +272,7 @@ class Selector:
         self.timings_["train"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        with RowReader(pool, plan.read_side, batch=EMBED_BATCH, on_bad=self.on_bad) as reader:
+        with RowReader(pool, plan.read_side, batch=READ_CHUNK, on_bad=self.on_bad) as reader:
             emb, self.n_embedded_, failed = embed_pool(reader, pool.digests, self.encoder_, device,
                                                        cache_dir=self.cache_dir, progress=self.progress,
                                                        chunk=self.embed_chunk, dist=self.dist,
@@ -343,7 +343,7 @@ class Selector:
         if not isinstance(pool, Pool):
             pool = load_pool(pool, decode=not plan.streams or self.pixel_view_ is not None,
                              image_size=self.pool_.size, channels=self.pool_.channels, on_bad=self.on_bad)
-        with RowReader(pool, plan.read_side, batch=EMBED_BATCH, on_bad="fail") as reader:
+        with RowReader(pool, plan.read_side, batch=READ_CHUNK, on_bad="fail") as reader:
             emb, _, _ = embed_pool(reader, pool.digests, self.encoder_, resolve_device(self.device),
                                    cache_dir=self.cache_dir, progress=self.progress, chunk=self.embed_chunk,
                                    precision=plan.precision, batch_size=EMBED_BATCH)
