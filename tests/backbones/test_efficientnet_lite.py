@@ -102,8 +102,8 @@ def test_select_and_embed_cli_with_efficientnet(tmp_path):
     r = CliRunner().invoke(main, ["select", "-b", "5", "-p", str(pool), "-o", str(out), "--backbone", "auto",
                                   "--strategy", "kcenter", "-q", "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    assert ("efficientnet-lite0, frozen (no training), 224 px input from images decoded at 32 px" in r.output
-            and "chosen automatically for colour images (median short side 32 px)" in r.output)  # and why
+    assert ("efficientnet-lite0, frozen (no training), 160 px input from images decoded at 32 px" in r.output
+            and "chosen automatically for small colour images (median short side 32 px)" in r.output)  # and why
     assert len(out.read_text().strip().splitlines()) == 6
     emb = tmp_path / "e.npy"
     r = CliRunner().invoke(main, ["embed", "-p", str(pool), "-o", str(emb), "--backbone", "efficientnet-lite0",

@@ -183,7 +183,7 @@ def test_every_command_runs_behind_the_boundary():
             yield from walk(sub)
 
     cmds = list(walk(main))
-    assert len(cmds) == 10  # main, 7 commands, cache's 2
+    assert len(cmds) == 11  # main, 8 commands (serve among them), cache's 2
     assert all(isinstance(c, Group if isinstance(c, click.Group) else Command) for c in cmds)
 
 
