@@ -29,7 +29,16 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import command_line, help_text, list_option, read_rows, run, write_csv
+from benchmarks.common import (
+    command_line,
+    help_text,
+    list_option,
+    read_rows,
+    record_command,
+    recorded_commands,
+    run,
+    write_csv,
+)
 from benchmarks.folders import DATASETS, SHAPES, dataset_folder, pool_folder
 
 FIELDS = ("dataset", "kind", "shape", "n", "classes", "candidate", "knn", "knn_balanced", "embed_s", "embedded",
@@ -182,10 +191,8 @@ def cli(datasets, shapes, candidates, data_dir, cache_dir, out, threads, device,
         rows = [r for r in rows if not (r["dataset"] in datasets and r["shape"] in shapes
                                         and r["candidate"] in candidates)]
     done = {(r["dataset"], r["shape"], r["candidate"]) for r in rows}
-    commands_path = out / "commands.txt"
     if not summary_only:
-        with open(commands_path, "a", encoding="utf-8") as fh:
-            fh.write(command_line() + "\n")
+        record_command(out, command_line())
         emb_cache = cache_dir / "selector-cache"
         for name in datasets:
             ds = dataset_folder(name, cache_dir, data_dir)
@@ -207,7 +214,7 @@ def cli(datasets, shapes, candidates, data_dir, cache_dir, out, threads, device,
                     write_csv(rows, csv_path, FIELDS)
                     print(f"{name} {shape} {cand}: kNN {knn:.1f} ({bal:.1f}), {n_run} embedded in {secs:.0f} s",
                           file=sys.stderr, flush=True)
-    commands = commands_path.read_text(encoding="utf-8").split("\n") if commands_path.exists() else []
+    commands = recorded_commands(out)
     text = summarise(rows, [c for c in commands if c])
     with atomic_write(out / "summary.md") as fh:
         fh.write(text)

@@ -36,7 +36,17 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import PRINT_ONLY, command_line, help_text, list_option, read_rows, run, write_csv
+from benchmarks.common import (
+    PRINT_ONLY,
+    command_line,
+    help_text,
+    list_option,
+    read_rows,
+    record_command,
+    recorded_commands,
+    run,
+    write_csv,
+)
 from benchmarks.folders import DATASETS, SHAPES, dataset_folder, pool_folder
 
 #: the real datasets measured by default: the photo and glyph datasets of the embedding benchmark
@@ -248,10 +258,8 @@ def cli(datasets, shapes, blob_ks, methods, seed, data_dir, cache_dir, out, redo
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "results.csv"
     rows = read_rows(csv_path)
-    commands_path = out / "commands.txt"
     if not summary_only:
-        with open(commands_path, "a", encoding="utf-8") as fh:
-            fh.write(command_line(PRINT_ONLY) + "\n")
+        record_command(out, command_line(PRINT_ONLY))
         pools = [(name, shape, lambda n=name, s=shape: embedding(n, s, cache_dir, data_dir))
                  for name, shape in real_cells(datasets, shapes)]
         pools += [(f"blobs{k}", "full", lambda k=k: blobs(k, seed=k)) for k in blob_ks]
@@ -283,8 +291,7 @@ def cli(datasets, shapes, blob_ks, methods, seed, data_dir, cache_dir, out, redo
                 write_csv(rows, csv_path, FIELDS)
                 print(f"{name} {shape} K={true_k} {m}: {k} [{lo}-{hi}]{' confident' if conf else ''} "
                       f"({secs:.1f} s)", file=sys.stderr, flush=True)
-    commands = [c for c in commands_path.read_text(encoding="utf-8").split("\n") if c] \
-        if commands_path.exists() else []
+    commands = recorded_commands(out)
     with atomic_write(out / "summary.md") as fh:
         fh.write(summarise(rows, commands))
     print(out / "summary.md")

@@ -33,7 +33,17 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import REPO, command_line, help_text, list_option, read_rows, run, write_csv
+from benchmarks.common import (
+    REPO,
+    command_line,
+    help_text,
+    list_option,
+    read_rows,
+    record_command,
+    recorded_commands,
+    run,
+    write_csv,
+)
 from benchmarks.folders import _build, dataset_folder
 
 FOLDERS = ("photos10k", "eurosat100k")
@@ -207,14 +217,13 @@ def cli(folders, repeats, budget, threads, data_dir, cache_dir, out, build_only,
     from selector.atomic import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
-    csv_path, commands_path = out / "results.csv", out / "commands.txt"
+    csv_path = out / "results.csv"
     rows = read_rows(csv_path) if csv_path.exists() else []
     if not summary_only:
         paths = {name: build_folder(name, cache_dir, data_dir) for name in folders}
         if build_only:
             return
-        with open(commands_path, "a", encoding="utf-8") as fh:
-            fh.write(command_line() + "\n")
+        record_command(out, command_line())
         for name in folders:
             for _ in range(repeats):
                 r = {"folder": name, **time_select(paths[name], budget, threads)}
@@ -222,7 +231,7 @@ def cli(folders, repeats, budget, threads, data_dir, cache_dir, out, build_only,
                 write_csv(rows, csv_path, FIELDS)
                 print(f"{name}: {r['wall_s']:.0f} s wall, {r['img_per_s']:.0f} img/s, "
                       f"peak RSS {r['peak_rss_mib']:,.0f} MiB", file=sys.stderr, flush=True)
-    commands = [c for c in commands_path.read_text(encoding="utf-8").split("\n") if c] if commands_path.exists() else []
+    commands = recorded_commands(out)
     with atomic_write(out / "summary.md") as fh:
         fh.write(summarise(rows, commands))
     print(out / "summary.md")

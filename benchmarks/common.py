@@ -115,6 +115,19 @@ def command_line(drop: tuple[str, ...] = ()) -> str:
 PRINT_ONLY = ("--summary-only", "-v", "--verbose")
 
 
+def record_command(out: str | os.PathLike, line: str) -> None:
+    """Append the command line ``line`` to ``<out>/commands.txt``, the record of the runs behind a results folder
+    whose runs add rows (each run's summary lists them all, :func:`recorded_commands`)."""
+    with open(Path(out) / "commands.txt", "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
+def recorded_commands(out: str | os.PathLike) -> list[str]:
+    """The command lines :func:`record_command` appended to ``<out>/commands.txt``, in order ([] without it)."""
+    path = Path(out) / "commands.txt"
+    return [c for c in path.read_text(encoding="utf-8").split("\n") if c] if path.exists() else []
+
+
 def script_command(name: str) -> tuple[list[str], dict]:
     """``python -m benchmarks.NAME`` for a child process, and an environment in which it finds
     ``benchmarks`` and the checkout's ``selector`` (the repository root first on PYTHONPATH)."""

@@ -67,3 +67,13 @@ def test_every_recorded_command_parses_with_its_script():
             cmd.make_context(script, spread_lists(cmd, list(words)))
         except click.ClickException as e:
             pytest.fail(f"{path}: python -m benchmarks.{script} {shlex.join(words)}: {e.format_message()}")
+
+
+def test_recorded_commands_are_the_recorded_lines_in_order(tmp_path):
+    from benchmarks.common import record_command, recorded_commands
+
+    assert recorded_commands(tmp_path) == []
+    record_command(tmp_path, "python -m benchmarks.x --a 1")
+    record_command(tmp_path, "python -m benchmarks.x --a 2")
+    assert recorded_commands(tmp_path) == ["python -m benchmarks.x --a 1", "python -m benchmarks.x --a 2"]
+    assert (tmp_path / "commands.txt").read_text(encoding="utf-8").endswith("--a 2\n")
