@@ -23,13 +23,14 @@ import json
 import resource
 import subprocess
 import time
+from pathlib import Path
 
 import click
 import numpy as np
 
-from benchmarks.common import help_text, list_option, make_data, run, script_command
+from benchmarks.common import command_line, help_text, list_option, make_data, run, script_command
 
-STRATEGY_NAMES = ["random", "stratified-random", "kcenter", "typiclust", "probcover", "balanced"]
+STRATEGY_NAMES = ["random", "stratified-random", "kcenter", "typiclust", "probcover", "balanced", "typcover"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,10 +162,13 @@ def worker(spec: dict) -> dict:
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     if spec["impl"] == "ours":
-        sel = get_strategy(spec["strategy"], **spec.get("params", {})).select(x, spec["budget"], rng=0)
+        name, _, inline = spec["strategy"].partition(":")  # "typcover:count_classes=False"
+        from selector.strategies.registry import parse_params
+        params = {**parse_params(name, filter(None, inline.split(","))), **spec.get("params", {})}
+        sel = get_strategy(name, **params).select(x, spec["budget"], rng=0)
         n_out, extra = len(sel), {k: v for k, v in sel.info.items() if isinstance(v, (int, float, str))}
     else:
-        idx = BASELINES[spec["strategy"]](x, spec["budget"], 0)
+        idx = BASELINES[spec["strategy"].partition(":")[0]](x, spec["budget"], 0)
         n_out, extra = int(len(idx)), {}
     dt = time.perf_counter() - t0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -218,10 +222,15 @@ def run_one(spec: dict, timeout: float) -> dict | None:
 @click.option("--coverage", is_flag=True,
               help="TypiClust parity instead: blobs covered of 50 (ours vs the scikit-learn reference) "
                    "at each --budget (default 50 100), 5 seeds, n=10,000, d=128")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="also write the table, the command and the time ratios of --ratio-of to the other strategies of "
+                   "each (n, d, data, B) to this markdown file")
+@click.option("--ratio-of", default="typcover", show_default=True,
+              help="the strategy whose time is divided by each other strategy's in the ratio table")
 @click.option("--_worker", hidden=True)
 @click.pass_context
 def cli(ctx, n, d, budget, data, strategies, full, timeout, baseline_timeout, no_baseline, params, coverage,
-        _worker) -> None:
+        out, ratio_of, _worker) -> None:
     if _worker:
         print(json.dumps(worker(json.loads(_worker))))
         return
@@ -252,8 +261,10 @@ def cli(ctx, n, d, budget, data, strategies, full, timeout, baseline_timeout, no
                   f"{np.mean([r['reference'] for r in rb]):.1f} "
                   f"| {np.mean([r['ours_s'] for r in rb]):.2f} | {np.mean([r['reference_s'] for r in rb]):.2f} |")
         return
-    print("| strategy | n | d | data | B | ours (s) | ours peak MB | sklearn (s) | sklearn peak MB | speed-up | info |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = ["| strategy | n | d | data | B | ours (s) | ours peak MB | sklearn (s) | sklearn peak MB | speed-up "
+             "| info |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    times: dict[tuple, dict[str, float]] = {}
     for size in n:
         for dim in d:
             for kind in data:
@@ -263,10 +274,33 @@ def cli(ctx, n, d, budget, data, strategies, full, timeout, baseline_timeout, no
                                 "params": strategy_params}
                         r = run_one(spec, timeout)
                         base = None
-                        if not no_baseline and s in BASELINES:
+                        if not no_baseline and s.partition(":")[0] in BASELINES:
                             base = run_one({**spec, "impl": "sklearn"}, baseline_timeout)
                         label = s + "".join(f" {k}={v}" for k, v in strategy_params.items())
-                        print(_row(label, size, dim, kind, b, r, base), flush=True)
+                        lines.append(_row(label, size, dim, kind, b, r, base))
+                        print(lines[-1], flush=True)
+                        if r and "time_s" in r:
+                            times.setdefault((size, dim, kind, b), {})[s] = r["time_s"]
+    ratios = ratio_table(times, ratio_of)
+    print(ratios)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(f"Command:\n\n    {command_line()}\n\n" + "\n".join(lines) + "\n\n" + ratios + "\n",
+                             encoding="utf-8")
+
+
+def ratio_table(times: dict[tuple, dict[str, float]], of: str) -> str:
+    """Markdown: for each (n, d, data, B), the time of strategy ``of`` divided by each other strategy's."""
+    others = sorted({s for t in times.values() for s in t if s != of})
+    if not others or not any(of in t for t in times.values()):
+        return ""
+    rows = [f"| n | d | data | B | {of} (s) | " + " | ".join(f"{of} / {s}" for s in others) + " |",
+            "|---|---|---|---|---|" + "---|" * len(others)]
+    for (size, dim, kind, b), t in times.items():
+        if of in t:
+            cells = [f"{t[of] / t[s]:.2f}" if s in t else "n/a" for s in others]
+            rows.append(f"| {size:,} | {dim} | {kind} | {b} | {t[of]:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def _fmt(r: dict | None, key: str) -> str:

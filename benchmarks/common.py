@@ -547,13 +547,13 @@ def make_data(n: int, d: int, kind: str, seed: int = 0, return_labels: bool = Fa
         c /= np.linalg.norm(c, axis=1, keepdims=True)
         w = 20.0 ** (-np.arange(k) / (k - 1))
         lab = rng.choice(k, size=n, p=w / w.sum())
-    for s in range(0, n, 100_000):
-        e = min(n, s + 100_000)
+    step = max(1, min(100_000, (1 << 24) // d))  # chunks of at most 16M values: the draws are the same either way
+    for s in range(0, n, step):
+        e = min(n, s + step)
         z = rng.standard_normal((e - s, d), dtype=np.float32)
         if kind == "clustered":
             z = c[lab[s:e]] + (0.5 / np.sqrt(d)) * z
-        x[s:e] = z
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+        x[s:e] = z / np.linalg.norm(z, axis=1, keepdims=True)  # row by row: no temporary the size of x
     if return_labels:
         return x, (lab.astype(np.int64) if kind == "clustered" else np.full(n, -1, dtype=np.int64))
     return x

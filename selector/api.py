@@ -397,13 +397,16 @@ class Selector:
 MAX_ABS_EMBEDDING = 1e12
 
 
-def check_embeddings(embeddings: np.ndarray, step: int = 65_536) -> None:
+def check_embeddings(embeddings: np.ndarray, step: int | None = None) -> None:
     """Refuse, with a one-line ValueError, embeddings that are not finite or so large that float32
     distances overflow (over :data:`MAX_ABS_EMBEDDING`; faiss would abort the interpreter). Checked in
-    blocks of ``step`` rows, so no copy of the whole array is made."""
+    blocks of ``step`` rows (default: about 4M values), so no copy of the whole array is made."""
+    from .embeddings_io import block_rows
+
     x = np.asarray(embeddings)
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"embeddings must be a numeric (n, d) array, got {x.dtype} of shape {x.shape}")
+    step = step or block_rows(x.shape[1])
     top = 0.0
     for s in range(0, x.shape[0], step):
         block = np.abs(x[s:s + step].astype(np.float64, copy=False))

@@ -105,6 +105,31 @@ def sample_rows(n: int, m: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=m, replace=False)).astype(np.int64)
 
 
+
+def pca_project(x: np.ndarray, dim: int, seed: int = 0, max_train: int = 16_384, chunk: int = QUERY_CHUNK
+                ) -> np.ndarray:
+    """``x`` (n, d) projected on its first ``dim`` principal axes: (n, dim) float32, centred.
+
+    The axes are fitted (``faiss.PCAMatrix``) on a ``seed``-ed sample of ``max_train`` rows and applied in
+    chunks of ``chunk`` rows, so the only full-size allocation is the (n, dim) result. Returns a float32
+    copy of ``x`` when ``dim >= d``; needs more than ``dim`` rows otherwise.
+    """
+    x = _as_f32(x)
+    n, d = x.shape
+    dim = int(dim)
+    if not 1 <= dim:
+        raise ValueError(f"dim must be at least 1, got {dim}")
+    if dim >= d:
+        return x.copy()
+    if n <= dim:
+        raise ValueError(f"a projection on {dim} axes needs more than {dim} rows, got {n}")
+    pca = faiss.PCAMatrix(d, dim)
+    pca.train(np.ascontiguousarray(x[sample_rows(n, max(int(max_train), dim + 1), seed)]))
+    out = np.empty((n, dim), dtype=np.float32)
+    for s in range(0, n, max(1, int(chunk))):
+        out[s:s + chunk] = pca.apply(x[s:s + chunk])
+    return out
+
 def kmeans(
     x: np.ndarray,
     k: int,

@@ -41,8 +41,9 @@ def _check(path: Path, emb: Any, ids: Any) -> tuple[np.ndarray, list[str] | None
         raise EmbeddingsError(f"embeddings {path} must be a non-empty (n, d) array, got shape {emb.shape}")
     if not (np.issubdtype(emb.dtype, np.number) or emb.dtype == bool) or np.iscomplexobj(emb):
         raise EmbeddingsError(f"embeddings {path} must be real numbers, got dtype {emb.dtype}")
-    emb = emb.astype(np.float32)
-    bad = ~np.isfinite(emb).all(axis=1)
+    emb = emb.astype(np.float32, copy=False)  # a float32 file is not copied: the pool may be gigabytes
+    step = block_rows(emb.shape[1])
+    bad = np.concatenate([~np.isfinite(emb[s:s + step]).all(axis=1) for s in range(0, emb.shape[0], step)])
     if bad.any():
         raise EmbeddingsError(f"embeddings {path}: {int(bad.sum())} rows hold NaN or infinity "
                               f"(first: row {int(np.argmax(bad))})")
@@ -208,9 +209,16 @@ def read_embeddings(path: str | os.PathLike) -> tuple[np.ndarray, list[str] | No
     return reader(p)
 
 
-def all_rows_equal(emb: np.ndarray, step: int = 65_536) -> bool:
+def block_rows(d: int, elements: int = 1 << 22) -> int:
+    """Rows per block when an (n, d) array is scanned in blocks of about ``elements`` values (32 MB in
+    float64), so that a scan's temporaries stay small however wide the embedding."""
+    return int(max(1, int(elements) // max(1, int(d))))
+
+
+def all_rows_equal(emb: np.ndarray, step: int | None = None) -> bool:
     """Whether every row of ``emb`` equals the first (an embedding no strategy can choose from)."""
     first = emb[:1]
+    step = step or block_rows(emb.shape[1])
     return all(bool((emb[s:s + step] == first).all()) for s in range(0, emb.shape[0], step))
 
 
@@ -223,21 +231,24 @@ def _row_norms(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return top, np.sqrt(np.einsum("ij,ij->i", b, b))
 
 
-def non_unit_rows(emb: np.ndarray, tol: float = 1e-3, step: int = 65_536) -> int:
-    """How many rows have an L2 norm off 1 by more than ``tol`` (computed without overflow, in blocks)."""
+def non_unit_rows(emb: np.ndarray, tol: float = 1e-3, step: int | None = None) -> int:
+    """How many rows have an L2 norm off 1 by more than ``tol`` (computed without overflow, in blocks of
+    ``step`` rows, default :func:`block_rows`)."""
     off = 0
+    step = step or block_rows(emb.shape[1])
     for s in range(0, emb.shape[0], step):
         top, rel = _row_norms(emb[s:s + step])
         off += int((np.abs(top * rel - 1.0) > tol).sum())
     return off
 
 
-def normalize_rows(emb: np.ndarray, step: int = 65_536) -> np.ndarray:
+def normalize_rows(emb: np.ndarray, step: int | None = None) -> np.ndarray:
     """Rows scaled to unit length (float32), in float64 blocks of ``step`` rows, each row divided by its
     largest magnitude first (so rows of 1e30 or 1e-30 do not overflow or vanish). A zero row cannot be
     scaled and is an error."""
     out = np.empty(emb.shape, dtype=np.float32)
     zero, first = 0, -1
+    step = step or block_rows(emb.shape[1])
     for s in range(0, emb.shape[0], step):
         block = emb[s:s + step].astype(np.float64)
         top, rel = _row_norms(block)

@@ -113,31 +113,47 @@ def affinity_graph(x: np.ndarray, k: int = 10, scale_nn: int = 7) -> sp.csr_matr
     return W.maximum(W.T).tocsr()
 
 
-def laplacian_spectrum(W: sp.csr_matrix, r: int) -> tuple[np.ndarray, np.ndarray]:
+def laplacian_spectrum(W: sp.csr_matrix, r: int, cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``r`` smallest eigenvalues (ascending) and eigenvectors (m, r) of the normalised
     Laplacian ``I - D^-1/2 W D^-1/2`` (isolated points get degree 1e-12).
 
     The graph is split into connected components first and each is solved on its own (the
     spectrum of a block-diagonal matrix is the union of the blocks' spectra): with several
     components eigenvalue 0 is repeated, and Lanczos does not resolve repeated eigenvalues.
+    ``cache``: a dict kept between calls on the same ``W`` (a wider spectrum after a narrower one): the
+    components and each component's eigenpairs are reused when they hold enough of them.
     """
     m = W.shape[0]
     r = min(r, m)
-    n_comp, comp = connected_components(W, directed=False)
+    cache = {} if cache is None else cache
+    if "components" not in cache:
+        cache["components"] = connected_components(W, directed=False)
+    n_comp, comp = cache["components"]
     if n_comp == 1:
         return _connected_spectrum(W, r)
-    vals, vecs = [], []
+    parts = []  # (eigenvalues, rows, eigenvectors) of each component: (m, r) memory in all, not m x r per component
     for c in range(n_comp):
         rows = np.flatnonzero(comp == c)
-        v, u = _connected_spectrum(W[rows][:, rows], min(r, rows.shape[0]))
-        full = np.zeros((m, v.shape[0]))
-        full[rows] = u
-        vals.append(v)
-        vecs.append(full)
-    vals_all = np.concatenate(vals)
-    vecs_all = np.concatenate(vecs, axis=1)
+        need = min(r, rows.shape[0])
+        v, u = cache.get(c, (np.zeros(0), None))
+        if v.shape[0] < need:
+            # a small component's dense solve gives every eigenpair at the same cost: keep them all
+            v, u = _connected_spectrum(W[rows][:, rows], rows.shape[0] if rows.shape[0] <= DENSE_ROWS else need)
+            cache[c] = (v, u)
+        parts.append((v[:need], rows, u[:, :need]))
+    vals_all = np.concatenate([p[0] for p in parts])
+    owner = np.concatenate([np.full(p[0].shape[0], i) for i, p in enumerate(parts)])
+    column = np.concatenate([np.arange(p[0].shape[0]) for p in parts])
     order = np.argsort(vals_all, kind="stable")[:r]
-    return vals_all[order], vecs_all[:, order]
+    vecs = np.zeros((m, order.shape[0]))
+    for j, o in enumerate(order):
+        v, rows, u = parts[owner[o]]
+        vecs[rows, j] = u[:, column[o]]
+    return vals_all[order], vecs
+
+
+#: components of at most this many rows are solved densely (every eigenpair at once)
+DENSE_ROWS = 600
 
 
 def _connected_spectrum(W: sp.csr_matrix, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +164,7 @@ def _connected_spectrum(W: sp.csr_matrix, r: int) -> tuple[np.ndarray, np.ndarra
     dinv = 1.0 / np.sqrt(np.maximum(deg, 1e-12))
     S = sp.diags(dinv) @ W @ sp.diags(dinv)
     r = min(r, m)
-    if m <= 600 or r >= m - 1:
+    if m <= DENSE_ROWS or r >= m - 1:
         vals, vecs = np.linalg.eigh(S.toarray())
         vals, vecs = vals[::-1][:r], vecs[:, ::-1][:, :r]
         return np.clip(1.0 - vals, 0.0, 2.0), vecs
@@ -218,8 +234,9 @@ def estimate_num_classes(x: np.ndarray, max_k: int = 30, n_sample: int = 5_000, 
     # widen the spectrum only when the gap sits in its upper half: K up to 30 costs what it always did,
     # and a pool of hundreds of classes pays for hundreds of eigenvectors only when it has them
     r = min(max_k, FIRST_K)
+    cache: dict = {}
     while True:
-        vals, vecs = laplacian_spectrum(W, r + 1)
+        vals, vecs = laplacian_spectrum(W, r + 1, cache)
         k = eigengap_k(vals, k_min=k_min, k_max=r, warn=r >= max_k)
         if r >= max_k or k <= r // 2:
             break
@@ -336,7 +353,7 @@ def spectral_groups(x: np.ndarray, k: int, estimate: ClassCountEstimate | None =
 #: subsamples of the silhouette sweep (its m x m distance matrix: 16 MB at 2,000) and of HDBSCAN
 SWEEP_ROWS, HDBSCAN_ROWS = 2_000, 2_000
 #: confident only when the best silhouette reaches MIN_SILHOUETTE (real embeddings without clear classes stay
-#: below it) and the three estimates agree within a factor AGREE; the interval is their span (with the
+#: below it) and every estimate is within a factor AGREE of their median; the interval is their span (with the
 #: eigengap's range and the k of near-best silhouette) widened by WIDEN (CONFIDENT_WIDEN when confident)
 MIN_SILHOUETTE, AGREE, WIDEN, CONFIDENT_WIDEN = 0.3, 1.25, 1.5, 1.1
 #: the eigengap of the reported count considers at least this many classes (when the pool has 10 rows each)
@@ -376,15 +393,18 @@ def combine_counts(votes: dict[str, int], spans: tuple[int, ...] = (), structure
         votes: estimator name -> K (>= 1). spans: further plausible K (the ends of each estimator's own range).
         structure: the strength of the group structure (the best silhouette of the sweep, in [-1, 1]).
 
-    The estimate is the median of the votes (the lower middle for an even count); the interval spans the votes
-    and ``spans``, divided and multiplied by ``widen`` (``confident_widen`` when confident); confident when
-    ``structure >= min_structure`` and the largest vote is at most ``agree`` times the smallest.
+    The estimate is the median of the votes on a log scale (for an even count the geometric mean of the two middle
+    votes, rounded up): counts are ratios, so 5 and 20 average to 10, not 12, and estimators that work on
+    subsamples merge small groups more often than they split large ones, so a fraction goes up. The interval
+    spans the votes and ``spans``, divided and multiplied by ``widen`` (``confident_widen`` when confident);
+    confident when ``structure >= min_structure`` and every vote is within a factor ``agree`` of the estimate.
     """
     ks = sorted(int(v) for v in votes.values())
     if not ks:
         raise ValueError("no class count to combine")
-    est = ks[(len(ks) - 1) // 2]
-    confident = bool(structure >= min_structure and ks[-1] <= agree * ks[0])
+    mid = len(ks) // 2
+    est = ks[mid] if len(ks) % 2 else int(np.ceil(np.sqrt(ks[mid - 1] * ks[mid]) - 1e-9))
+    confident = bool(structure >= min_structure and ks[-1] <= agree * est and est <= agree * ks[0])
     f = confident_widen if confident else widen
     every = ks + [int(s) for s in spans]
     low = max(1, int(np.floor(min(every) / f)))
@@ -475,6 +495,34 @@ def hdbscan_count(x: np.ndarray, seed: int = 0, m: int = HDBSCAN_ROWS, dim: int 
     return max(1, int(np.unique(lab[lab >= 0]).shape[0]))
 
 
+def stability_count(x: np.ndarray, max_k: int, seed: int = 0, m: int = SWEEP_ROWS, dim: int = 64,
+                    tol: float = 0.05) -> tuple[int, int, int]:
+    """The k of the most stable k-means partitions (Ben-Hur, Elisseeff & Guyon, PSB 2002; Lange et al., Neural
+    Computation 2004): seeded k-means (k-means++ seeding) on two disjoint halves of ``m`` seeded rows (PCA to
+    ``dim``), both partitions extended to all ``m`` rows by the nearest centroid and compared by the adjusted Rand
+    index, for the k of :func:`sweep_ks` up to min(max_k, m // 10). Returns (the largest k whose index is within
+    ``tol`` of the best, the smallest and largest such k); (1, 1, 1) when the sample is too small."""
+    from sklearn.metrics import adjusted_rand_score
+
+    z = reduced_sample(x, m, seed, dim)
+    half = np.random.default_rng(seed).permutation(z.shape[0])
+    a, b = np.sort(half[: z.shape[0] // 2]), np.sort(half[z.shape[0] // 2:])
+    top = int(min(max_k, a.shape[0] // 5))
+    if top < 2:
+        return 1, 1, 1
+    score = {}
+    for k in sweep_ks(top):
+        ca, _, _ = kmeans(z[a], k, seed=seed, niter=20, max_points_per_centroid=10**6, use_gpu=False,
+                          init=kmeanspp(z[a], k, seed))
+        cb, _, _ = kmeans(z[b], k, seed=seed + 1, niter=20, max_points_per_centroid=10**6, use_gpu=False,
+                          init=kmeanspp(z[b], k, seed + 1))
+        score[k] = adjusted_rand_score(nearest_centroid(z, ca, use_gpu=False)[1],
+                                       nearest_centroid(z, cb, use_gpu=False)[1])
+    best = max(score.values())
+    near = [k for k, v in score.items() if v >= best - tol]
+    return max(near), min(near), max(near)
+
+
 def report_max_k(n: int, budget: int | None = None) -> int:
     """The largest K the reported count considers: :func:`auto_max_k`, raised to REPORT_MAX_K classes of 10 rows."""
     return int(max(auto_max_k(n, budget), min(REPORT_MAX_K, n // 10)))
@@ -483,9 +531,9 @@ def report_max_k(n: int, budget: int | None = None) -> int:
 def count_classes(x: np.ndarray, seed: int = 0, budget: int | None = None, repeats: int = 3,
                   max_k: int | None = None, n_sample: int = 5_000, k_graph: int = 10) -> ClassCount:
     """The class count of ``x`` (n, d) as reported: the eigengap (:func:`estimate_class_range` with ``repeats``,
-    ``n_sample``, ``k_graph``, up to ``max_k`` classes, default :func:`report_max_k`), a silhouette sweep and
-    HDBSCAN, combined by :func:`combine_counts`. Memory O(n d) plus fixed subsamples. Pools under 20 rows: the
-    eigengap alone, never confident."""
+    ``n_sample``, ``k_graph``, up to ``max_k`` classes, default :func:`report_max_k`), a silhouette sweep, HDBSCAN
+    and the stability of k-means partitions, combined by :func:`combine_counts`. Memory O(n d) plus fixed
+    subsamples. Pools under 20 rows: the eigengap alone, never confident."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     n = x.shape[0]
     max_k = report_max_k(n, budget) if max_k is None else int(max_k)
@@ -494,6 +542,7 @@ def count_classes(x: np.ndarray, seed: int = 0, budget: int | None = None, repea
     if n < 20:
         return replace(combine_counts({"eigengap": eig.k}, (lo, hi), structure=0.0), eigengap=eig)
     k_sil, s_lo, s_hi, best = silhouette_sweep(x, max_k, seed=seed)
-    votes = {"eigengap": eig.k, "silhouette": k_sil, "hdbscan": hdbscan_count(x, seed=seed)}
+    votes = {"eigengap": eig.k, "silhouette": k_sil, "hdbscan": hdbscan_count(x, seed=seed),
+             "stability": stability_count(x, max_k, seed=seed)[0]}
     log.debug("class count votes %s, silhouette %.3f", votes, best)
     return replace(combine_counts(votes, (lo, hi, s_lo, s_hi), structure=best), eigengap=eig)

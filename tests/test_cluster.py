@@ -183,3 +183,31 @@ def test_kmeanspp_init_rejects_bad_k():
     x, _ = blobs([5, 5])
     with pytest.raises(ValueError, match="k must be in"):
         kmeanspp_init(x, 11, 0)
+
+
+def test_pca_project_matches_sklearn_and_keeps_narrow_input():
+    from sklearn.decomposition import PCA
+
+    from selector.cluster import pca_project
+
+    rng = np.random.default_rng(0)
+    # three directions of falling variance plus small noise in 20 dimensions
+    x = (rng.standard_normal((3000, 3)) * [5.0, 2.0, 1.0]) @ rng.standard_normal((3, 20))
+    x = (x + 0.01 * rng.standard_normal((3000, 20))).astype(np.float32)
+    z = pca_project(x, 3, seed=1, max_train=3000, chunk=700)  # chunked apply, the whole pool as the fit
+    ref = PCA(3).fit_transform(x.astype(np.float64))
+    assert z.shape == (3000, 3) and z.dtype == np.float32
+    for j in range(3):  # each axis equal up to its sign
+        err = min(np.abs(z[:, j] - ref[:, j]).max(), np.abs(z[:, j] + ref[:, j]).max())
+        assert err < 1e-2 * np.abs(ref[:, j]).max()
+    # a seeded sample fit: same seed, same projection; distances between rows nearly kept (3 of 20 axes hold them)
+    z1, z2 = pca_project(x, 3, seed=5, max_train=500), pca_project(x, 3, seed=5, max_train=500)
+    assert np.array_equal(z1, z2)
+    d_full, d_red = np.linalg.norm(x[:100] - x[100:200], axis=1), np.linalg.norm(z1[:100] - z1[100:200], axis=1)
+    assert np.allclose(d_full, d_red, rtol=0.02, atol=0.05)
+    wide = pca_project(x, 20)
+    assert np.array_equal(wide, x) and not np.shares_memory(wide, x)
+    with pytest.raises(ValueError, match="dim must be at least 1, got 0"):
+        pca_project(x, 0)
+    with pytest.raises(ValueError, match="needs more than 3 rows, got 3"):
+        pca_project(x[:3], 3)

@@ -245,3 +245,19 @@ def test_rows_all_alike_are_refused(tmp_path, make, what):
     x[0, 0] = 2.0  # one row differs: read as it is (its zero rows, if any, are for --normalize to refuse)
     np.save(tmp_path / "e.npy", x)
     assert read_embeddings(tmp_path / "e.npy")[0].shape == (N, D)
+
+
+def test_scans_of_wide_embeddings_work_in_small_blocks_and_float32_is_not_copied(tmp_path):
+    from selector.embeddings_io import block_rows, non_unit_rows, normalize_rows, read_embeddings
+
+    assert block_rows(1280) == (1 << 22) // 1280 and block_rows(10**9) == 1
+    x = np.random.default_rng(0).standard_normal((7, 3)).astype(np.float32)
+    unit = normalize_rows(x, step=2)  # blocks that do not divide the rows
+    assert np.allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-6) and non_unit_rows(unit, step=3) == 0
+    assert non_unit_rows(x, step=3) == 7
+    np.save(tmp_path / "e.npy", x)
+    emb, _ = read_embeddings(tmp_path / "e.npy")
+    assert emb.dtype == np.float32 and np.array_equal(emb, x)
+    from selector.embeddings_io import _check
+    same, _ = _check(tmp_path / "e.npy", x, None)
+    assert np.shares_memory(same, x)  # a float32 array is checked in place, not copied

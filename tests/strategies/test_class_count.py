@@ -191,9 +191,22 @@ def test_combine_counts_is_not_confident_when_votes_disagree_or_structure_is_wea
     assert not weak.confident
     assert weak.low < 10 < weak.high  # widened more than a confident count
     even = combine_counts({"a": 3, "b": 8})
-    assert even.estimate == 3  # the lower middle of an even number of votes
+    assert even.estimate == 5  # an even number of votes: the geometric mean of the middle two, sqrt(24) rounded up
+    four = combine_counts({"a": 2, "b": 5, "c": 20, "d": 500})
+    assert four.estimate == 10 and four.low <= 2 and four.high >= 500  # sqrt(5 * 20); the outer votes only widen
+    assert combine_counts({"a": 4, "b": 5, "c": 5, "d": 3}).estimate == 5  # sqrt(20) = 4.47, rounded up
     with pytest.raises(ValueError):
         combine_counts({})
+
+
+def test_stability_count_finds_separated_blobs_and_is_seeded():
+    from selector.strategies.class_count import stability_count
+
+    x, _ = sphere_blobs([300, 250, 200, 150, 100, 60], d=16, spread=0.03, seed=4)
+    k, lo, hi = stability_count(x, 40, seed=0)
+    assert lo <= 6 <= hi and 5 <= k <= 8  # six well-separated blobs: partitions of the two halves agree at k = 6
+    assert stability_count(x, 40, seed=0) == (k, lo, hi)
+    assert stability_count(x[:15], 40) == (1, 1, 1)  # too few rows for two halves of two groups
 
 
 def test_silhouette_matches_scikit_learn():
@@ -247,13 +260,30 @@ def test_count_classes_reads_a_fixed_subsample_of_a_large_pool(monkeypatch):
     assert seen and max(seen) <= max(cc.SWEEP_ROWS, cc.HDBSCAN_ROWS) < len(x)
 
 
-def test_count_classes_is_its_three_parts_combined():
-    # the class-count benchmark builds the product's rows from these three parts: they must be what it runs
-    from selector.strategies.class_count import report_max_k
+def test_count_classes_is_its_four_parts_combined():
+    # the class-count benchmark builds the product's rows from these four parts: they must be what it runs
+    from selector.strategies.class_count import report_max_k, stability_count
 
     x, _ = unequal_blobs(6, n=1500, ratio=5, spread=0.2, seed=4)
     c = count_classes(x, seed=3)
     eig = estimate_class_range(x, max_k=report_max_k(len(x)), seed=3)
     k, lo, hi, best = silhouette_sweep(x, report_max_k(len(x)), seed=3)
-    votes = {"eigengap": eig.k, "silhouette": k, "hdbscan": hdbscan_count(x, seed=3)}
+    votes = {"eigengap": eig.k, "silhouette": k, "hdbscan": hdbscan_count(x, seed=3),
+             "stability": stability_count(x, report_max_k(len(x)), seed=3)[0]}
     assert c == combine_counts(votes, (*eig.k_range, lo, hi), structure=best)
+
+
+def test_laplacian_spectrum_cache_gives_the_fresh_answer_when_widened():
+    import scipy.sparse as sp
+    from selector.strategies.class_count import affinity_graph, laplacian_spectrum
+
+    x, _ = sphere_blobs([40, 30, 25, 700], d=8, spread=0.02, seed=2)  # separate components, one large
+    W = affinity_graph(x, k=6)
+    assert sp.csgraph.connected_components(W)[0] > 1
+    cache: dict = {}
+    for r in (4, 12, 40):
+        v, u = laplacian_spectrum(W, r, cache)
+        v0, u0 = laplacian_spectrum(W, r)
+        np.testing.assert_allclose(v, v0, atol=1e-10)
+        # eigenvectors agree up to sign (and rotation inside the repeated zero eigenvalue: compare projectors)
+        np.testing.assert_allclose(u @ u.T, u0 @ u0.T, atol=1e-6)

@@ -138,3 +138,25 @@ def test_typical_share_spends_part_of_the_budget_on_typiclust_picks():
     assert sorted(typical_slots.tolist()) == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="typical_share"):
         TypCover(typical_share=1.5)
+
+
+def test_pairs_per_cluster_shares_the_total_with_a_floor():
+    from selector.strategies.typcover import pairs_per_cluster
+
+    assert pairs_per_cluster(250_000_000, 1000) == 250_000
+    assert pairs_per_cluster(250_000_000, 10) == 25_000_000
+    assert pairs_per_cluster(1000, 10) == 250_000  # never below a 500-row sample
+    assert pairs_per_cluster(1000, 10, floor=7) == 100
+
+
+def test_wide_embeddings_are_chosen_on_their_principal_axes():
+    x, y = sphere_blobs([200, 150, 100, 40, 12], d=32, seed=3)
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((256, 32)))
+    wide = (x @ q.T).astype(np.float32)  # the same pool embedded isometrically in 256 dimensions
+    narrow = TypCover(count_classes=False).select(x, 10, rng=0)
+    assert np.array_equal(narrow.indices, TypCover(count_classes=False, pca_dim=0).select(x, 10, rng=0).indices)
+    picked = TypCover(count_classes=False, pca_dim=16).select(wide, 10, rng=0)
+    assert np.unique(y[picked.indices]).shape[0] == 5  # every blob, the rare one of 12 included
+    again = TypCover(count_classes=False, pca_dim=16).select(wide, 10, rng=0)
+    assert np.array_equal(picked.indices, again.indices)

@@ -73,3 +73,22 @@ def test_typicality_faiss_path_matches_dense_path(monkeypatch):
     np.testing.assert_allclose(typicality(x, 6), dense, rtol=1e-5)
     np.testing.assert_allclose(typicality(x, 6, candidates=np.array([3, 7, 49])), dense_c, rtol=1e-5)
     np.testing.assert_allclose(dense, brute_typicality(x, 6), rtol=1e-5)
+
+
+def test_most_typical_with_a_pair_bound_samples_the_cluster_and_still_finds_its_core():
+    from selector.strategies.typiclust import most_typical
+
+    rng = np.random.default_rng(0)
+    # one dense core of 300 rows inside a wide halo of 2,700: the most typical row is a core row
+    x = np.concatenate([0.05 * rng.standard_normal((300, 8)), 2.0 * rng.standard_normal((2700, 8))]).astype(np.float32)
+    rows = np.arange(3000)
+    exact, _ = most_typical(x, rows, 20, 5000, np.random.default_rng(1))
+    bounded, _ = most_typical(x, rows, 20, 5000, np.random.default_rng(1), max_pairs=400 ** 2)
+    assert exact < 300 and bounded < 300
+    # under the bound nothing changes: the same row as without one, and the rng is not drawn from
+    r1, r2 = np.random.default_rng(2), np.random.default_rng(2)
+    assert most_typical(x, rows[:500], 20, 5000, r1, max_pairs=500 ** 2) == most_typical(x, rows[:500], 20, 5000, r2)
+    assert r1.integers(10**9) == r2.integers(10**9)
+    # the sample never drops below 2 k_nn + 1 rows, so a tiny bound still leaves neighbours to count
+    j, t = most_typical(x, rows, 20, 5000, np.random.default_rng(3), max_pairs=1)
+    assert 0 <= j < 3000 and t > 0
