@@ -12,10 +12,8 @@ from selector.strategies.class_count import (
     eigengap_k,
     estimate_class_range,
     estimate_num_classes,
-    hdbscan_count,
     laplacian_spectrum,
     sample_size,
-    silhouette_sweep,
     spectral_groups,
 )
 
@@ -199,38 +197,6 @@ def test_combine_counts_is_not_confident_when_votes_disagree_or_structure_is_wea
         combine_counts({})
 
 
-def test_stability_count_finds_separated_blobs_and_is_seeded():
-    from selector.strategies.class_count import stability_count
-
-    x, _ = sphere_blobs([300, 250, 200, 150, 100, 60], d=16, spread=0.03, seed=4)
-    k, lo, hi = stability_count(x, 40, seed=0)
-    assert lo <= 6 <= hi and 5 <= k <= 8  # six well-separated blobs: partitions of the two halves agree at k = 6
-    assert stability_count(x, 40, seed=0) == (k, lo, hi)
-    assert stability_count(x[:15], 40) == (1, 1, 1)  # too few rows for two halves of two groups
-
-
-def test_silhouette_matches_scikit_learn():
-    from selector.strategies.class_count import mean_silhouette
-    from sklearn.metrics import silhouette_score
-
-    from selector.cluster import sq_dists
-
-    x, y = unequal_blobs(4, n=400, spread=0.3, seed=3)
-    rng = np.random.default_rng(0)
-    lab = np.where(rng.random(len(y)) < 0.2, rng.integers(0, 4, len(y)), y)  # some rows mislabelled
-    d = np.sqrt(np.maximum(sq_dists(x, x), 0))
-    np.fill_diagonal(d, 0)
-    assert mean_silhouette(d, lab) == pytest.approx(silhouette_score(d, lab, metric="precomputed"), abs=1e-4)
-
-
-@pytest.mark.parametrize("k", [3, 8])
-def test_sweep_and_hdbscan_find_well_separated_blobs(k):
-    x, _ = sphere_blobs([150] * k, d=32, spread=0.05, seed=k)
-    best, lo, hi, score = silhouette_sweep(x, max_k=40, seed=0)
-    assert lo <= k <= hi and score > 0.5
-    assert hdbscan_count(x, seed=0) == k
-
-
 @pytest.mark.parametrize("k", [4, 12])
 def test_count_classes_is_confident_and_right_on_separated_unequal_blobs(k):
     x, _ = unequal_blobs(k, n=3000, ratio=5, seed=k)
@@ -251,10 +217,11 @@ def test_count_classes_on_uniform_noise_is_not_confident():
 def test_count_classes_reads_a_fixed_subsample_of_a_large_pool(monkeypatch):
     # the silhouette sweep's distance matrix and HDBSCAN see fixed-size subsamples, never the whole pool
     from selector.strategies import class_count as cc
+    from selector.strategies import count_votes
 
     seen = []
-    real = cc.reduced_sample
-    monkeypatch.setattr(cc, "reduced_sample", lambda x, m, seed, dim: seen.append(m) or real(x, m, seed, dim))
+    real = count_votes.reduced_sample
+    monkeypatch.setattr(count_votes, "reduced_sample", lambda x, m, seed, dim: seen.append(m) or real(x, m, seed, dim))
     x, _ = sphere_blobs([6000, 3000, 1000], d=16, spread=0.05, seed=1)
     cc.count_classes(x, seed=0, repeats=1)
     assert seen and max(seen) <= max(cc.SWEEP_ROWS, cc.HDBSCAN_ROWS) < len(x)
@@ -262,7 +229,7 @@ def test_count_classes_reads_a_fixed_subsample_of_a_large_pool(monkeypatch):
 
 def test_count_classes_is_its_four_parts_combined():
     # the class-count benchmark builds the product's rows from these four parts: they must be what it runs
-    from selector.strategies.class_count import report_max_k, stability_count
+    from selector.strategies.class_count import hdbscan_count, report_max_k, silhouette_sweep, stability_count
 
     x, _ = unequal_blobs(6, n=1500, ratio=5, spread=0.2, seed=4)
     c = count_classes(x, seed=3)
