@@ -23,7 +23,9 @@ Wide embeddings (``d > pca_dim``, default 128: the pretrained backbone's 1,280-d
 ``pca_dim`` principal axes (:func:`selector.cluster.pca_project`: fitted on a seeded sample, an (n, 128) float32
 copy, a tenth of the pool's size), every step above included. On the photo folders of the strategy matrix
 (``benchmarks/results/strategy_matrix_photos``, same pools and seeds) it covers more classes and trains a better
-probe than choosing in the full 1,280 dimensions (mean rank 1.91 against 2.51), and at 1M x 1,280 it costs one
+probe than choosing in the full 1,280 dimensions (mean rank 1.91 against 2.51; on the glyph datasets' 1,330-d
+embedding the two are close, 1.59 against 1.52, ``benchmarks/results/strategy_matrix_glyphs_pca``), and at
+1M x 1,280 it costs one
 pass over the pool instead of every k-means and typicality step at ten times the width. The typicality work of
 each stage is bounded by ``typicality_pairs`` (candidate x neighbour pairs shared by its clusters, at least a
 500-row sample per cluster; :func:`selector.strategies.typiclust.most_typical`): no pool of the strategy matrix
