@@ -38,6 +38,7 @@ from benchmarks.common import (
     recorded_commands,
     run,
     write_csv,
+    write_page,
 )
 from benchmarks.folders import DATASETS, SHAPES, dataset_folder, pool_folder
 
@@ -177,7 +178,6 @@ def summarise(rows: list[dict], commands: list[str], default: str = "auto") -> s
 def cli(datasets, shapes, candidates, data_dir, cache_dir, out, threads, device, summary_only, redo) -> None:
     import torch
 
-    from selector.atomic import atomic_write
 
     for c in candidates:
         if c != "today":
@@ -215,10 +215,7 @@ def cli(datasets, shapes, candidates, data_dir, cache_dir, out, threads, device,
                     print(f"{name} {shape} {cand}: kNN {knn:.1f} ({bal:.1f}), {n_run} embedded in {secs:.0f} s",
                           file=sys.stderr, flush=True)
     commands = recorded_commands(out)
-    text = summarise(rows, [c for c in commands if c])
-    with atomic_write(out / "summary.md") as fh:
-        fh.write(text)
-    print(out / "summary.md")
+    write_page(out / "summary.md", summarise(rows, [c for c in commands if c]))
 
 
 def main(argv: list[str] | None = None):

@@ -47,6 +47,7 @@ from benchmarks.common import (
     recorded_commands,
     run,
     write_csv,
+    write_page,
 )
 from benchmarks.folders import DATASETS, SHAPES, dataset_folder, pool_folder
 
@@ -244,7 +245,6 @@ def summarise(rows: list[dict], commands: list[str]) -> str:
 @click.option("--redo", is_flag=True, help="recompute rows results.csv already has")
 @click.option("--summary-only", is_flag=True, help="rewrite summary.md from results.csv")
 def cli(datasets, shapes, blob_ks, methods, seed, data_dir, cache_dir, out, redo, summary_only) -> None:
-    from selector.atomic import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "results.csv"
@@ -282,10 +282,7 @@ def cli(datasets, shapes, blob_ks, methods, seed, data_dir, cache_dir, out, redo
                 write_csv(rows, csv_path, FIELDS)
                 print(f"{name} {shape} K={true_k} {m}: {k} [{lo}-{hi}]{' confident' if conf else ''} "
                       f"({secs:.1f} s)", file=sys.stderr, flush=True)
-    commands = recorded_commands(out)
-    with atomic_write(out / "summary.md") as fh:
-        fh.write(summarise(rows, commands))
-    print(out / "summary.md")
+    write_page(out / "summary.md", summarise(rows, recorded_commands(out)))
 
 
 def main(argv: list[str] | None = None):

@@ -29,7 +29,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import command_line, help_text, list_option, read_rows, run, write_csv
+from benchmarks.common import command_line, help_text, list_option, read_rows, run, write_csv, write_page
 from benchmarks.folders import DATASETS, SHAPES, dataset_folder, pool_folder
 
 POOLS = ("natural_images-small", "eurosat-small", "cifar10-small", "caltech101-small", "mnist10k-small")
@@ -147,7 +147,6 @@ def summarise(rows: list[dict], pool_rows: list[dict], command: str) -> str:
 @click.option("--threads", type=int, default=None, help="torch threads [default: torch's]")
 @click.option("--summary-only", is_flag=True, help="rewrite summary.md from results.csv and pools.csv")
 def cli(pools, seeds, multiples, methods, data_dir, cache_dir, out, threads, summary_only) -> None:
-    from selector.atomic import atomic_write
 
     specs = [parse_pool(p) for p in pools]
     out.mkdir(parents=True, exist_ok=True)
@@ -158,9 +157,7 @@ def cli(pools, seeds, multiples, methods, data_dir, cache_dir, out, threads, sum
         command = command_line()
         rows, pool_rows = measure(specs, seeds, multiples, methods, data_dir, cache_dir, threads, out)
         (out / "command.txt").write_text(command + "\n", encoding="utf-8")
-    with atomic_write(out / "summary.md") as fh:
-        fh.write(summarise(rows, pool_rows, command))
-    print(out / "summary.md")
+    write_page(out / "summary.md", summarise(rows, pool_rows, command))
 
 
 def measure(specs, seeds, multiples, methods, data_dir, cache_dir: Path, threads, out: Path

@@ -37,7 +37,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import command_line, help_text, list_option, run
+from benchmarks.common import command_line, help_text, list_option, run, write_page
 
 VARIANTS = ("release", "+inference_mode", "+channels_last", "+bf16", "bf16 batch 16", "bf16 batch 32",
             "bf16 batch 64", "bf16 batch 128", "stream", "stream no-prefetch", "compile", "onnxruntime", "product",
@@ -180,7 +180,6 @@ def cli(n, side, repeats, variants, threads, data_dir, cache_dir, out) -> None:
     import torch
 
     from benchmarks.bench_photos import build_folder
-    from selector.atomic import atomic_write
     from selector.embed import bf16_native
 
     if threads:
@@ -244,9 +243,7 @@ def cli(n, side, repeats, variants, threads, data_dir, cache_dir, out) -> None:
         lines.append(f"| `{v}` | {statistics.median(times[v]):.1f} | {ratio} |")
     lines += [""] + notes
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "summary.md") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print(out / "summary.md")
+    write_page(out / "summary.md", "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None):

@@ -43,6 +43,7 @@ from benchmarks.common import (
     recorded_commands,
     run,
     write_csv,
+    write_page,
 )
 from benchmarks.folders import _build, dataset_folder
 
@@ -214,7 +215,6 @@ def summarise(rows: list[dict], commands: list[str]) -> str:
 @click.option("--build-only", is_flag=True, help="write the folders, time nothing")
 @click.option("--summary-only", is_flag=True, help="rewrite summary.md from results.csv")
 def cli(folders, repeats, budget, threads, data_dir, cache_dir, out, build_only, summary_only) -> None:
-    from selector.atomic import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "results.csv"
@@ -231,10 +231,7 @@ def cli(folders, repeats, budget, threads, data_dir, cache_dir, out, build_only,
                 write_csv(rows, csv_path, FIELDS)
                 print(f"{name}: {r['wall_s']:.0f} s wall, {r['img_per_s']:.0f} img/s, "
                       f"peak RSS {r['peak_rss_mib']:,.0f} MiB", file=sys.stderr, flush=True)
-    commands = recorded_commands(out)
-    with atomic_write(out / "summary.md") as fh:
-        fh.write(summarise(rows, commands))
-    print(out / "summary.md")
+    write_page(out / "summary.md", summarise(rows, recorded_commands(out)))
 
 
 def main(argv: list[str] | None = None):

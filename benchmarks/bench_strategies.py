@@ -28,7 +28,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.common import command_line, help_text, list_option, make_data, run, script_command
+from benchmarks.common import command_line, help_text, list_option, make_data, run, script_command, write_page
 
 STRATEGY_NAMES = ["random", "stratified-random", "kcenter", "typiclust", "probcover", "balanced", "typcover"]
 
@@ -285,8 +285,7 @@ def cli(ctx, n, d, budget, data, strategies, full, timeout, baseline_timeout, no
     print(ratios)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(f"Command:\n\n    {command_line()}\n\n" + "\n".join(lines) + "\n\n" + ratios + "\n",
-                             encoding="utf-8")
+        write_page(out, f"Command:\n\n    {command_line()}\n\n" + "\n".join(lines) + "\n\n" + ratios + "\n")
 
 
 def ratio_table(times: dict[tuple, dict[str, float]], of: str) -> str:

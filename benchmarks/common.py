@@ -128,6 +128,15 @@ def recorded_commands(out: str | os.PathLike) -> list[str]:
     return [c for c in path.read_text(encoding="utf-8").split("\n") if c] if path.exists() else []
 
 
+def write_page(path: str | os.PathLike, text: str) -> None:
+    """Write a results page (``summary.md`` and the like) atomically and print its path."""
+    from selector.atomic import atomic_write
+
+    with atomic_write(Path(path)) as fh:
+        fh.write(text)
+    print(path)
+
+
 def script_command(name: str) -> tuple[list[str], dict]:
     """``python -m benchmarks.NAME`` for a child process, and an environment in which it finds
     ``benchmarks`` and the checkout's ``selector`` (the repository root first on PYTHONPATH)."""

@@ -105,7 +105,6 @@ def sample_rows(n: int, m: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=m, replace=False)).astype(np.int64)
 
 
-
 def pca_project(x: np.ndarray, dim: int, seed: int = 0, max_train: int = 16_384, chunk: int = QUERY_CHUNK
                 ) -> np.ndarray:
     """``x`` (n, d) projected on its first ``dim`` principal axes: (n, dim) float32, centred.
@@ -129,6 +128,7 @@ def pca_project(x: np.ndarray, dim: int, seed: int = 0, max_train: int = 16_384,
     for s in range(0, n, max(1, int(chunk))):
         out[s:s + chunk] = pca.apply(x[s:s + chunk])
     return out
+
 
 def kmeans(
     x: np.ndarray,

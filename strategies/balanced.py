@@ -1,8 +1,8 @@
 """Class-balanced selection: the project's default strategy.
 
 1. Estimate the number of classes K unless given: the reported class count
-   (:func:`selector.strategies.class_count.count_classes`: the median of the eigengap over ``k_repeats``
-   subsamples, a silhouette sweep and HDBSCAN), considering up to ``max_k`` classes (by default from the pool
+   (:func:`selector.strategies.class_count.count_classes`: the median of the eigengap over ``k_repeats`` subsamples,
+   a silhouette sweep, HDBSCAN and k-means stability), considering up to ``max_k`` classes (by default from the pool
    size and the budget, up to 1,000); ``info["classes"]`` holds the estimate, its interval and whether it is
    confident, ``info["k_range"]`` the interval.
 2. Group the pool into K groups by spectral clustering of a subsample extended to all points
@@ -278,7 +278,7 @@ class Balanced(Strategy):
         Returns the selection and the group of every row, (n,) int64."""
         seed = int(rng.integers(2**31 - 1))
         est = count = None
-        if self.n_classes is None:  # K: the reported count's estimate (eigengap, silhouette, HDBSCAN)
+        if self.n_classes is None:  # K: the reported count's estimate (eigengap, silhouette, HDBSCAN, stability)
             count = count_classes(x, seed=seed, budget=budget, repeats=self.k_repeats, max_k=self.max_k,
                                   n_sample=self.n_sample, k_graph=self.k_graph)
             est, k, k_source = count.eigengap, count.estimate, "estimated"

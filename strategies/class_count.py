@@ -9,7 +9,8 @@ near-zero eigenvalues and a jump after them, whatever the group sizes.
 
 The eigengap alone is not what the product reports: on real embeddings it is often wrong by a factor of 2
 to 5 with a narrow range (``benchmarks/results/class_count``). :func:`count_classes` combines it with a
-silhouette sweep and HDBSCAN into an interval and says whether the pool shows clear class structure.
+silhouette sweep, HDBSCAN and the stability of k-means partitions into an interval and says whether the pool
+shows clear class structure.
 
 The subsample's spectral embedding is also the best available grouping: :func:`spectral_groups` clusters it
 (Ng, Jordan & Weiss, NIPS 2001; k-means started from farthest points) and extends the groups to the whole

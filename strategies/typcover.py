@@ -24,15 +24,15 @@ Wide embeddings (``d > pca_dim``, default 128: the pretrained backbone's 1,280-d
 copy, a tenth of the pool's size), every step above included. On the photo folders of the strategy matrix
 (``benchmarks/results/strategy_matrix_photos``, same pools and seeds) it covers more classes and trains a better
 probe than choosing in the full 1,280 dimensions (mean rank 1.91 against 2.51; on the glyph datasets' 1,330-d
-embedding the two are close, 1.59 against 1.52, ``benchmarks/results/strategy_matrix_glyphs_pca``), and at
-1M x 1,280 it costs one
-pass over the pool instead of every k-means and typicality step at ten times the width. The typicality work of
-each stage is bounded by ``typicality_pairs`` (candidate x neighbour pairs shared by its clusters, at least a
-500-row sample per cluster; :func:`selector.strategies.typiclust.most_typical`): no pool of the strategy matrix
-reaches the bound, and a pool of a million rows cut into 1,000 clusters samples each to about 500 rows.
+embedding the two are close, 1.59 against 1.52, ``benchmarks/results/strategy_matrix_glyphs_pca``), and at 1M x
+1,280 it costs one pass over the pool instead of every k-means and typicality step at ten times the width. The
+typicality work of each stage is bounded by ``typicality_pairs`` (candidate x neighbour pairs shared by its
+clusters, at least a 500-row sample per cluster; :func:`selector.strategies.typiclust.most_typical`): no pool of the
+strategy matrix reaches the bound, and a pool of a million rows cut into 1,000 clusters samples each to about 500
+rows.
 
 4. For the report only (``count_classes``, default on): the class count of
-   :func:`selector.strategies.class_count.count_classes` (eigengap, silhouette sweep and HDBSCAN: an
+   :func:`selector.strategies.class_count.count_classes` (eigengap, silhouette sweep, HDBSCAN, stability: an
    estimate, an interval and whether it is confident), and the spectral group of each pick (``groups``,
    ``n_groups``), drawn from a seed taken after the picks, so they never change the selection.
 
